@@ -1,0 +1,38 @@
+# The two commands of the README: `make up` runs the platform, `make test` runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help install up test lint format check-deploy migrations-check clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(INSTALLED)  ## create the virtual environment and install the pinned packages
+
+up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001-8004 (Ctrl-C stops all)
+	PYTHON=$(PYTHON) platform/local-setup.sh
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
+
+lint: $(INSTALLED)  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint  ## lint, then the whole pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
+	$(BIN)/pytest
+
+clean:  ## remove local databases and runtime state (keeps the virtual environment)
+	rm -rf data staticfiles .pytest_cache

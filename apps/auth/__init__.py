@@ -1,0 +1,1 @@
+"""The auth service: users, credentials, refresh tokens, signing keys and service clients."""

@@ -1,0 +1,150 @@
+"""HTTP API of the auth service: one view per operation, validate -> service -> serialize."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.auth import keys, selectors, services
+from apps.core.permissions import IsUser
+from apps.core.serializers import StrictInputSerializer
+
+PROBLEM = OpenApiResponse(description="application/problem+json with the request id")
+
+
+class UserOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    email = serializers.EmailField()
+    created_at = serializers.DateTimeField()
+
+
+class TokenOutputSerializer(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_type = serializers.CharField(default="Bearer")
+    expires_in = serializers.IntegerField()
+    refresh_token = serializers.CharField(required=False)
+
+
+def _token_response(pair: services.TokenPair) -> Response:
+    body = {"access_token": pair.access_token, "token_type": "Bearer", "expires_in": pair.expires_in}
+    if pair.refresh_token:
+        body["refresh_token"] = pair.refresh_token
+    # RFC 6749 5.1: token responses must not be cached.
+    return Response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+class RegisterApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(StrictInputSerializer):
+        email = serializers.EmailField(max_length=254)
+        password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: UserOutputSerializer, 400: PROBLEM, 409: PROBLEM},
+        summary="Register a user",
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_register(**data.validated_data)
+        return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenApi(APIView):
+    """Password grant for users (JSON `{email, password}`), client-credentials grant for services."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser, FormParser]  # OAuth2 clients send form-encoded bodies
+
+    class PasswordInputSerializer(StrictInputSerializer):
+        grant_type = serializers.ChoiceField(choices=["password"], required=False)
+        email = serializers.EmailField(max_length=254)
+        password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    class ClientInputSerializer(StrictInputSerializer):
+        grant_type = serializers.ChoiceField(choices=["client_credentials"])
+        client_id = serializers.CharField(max_length=64)
+        client_secret = serializers.CharField(max_length=256, trim_whitespace=False)
+
+    @extend_schema(
+        request=PasswordInputSerializer,
+        responses={200: TokenOutputSerializer, 400: PROBLEM, 401: PROBLEM, 429: PROBLEM},
+        summary="Log in (password) or get a service token (client_credentials)",
+    )
+    def post(self, request):
+        body = request.data
+        grant_type = body.get("grant_type") if hasattr(body, "get") else None
+        if grant_type == "client_credentials":
+            data = self.ClientInputSerializer(data=body)
+            data.is_valid(raise_exception=True)
+            pair = services.client_token_issue(
+                client_id=data.validated_data["client_id"], client_secret=data.validated_data["client_secret"]
+            )
+        else:
+            data = self.PasswordInputSerializer(data=body)
+            data.is_valid(raise_exception=True)
+            pair = services.user_login(
+                email=data.validated_data["email"],
+                password=data.validated_data["password"],
+                remote_addr=request.META.get("REMOTE_ADDR"),
+            )
+        return _token_response(pair)
+
+
+class RefreshTokenInputSerializer(StrictInputSerializer):
+    refresh_token = serializers.CharField(max_length=128)
+
+
+class TokenRefreshApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=RefreshTokenInputSerializer,
+        responses={200: TokenOutputSerializer, 400: PROBLEM, 401: PROBLEM},
+        summary="Rotate a refresh token; reuse revokes the login's every token",
+    )
+    def post(self, request):
+        data = RefreshTokenInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _token_response(services.refresh_token_rotate(raw_token=data.validated_data["refresh_token"]))
+
+
+class LogoutApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=RefreshTokenInputSerializer, responses={204: None, 400: PROBLEM}, summary="Log out")
+    def post(self, request):
+        data = RefreshTokenInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.refresh_token_revoke(raw_token=data.validated_data["refresh_token"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeApi(APIView):
+    permission_classes = [IsUser]
+
+    @extend_schema(responses={200: UserOutputSerializer, 401: PROBLEM, 403: PROBLEM}, summary="The caller")
+    def get(self, request):
+        user = selectors.user_get(user_id=request.user.subject)
+        return Response(UserOutputSerializer(user).data)
+
+
+class JwksApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={200: inline_serializer("Jwks", {"keys": serializers.ListField(child=serializers.DictField())})},
+        summary="Public keys that verify access tokens",
+    )
+    def get(self, request):
+        # Caches may keep it briefly; verifiers refetch on an unknown kid anyway.
+        return Response(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})

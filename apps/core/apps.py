@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    name = "apps.core"
+    label = "core"
+    verbose_name = "Platform kernel"
+
+    def ready(self) -> None:
+        from apps.core import schema  # noqa: F401, PLC0415 (registers the OpenAPI auth extension)

@@ -1,0 +1,37 @@
+"""JSON log lines: one object per line with service, color, version and the request id."""
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from django.conf import settings
+
+from apps.core import context
+
+# Attributes every LogRecord has; anything else on a record was passed as `extra=` and is logged.
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class ContextFilter(logging.Filter):
+    """Stamps each record with who wrote it and for which request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = getattr(settings, "SERVICE", "")
+        record.color = getattr(settings, "DEPLOY_COLOR", "")
+        record.version = getattr(settings, "APP_VERSION", "")
+        record.request_id = context.request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)

@@ -1,0 +1,105 @@
+"""Every error leaves a service as application/problem+json (RFC 9457) carrying the request id.
+
+DRF exceptions go through `exception_handler`; what fails outside DRF (unknown URL, a body too
+large, an unhandled exception) goes through the handler views that `apps.urls` registers.
+"""
+
+import logging
+from http import HTTPStatus
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.core import context
+
+CONTENT_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:problem-type:"
+
+logger = logging.getLogger(__name__)
+
+
+def problem(status: int, *, code: str, detail: str, title: str | None = None, **extensions) -> dict:
+    """The body of a problem: a stable `type` per `code`, a human `title` and `detail`, the request id."""
+    return {
+        "type": f"{TYPE_PREFIX}{code}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": context.request_id.get(),
+        **extensions,
+    }
+
+
+def problem_response(status: int, *, code: str, detail: str, headers: dict | None = None, **extensions) -> JsonResponse:
+    """A problem+json response for code that runs outside DRF (middleware, Django's handlers)."""
+    response = JsonResponse(
+        problem(status, code=code, detail=detail, **extensions), status=status, content_type=CONTENT_TYPE
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _first_code(detail) -> str:
+    """The machine code DRF attached to an error detail (nested lists and dicts included)."""
+    if isinstance(detail, dict):
+        detail = next(iter(detail.values()), "")
+    if isinstance(detail, list):
+        detail = detail[0] if detail else ""
+    return getattr(detail, "code", None) or "error"
+
+
+def exception_handler(exc: Exception, context_: dict) -> Response | None:
+    """DRF's handler decides status and headers (WWW-Authenticate, Retry-After); we decide the body."""
+    if isinstance(exc, DjangoValidationError):  # raised by full_clean() and validators in services
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    response = drf_exception_handler(exc, context_)
+    if response is None:
+        return None  # not an API error: Django's handler500 answers, and the exception is logged
+    status = response.status_code
+    if isinstance(exc, exceptions.ValidationError):
+        body = problem(
+            status,
+            code="validation_error",
+            title="Invalid request",
+            detail="The request has invalid fields; see `errors`.",
+            errors=exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail},
+        )
+    else:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        code = _first_code(exc.detail) if isinstance(exc, exceptions.APIException) else "error"
+        if isinstance(exc, exceptions.APIException) and code == "error":
+            code = exc.default_code
+        body = problem(status, code=code, detail=str(detail) or HTTPStatus(status).phrase)
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            body["retry_after"] = int(exc.wait)
+    response.data = body
+    response.content_type = CONTENT_TYPE
+    return response
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return problem_response(400, code="bad_request", detail="The request could not be understood.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return problem_response(403, code="permission_denied", detail="You do not have permission for this.")
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return problem_response(404, code="not_found", detail=f"No resource at {request.path}.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return problem_response(
+        500, code="internal_error", detail="An unexpected error occurred; quote the request id when reporting it."
+    )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return problem_response(403, code="csrf_failed", detail=f"CSRF verification failed: {reason}")

@@ -1,0 +1,3 @@
+"""Routes of the notifications service under /api/notifications/."""
+
+urlpatterns: list = []

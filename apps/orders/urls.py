@@ -1,0 +1,3 @@
+"""Routes of the orders service under /api/orders/."""
+
+urlpatterns: list = []

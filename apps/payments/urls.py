@@ -1,0 +1,3 @@
+"""Routes of the payments service under /api/payments/."""
+
+urlpatterns: list = []

@@ -1,0 +1,270 @@
+"""Django settings for every service of the platform, read from the environment (12-factor).
+
+`SERVICE` decides which service app this process installs and routes (see `apps.services`).
+With DEBUG off (the default) the settings refuse insecure values instead of falling back to them.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.services import ALL, services_for
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG")
+
+# --- which service this process is -------------------------------------------------------------
+# A missing SERVICE is only tolerated in development, where `all` is the convenient default.
+SERVICE = os.environ.get("SERVICE", ALL if DEBUG else "")
+if not SERVICE:
+    raise ImproperlyConfigured("SERVICE is not set; choose one of: auth, orders, payments, notifications, all")
+SERVED = services_for(SERVICE)  # raises UnknownServiceError for a name that is not ours
+SERVED_NAMES = frozenset(service.name for service in SERVED)
+
+APP_VERSION = os.environ.get("APP_VERSION", "dev")
+GIT_SHA = os.environ.get("GIT_SHA", "unknown")
+DEPLOY_COLOR = os.environ.get("DEPLOY_COLOR", "")
+if DEPLOY_COLOR not in {"", "blue", "green"}:
+    raise ImproperlyConfigured(f"DEPLOY_COLOR={DEPLOY_COLOR!r} must be blue, green or empty")
+
+# --- secrets and hosts: production refuses the development fallbacks ------------------------------
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
+    SECRET_KEY = "django-insecure-development-only-key-never-used-with-debug-off"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*" if DEBUG else "")
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS is required when DEBUG is off (comma-separated host names)")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# --- where the other services are -----------------------------------------------------------------
+AUTH_URL = os.environ.get("AUTH_URL", "http://127.0.0.1:8001").rstrip("/")
+ORDERS_URL = os.environ.get("ORDERS_URL", "http://127.0.0.1:8002").rstrip("/")
+PAYMENTS_URL = os.environ.get("PAYMENTS_URL", "http://127.0.0.1:8003").rstrip("/")
+NOTIFICATIONS_URL = os.environ.get("NOTIFICATIONS_URL", "http://127.0.0.1:8004").rstrip("/")
+
+# This service's own OAuth2 client credentials, used for service-to-service calls.
+SERVICE_CLIENT_ID = os.environ.get("SERVICE_CLIENT_ID", "")
+SERVICE_CLIENT_SECRET = os.environ.get("SERVICE_CLIENT_SECRET", "")
+
+# --- tokens -----------------------------------------------------------------------------------
+JWT_ALGORITHM = "RS256"  # asymmetric: services verify with the public key only
+JWT_ISSUER = os.environ.get("JWT_ISSUER", AUTH_URL)
+JWT_AUDIENCE = os.environ.get("JWT_AUDIENCE", "platform-api")
+JWT_LEEWAY_SECONDS = env_int("JWT_LEEWAY_SECONDS", 10)  # tolerated clock skew between pods
+ACCESS_TOKEN_TTL_SECONDS = env_int("ACCESS_TOKEN_TTL_SECONDS", 300)
+CLIENT_TOKEN_TTL_SECONDS = env_int("CLIENT_TOKEN_TTL_SECONDS", 600)
+REFRESH_TOKEN_TTL_SECONDS = env_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600)
+# How long a JWKS answer is trusted, and how often an unknown `kid` may trigger a refetch.
+JWKS_CACHE_SECONDS = env_int("JWKS_CACHE_SECONDS", 600)
+JWKS_MIN_REFRESH_INTERVAL_SECONDS = env_int("JWKS_MIN_REFRESH_INTERVAL_SECONDS", 5)
+# The auth service's private signing key: a PEM file (a mounted Secret) or the PEM itself.
+AUTH_SIGNING_KEY_FILE = os.environ.get("AUTH_SIGNING_KEY_FILE", "")
+AUTH_SIGNING_KEY = os.environ.get("AUTH_SIGNING_KEY", "")
+# Failed logins per email within the window before the token endpoint answers 429.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+
+# --- outbound calls ------------------------------------------------------------------------------
+# Timeouts of one attempt; the whole retry budget of a caller stays below its own callers' timeout.
+SERVICE_CALL_CONNECT_TIMEOUT = float(os.environ.get("SERVICE_CALL_CONNECT_TIMEOUT", "1.0"))
+SERVICE_CALL_READ_TIMEOUT = float(os.environ.get("SERVICE_CALL_READ_TIMEOUT", "5.0"))
+SERVICE_CALL_RETRIES = env_int("SERVICE_CALL_RETRIES", 2)
+
+# --- apps and routes -------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",  # staff accounts of this service's admin, not the API's users
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_prometheus",
+    "apps.core",
+    *(service.app for service in SERVED),
+]
+
+MIDDLEWARE = [
+    # Probes and scrapes answer before host validation: kubelet and Prometheus use the pod IP.
+    "apps.core.middleware.ProbeMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "apps.urls"
+WSGI_APPLICATION = "apps.wsgi.application"
+APPEND_SLASH = False  # a POST to a path without its slash must 404, not lose its body in a redirect
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- data ---------------------------------------------------------------------------------------
+# Default: one SQLite file per service in a folder git ignores; production sets DATABASE_URL.
+DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
+DATABASE_URL = os.environ.get("DATABASE_URL", "") or f"sqlite:///{DATA_DIR / f'{SERVICE}.sqlite3'}"
+_database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
+# django-prometheus wraps the backend to export query counts and latencies.
+_database["ENGINE"] = _database["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
+if _database["ENGINE"].endswith("sqlite3"):
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _database["OPTIONS"] = {
+        # Several gunicorn workers write one file: WAL lets readers go on, IMMEDIATE avoids
+        # lock-upgrade deadlocks, and the timeout waits for a writer instead of failing.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    _database["CONN_MAX_AGE"] = 0 if DEBUG else _database["CONN_MAX_AGE"]
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- static files: collected at image build, served by the app itself --------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the apps' folders when nothing was collected (local runs without a build).
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+
+# --- request handling ------------------------------------------------------------------------------
+# Bodies above this are refused with 413 before anything parses them.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Draining: while this file exists /readyz answers 503 (the pod's preStop hook creates it).
+DRAIN_FILE = os.environ.get("DRAIN_FILE", "/tmp/draining")  # noqa: S108
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.tokens.JwtAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.problems.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": f"{SERVICE} service API",
+    "DESCRIPTION": "Errors are application/problem+json (RFC 9457) and carry the request id.",
+    "VERSION": APP_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Swagger UI assets ship in the image (sidecar), no CDN at run time.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- logging: one JSON object per line on stdout -------------------------------------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "apps.core.logging.ContextFilter"}},
+    "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]},
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # The request log line is written by our middleware; Django's own would duplicate 4xx/5xx.
+        "django.request": {"level": "ERROR", "handlers": ["stdout"], "propagate": False},
+        "django.server": {"level": "WARNING"},
+    },
+}
+
+# --- production hardening ------------------------------------------------------------------------------
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# TLS ends at the ingress, which forwards the scheme it saw.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_SSL_REDIRECT:
+    # The ingress redirects HTTP to HTTPS; inside the cluster probes, scrapes and service calls
+    # are plain HTTP between pods, and a redirect here would break every one of them.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+if not SECURE_HSTS_PRELOAD:
+    # Joining browsers' preload list binds the whole domain for months: the operator opts in.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "no-reply@platform.local")

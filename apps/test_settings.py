@@ -1,0 +1,15 @@
+"""Settings for the test suite: production settings with test-only secrets, serving every service.
+
+Tests run with DEBUG off so that they exercise what production runs.
+"""
+
+import os
+
+os.environ.setdefault("SERVICE", "all")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment-0123456789")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("DEBUG", "false")
+
+from apps.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast hashing; never in production
