@@ -235,7 +235,12 @@ LOGGING = {
     "filters": {"context": {"()": "apps.core.logging.ContextFilter"}},
     "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]},
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["context"],
+        },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {

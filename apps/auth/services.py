@@ -30,14 +30,24 @@ class TokenPair:
     refresh_token: str | None = None
 
 
-class InvalidCredentials(exceptions.AuthenticationFailed):
+# The token endpoints authenticate by what the body carries, not by a header, so these are plain
+# 401s: DRF would turn an AuthenticationFailed from a view without authenticators into a 403.
+class InvalidCredentials(exceptions.APIException):
+    status_code = 401
     default_detail = "Invalid email or password."
     default_code = "invalid_credentials"
 
 
-class InvalidRefreshToken(exceptions.AuthenticationFailed):
+class InvalidRefreshToken(exceptions.APIException):
+    status_code = 401
     default_detail = "The refresh token is invalid, expired or revoked."
     default_code = "invalid_refresh_token"
+
+
+class InvalidClient(exceptions.APIException):
+    status_code = 401
+    default_detail = "Invalid client credentials."
+    default_code = "invalid_client"
 
 
 def email_normalize(email: str) -> str:
@@ -171,7 +181,7 @@ def client_token_issue(*, client_id: str, client_secret: str) -> TokenPair:
     client = ServiceClient.objects.filter(client_id=client_id, is_active=True).first()
     secret_ok = check_password(client_secret, client.secret_hash if client else _DUMMY_PASSWORD_HASH)
     if client is None or not secret_ok:
-        raise exceptions.AuthenticationFailed("Invalid client credentials.", code="invalid_client")
+        raise InvalidClient()
     return TokenPair(
         access_token=_access_token(
             subject=client.client_id, kind=SERVICE, scopes=client.scopes, ttl=settings.CLIENT_TOKEN_TTL_SECONDS

@@ -30,6 +30,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which gunicorn worker
         }
         entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES})
         if record.exc_info:

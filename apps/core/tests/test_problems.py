@@ -1,0 +1,98 @@
+"""Every 4xx/5xx is application/problem+json with the request id: DRF errors, 404s, crashes."""
+
+import json
+
+import pytest
+from django.test import Client, override_settings
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("apps.core.tests.urls")]
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
+
+
+def problem_of(response) -> dict:
+    assert response["Content-Type"] == "application/problem+json"
+    body = json.loads(response.content)
+    assert set(body) >= PROBLEM_KEYS
+    assert body["status"] == response.status_code
+    assert body["request_id"] == response["X-Request-ID"]
+    return body
+
+
+@pytest.fixture
+def client():
+    return Client(raise_request_exception=False)
+
+
+def test_unknown_path_is_a_404_problem(client):
+    body = problem_of(client.get("/no/such/thing"))
+    assert body["code"] == "not_found"
+    assert body["detail"] == "No resource at /no/such/thing."
+
+
+def test_unhandled_exception_outside_drf_is_a_500_problem_without_internals(client):
+    response = client.get("/test/crash")
+    body = problem_of(response)
+    assert response.status_code == 500
+    assert body["code"] == "internal_error"
+    assert "boom" not in response.content.decode()
+
+
+def test_unhandled_exception_inside_drf_is_a_500_problem(client):
+    response = client.get("/test/crash-api")
+    assert response.status_code == 500
+    assert problem_of(response)["code"] == "internal_error"
+
+
+def test_malformed_json_is_a_400_problem(client):
+    response = client.post("/test/echo", data='{"name": ', content_type="application/json")
+    assert response.status_code == 400
+    assert problem_of(response)["code"] == "parse_error"
+
+
+def test_wrong_types_are_a_validation_problem_listing_each_field(client):
+    response = client.post("/test/echo", data={"name": ["x"], "count": "many"}, content_type="application/json")
+    body = problem_of(response)
+    assert response.status_code == 400
+    assert body["code"] == "validation_error"
+    assert set(body["errors"]) == {"name", "count"}
+
+
+def test_unknown_fields_are_refused(client):
+    response = client.post(
+        "/test/echo", data={"name": "a", "count": 1, "colour": "red"}, content_type="application/json"
+    )
+    body = problem_of(response)
+    assert response.status_code == 400
+    assert body["errors"] == {"colour": ["Unknown field."]}
+
+
+def test_a_json_array_instead_of_an_object_is_a_validation_problem(client):
+    response = client.post("/test/echo", data=[1, 2], content_type="application/json")
+    assert response.status_code == 400
+    assert problem_of(response)["code"] == "validation_error"
+
+
+def test_non_json_content_type_is_a_415_problem(client):
+    response = client.post("/test/echo", data="name=a", content_type="text/plain")
+    assert response.status_code == 415
+    assert problem_of(response)["code"] == "unsupported_media_type"
+
+
+def test_method_not_allowed_is_a_405_problem(client):
+    response = client.delete("/test/echo")
+    assert response.status_code == 405
+    assert problem_of(response)["code"] == "method_not_allowed"
+
+
+@override_settings(MAX_REQUEST_BODY_BYTES=1024)
+def test_huge_body_is_a_413_problem_before_parsing(client):
+    response = client.post("/test/echo", data=json.dumps({"name": "a" * 5000}), content_type="application/json")
+    assert response.status_code == 413
+    assert problem_of(response)["code"] == "payload_too_large"
+
+
+def test_valid_request_passes_through(client):
+    response = client.post("/test/echo", data={"name": "a", "count": 2}, content_type="application/json")
+    assert response.status_code == 200
+    assert response.json() == {"name": "a", "count": 2}

@@ -1,0 +1,124 @@
+"""SERVICE decides what a process installs and serves; settings refuse insecure production values."""
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from apps.services import CHOICES, SERVICES, UnknownServiceError, services_for
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_DIR = tempfile.mkdtemp(prefix="settings-test-")
+
+
+def run_check(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`manage.py check` in a fresh process with exactly this environment (plus PATH)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "apps.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+PRODUCTION = {
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "api.example.com",
+    "DATA_DIR": DATA_DIR,
+}
+
+
+def test_all_serves_every_service():
+    assert [service.name for service in services_for("all")] == ["auth", "orders", "payments", "notifications"]
+
+
+def test_one_service_serves_only_itself():
+    assert services_for("payments") == [SERVICES["payments"]]
+
+
+def test_unknown_service_is_refused_with_the_valid_choices():
+    with pytest.raises(UnknownServiceError, match="choose one of: auth, orders, payments, notifications, all"):
+        services_for("billing")
+
+
+def test_choices_are_the_four_services_and_all():
+    assert CHOICES == ("auth", "orders", "payments", "notifications", "all")
+
+
+def test_process_with_unknown_service_does_not_start():
+    result = run_check({**PRODUCTION, "SERVICE": "billing"})
+    assert result.returncode != 0
+    assert "SERVICE='billing' is not a service of this platform" in result.stderr
+
+
+def test_production_refuses_to_start_without_secret_key():
+    result = run_check({"SERVICE": "orders", "ALLOWED_HOSTS": "api.example.com", "DATA_DIR": DATA_DIR})
+    assert result.returncode != 0
+    assert "SECRET_KEY is required when DEBUG is off" in result.stderr
+
+
+def test_production_refuses_to_start_without_allowed_hosts():
+    result = run_check({"SERVICE": "orders", "SECRET_KEY": "x" * 50, "DATA_DIR": DATA_DIR})
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS is required when DEBUG is off" in result.stderr
+
+
+def test_production_refuses_a_missing_service():
+    result = run_check(PRODUCTION)
+    assert result.returncode != 0
+    assert "SERVICE is not set" in result.stderr
+
+
+@pytest.mark.parametrize("service", CHOICES)
+def test_deploy_check_is_clean_for_every_service(service):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "apps.settings", **PRODUCTION, "SERVICE": service},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize("service", CHOICES)
+def test_every_service_has_its_migrations(service):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "apps.settings", **PRODUCTION, "SERVICE": service},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("service", ["orders", "payments", "notifications"])
+def test_a_service_process_installs_only_its_own_app(service):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.apps import apps; "
+            "print(sorted(c.name for c in apps.get_app_configs() if c.name.startswith('apps.')))",
+        ],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "apps.settings", **PRODUCTION, "SERVICE": service},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == str(sorted(["apps.core", f"apps.{service}"]))

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test: API clients, users and tokens of the in-process test server."""
+
+import pytest
+from rest_framework.test import APIClient
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_caches():
+    """Keys and JWKS caches are per process; each test starts without what another one loaded."""
+    from apps.auth import keys
+    from apps.core import tokens
+
+    keys.forget_active_key()
+    tokens.reset_key_set()
+    yield
+    keys.forget_active_key()
+    tokens.reset_key_set()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def password() -> str:
+    return "correct horse battery staple"
+
+
+@pytest.fixture
+def user(db, password):
+    from apps.auth.services import user_register
+
+    return user_register(email="ada@example.com", password=password)
+
+
+@pytest.fixture
+def user_tokens(user, password):
+    from apps.auth.services import user_login
+
+    return user_login(email=user.email, password=password, remote_addr="127.0.0.1")
+
+
+@pytest.fixture
+def user_client(user_tokens) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_tokens.access_token}")
+    return client

@@ -1,0 +1,222 @@
+"""Real service processes for end-to-end tests: gunicorn with the production config on 127.0.0.1.
+
+Each service gets its own database (a SQLite file, or a PostgreSQL database of its own when the
+suite's DATABASE_URL points at a PostgreSQL server), its migrations applied by `manage.py migrate`
+exactly as a deployment runs them, and the environment the image gets in production (DEBUG off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+REPO = Path(__file__).resolve().parent.parent
+GUNICORN_CONFIG = REPO / "platform" / "gunicorn.conf.py"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_signing_key(path: Path) -> Path:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return path
+
+
+class Databases:
+    """One database per service: SQLite files in a folder, or PostgreSQL databases created and dropped here."""
+
+    def __init__(self, folder: Path, server_url: str | None = None):
+        self.folder = folder
+        self.server_url = server_url if server_url and server_url.startswith("postgres") else None
+        self.created: list[str] = []
+        self.suffix = uuid.uuid4().hex[:8]
+
+    def url_for(self, service: str) -> str:
+        if self.server_url is None:
+            return f"sqlite:///{self.folder / f'{service}.sqlite3'}"
+        import psycopg
+
+        name = f"e2e_{service}_{self.suffix}"
+        with psycopg.connect(self._admin_url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.server_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def _admin_url(self) -> str:
+        return self.server_url.rsplit("/", 1)[0] + "/postgres"
+
+    def drop_all(self) -> None:
+        if self.server_url is None:
+            return
+        import psycopg
+
+        with psycopg.connect(self._admin_url(), autocommit=True) as connection:
+            for name in self.created:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class LiveService:
+    """One service as gunicorn serves it in production, on a free port of 127.0.0.1."""
+
+    name: str
+    env: dict[str, str]
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def process_env(self) -> dict[str, str]:
+        return {
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108
+            **self.env,
+            "SERVICE": self.name,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-{self.name}-{self.port}"),
+            "DRAIN_FILE": str(self.workdir / f"{self.name}-{self.port}.draining"),
+            "GUNICORN_WORKER_TMP_DIR": str(self.workdir),
+        }
+
+    def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), *args],
+            cwd=REPO,
+            env={**self.process_env(), **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed for {self.name}:\n{result.stdout}{result.stderr}")
+        return result
+
+    def start(self, *, timeout: float = 30.0) -> LiveService:
+        self.log_path = self.workdir / f"{self.name}-{self.port}.log"
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONFIG)],
+            cwd=REPO,
+            env=self.process_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_ready(timeout=timeout)
+        return self
+
+    def wait_ready(self, *, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_text()}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_text()}")
+
+    def stop(self, *, timeout: float = 30.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+
+@dataclass
+class Stack:
+    """The platform's services running together, wired to each other by URL and client credentials."""
+
+    services: dict[str, LiveService]
+
+    def __getitem__(self, name: str) -> LiveService:
+        return self.services[name]
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+
+
+# Scopes of each service's OAuth2 client, as platform/local-setup.sh provisions them.
+CLIENT_SCOPES = {
+    "orders": ["payments:charge", "payments:refund", "notifications:publish"],
+    "payments": ["notifications:publish"],
+    "notifications": [],
+}
+
+
+def stack_start(workdir: Path, databases: Databases, names: tuple[str, ...]) -> Iterator[Stack]:
+    """Migrate, provision clients and start the named services; stop them when the caller is done."""
+    ports = {name: free_port() for name in ("auth", "orders", "payments", "notifications")}
+    secrets_ = {name: uuid.uuid4().hex + uuid.uuid4().hex for name in CLIENT_SCOPES}
+    common = {
+        "DEBUG": "false",
+        "SECRET_KEY": uuid.uuid4().hex * 2,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "4",
+        "APP_VERSION": "e2e",
+        "GIT_SHA": "0000000",
+        "DEPLOY_COLOR": "blue",
+        "LOG_LEVEL": "INFO",
+        "DATA_DIR": str(workdir),
+        **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
+    }
+    common["JWT_ISSUER"] = common["AUTH_URL"]
+    signing_key = write_signing_key(workdir / "signing-key.pem")
+    services = {}
+    for name in names:
+        env = {**common, "DATABASE_URL": databases.url_for(name)}
+        if name == "auth":
+            env["AUTH_SIGNING_KEY_FILE"] = str(signing_key)
+        if name in secrets_:
+            env["SERVICE_CLIENT_ID"] = name
+            env["SERVICE_CLIENT_SECRET"] = secrets_[name]
+        services[name] = LiveService(name=name, env=env, workdir=workdir, port=ports[name])
+    for service in services.values():
+        service.manage("migrate", "--no-input", "-v", "0")
+    if "auth" in services:
+        for client_id, scopes in CLIENT_SCOPES.items():
+            args = ["service_client_ensure", client_id, "--secret-env", "CLIENT_SECRET"]
+            for scope in scopes:
+                args += ["--scope", scope]
+            services["auth"].manage(*args, extra_env={"CLIENT_SECRET": secrets_[client_id]})
+    stack = Stack(services)
+    try:
+        for service in services.values():
+            service.start()
+        yield stack
+    finally:
+        stack.stop()
