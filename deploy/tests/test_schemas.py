@@ -1,0 +1,36 @@
+"""Every rendered object is valid against the Kubernetes OpenAPI schemas (kubernetes-validate, strict)."""
+
+import kubernetes_validate
+import pytest
+
+from deploy.tests.rendering import KUBERNETES_VERSIONS, OVERLAYS
+
+
+def _schema_errors(objects: list[dict], version: str) -> list[str]:
+    errors = []
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as error:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {error.message}")
+    return errors
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_is_valid_for_the_kubernetes_version(rendered, overlay, version):
+    assert _schema_errors(rendered[overlay], version) == []
+
+
+def test_strict_validation_rejects_an_unknown_field(rendered):
+    deployment = next(obj for obj in rendered["kind"] if obj["kind"] == "Deployment")
+    misspelled = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+
+    assert len(_schema_errors([misspelled], KUBERNETES_VERSIONS[0])) == 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_overlay_renders_objects(rendered, overlay):
+    kinds = {obj["kind"] for obj in rendered[overlay]}
+
+    assert {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"} <= kinds
