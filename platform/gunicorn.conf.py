@@ -1,8 +1,7 @@
-"""gunicorn configuration shared by every service, in the image and in `make up`.
+"""gunicorn configuration shared by every service: the image's command and `make up` both load it.
 
-The services are I/O bound (database, calls to each other), so each worker process runs threads
-(gthread): a request waiting on payments does not hold a whole process. Everything is overridable
-from the environment so that Kubernetes can size a pod without a new image.
+Every number here is overridable from the environment, so Kubernetes sizes a pod without a new image;
+the reason for each default sits next to it.
 """
 
 import os
@@ -19,24 +18,61 @@ os.environ.setdefault(
 
 wsgi_app = "apps.wsgi:application"
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
+
+# --- concurrency ----------------------------------------------------------------------------------
+# The services are I/O bound: a request mostly waits on PostgreSQL or on another service (orders waits
+# up to seconds on payments). gthread lets a worker process serve other requests while one thread
+# waits; sync workers would tie up a whole process per waiting request, and gevent would need every
+# library (psycopg included) to be made cooperative. Threads share one GIL, so CPU parallelism comes
+# from processes: two per container, sized for a pod of about one CPU, scaled out by the HPA rather
+# than up. Each thread keeps its own database connection (CONN_MAX_AGE), so one container holds up
+# to workers x threads = 8 connections: multiply by the replicas when sizing PostgreSQL.
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-# A worker silent for this long is killed. Above the slowest legitimate request: a service call
-# spends at most (connect 1 s + read 5 s) x 3 attempts plus backoff.
+
+# --- timeouts, consistent with apps/core/service_calls.py ---------------------------------------------
+# One outbound call may take 3 attempts (SERVICE_CALL_RETRIES=2) of at most 1 s to connect plus 5 s to
+# read, with 0.4 s of backoff in between: 18.4 s. The slowest legitimate request, an order placed
+# while orders has no service token yet, fetches a token (a POST without an idempotency key, so only
+# failed connects are retried: at most 3 x 1 s + 5 s + 0.4 s = 8.4 s) and then charges the payment
+# (18.4 s): 26.8 s. Both timeouts below leave room above that, and callers of a service (ingress,
+# load tests) must wait longer than this service's own retry budget, or their retries only add load.
+#
+# With gthread, `timeout` is not a request deadline: the worker's main loop reports every second
+# whatever its threads do, so only a worker whose loop is stuck (a C call holding the GIL) is killed.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-# After SIGTERM, in-flight requests get this long to finish. The pod's grace period covers the
-# preStop sleep plus this.
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
-# Shorter than any load balancer's idle timeout in front of us, so the LB never reuses a
-# connection we are closing.
+# After SIGTERM the workers stop accepting and get this long for in-flight requests; then SIGKILL.
+# Kubernetes' terminationGracePeriodSeconds must exceed the preStop sleep plus this, and compose's
+# stop_grace_period must exceed this, or the orchestrator kills the drain half way.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# Idle keep-alive connections close after this. Callers are the other services' connection pools and
+# the ingress; shorter than any load balancer's idle timeout, so the LB never reuses a closing socket.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-# Recycle workers now and then (bounded memory growth), jittered so they do not all restart at once.
+
+# --- worker recycling -----------------------------------------------------------------------------
+# A worker is replaced after about this many requests, bounding slow memory growth. The jitter (10%)
+# spreads the restarts, so that workers started together do not all restart at the same moment.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "200"))
-# The heartbeat file lives in /tmp: the container's root filesystem is read-only.
+# The application is imported in each worker, not in the arbiter before the fork: a restarted worker
+# loads code and settings afresh, and no database connection or metrics file is ever inherited.
+preload_app = False
+
+# --- the filesystem: read-only root, writable /tmp ---------------------------------------------------
+# Each worker's heartbeat file; unset means the system temporary directory, /tmp in the image.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or None
-# Request lines are logged as JSON by the application (with the request id), not by gunicorn.
+# gunicorn's control socket (for `gunicornc`) would live under $HOME, which the read-only image cannot
+# write and which the four local processes of `make up` would share. Workers are changed by deploying.
+control_socket_disable = True
+
+# --- logging: JSON lines on stdout --------------------------------------------------------------------
+# No gunicorn access log. apps.core.middleware.RequestIdMiddleware already writes one JSON line per
+# request with what gunicorn cannot know: the request id, service, deploy color and version. A gunicorn
+# line would repeat each request without those fields, doubling log volume and every count made from
+# logs. What it alone would add is covered elsewhere: requests gunicorn rejects before the app are
+# logged as warnings by its error log, and probes and scrapes (which the app deliberately leaves out of
+# the request log) show in the orchestrator's probe status and Prometheus' `up`.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
@@ -51,6 +87,8 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": [], "propagate": False},
     },
 }
+
+# X-Forwarded-* headers are trusted only from these addresses (the local proxy by default).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = f"{os.environ.get('SERVICE', 'all')}-service"
 
