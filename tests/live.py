@@ -135,8 +135,8 @@ class LiveService:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_text()}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+                if requests.get(f"{self.url}/readyz", timeout=5).status_code == 200:
                     return
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_text()}")

@@ -7,8 +7,9 @@ large, an unhandled exception) goes through the handler views that `apps.urls` r
 import logging
 from http import HTTPStatus
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -58,6 +59,10 @@ def exception_handler(exc: Exception, context_: dict) -> Response | None:
     """DRF's handler decides status and headers (WWW-Authenticate, Retry-After); we decide the body."""
     if isinstance(exc, DjangoValidationError):  # raised by full_clean() and validators in services
         exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, Http404):  # what DRF's handler does too, done here so the code is right
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     response = drf_exception_handler(exc, context_)
     if response is None:
         return None  # not an API error: Django's handler500 answers, and the exception is logged

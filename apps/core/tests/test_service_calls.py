@@ -1,0 +1,131 @@
+"""The service client against a real HTTP server on 127.0.0.1: headers, auth, retries, failures."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.test import override_settings
+
+from apps.core import context, service_calls
+from apps.core.service_calls import ServiceCallError, call
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers each request with the next planned status and records what it received."""
+
+    def _handle(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.received.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+        )
+        status = self.server.plan.pop(0) if self.server.plan else 200
+        payload = json.dumps(self.server.payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    httpd.received, httpd.plan, httpd.payload = [], [], {"ok": True}
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sessions():
+    service_calls._sessions.clear()
+    service_calls.service_token.forget()
+    yield
+    service_calls._sessions.clear()
+    service_calls.service_token.forget()
+
+
+def test_request_id_is_forwarded(server):
+    token = context.request_id.set("req-abc")
+    try:
+        call("GET", server.url, "/things", auth=None)
+    finally:
+        context.request_id.reset(token)
+    assert server.received[0]["headers"]["X-Request-ID"] == "req-abc"
+
+
+def test_user_auth_forwards_the_callers_token(server):
+    token = context.caller_token.set("user-token")
+    try:
+        call("GET", server.url, "/things", auth="user")
+    finally:
+        context.caller_token.reset(token)
+    assert server.received[0]["headers"]["Authorization"] == "Bearer user-token"
+
+
+def test_user_auth_without_a_caller_token_fails_before_sending(server):
+    with pytest.raises(ServiceCallError, match="no user token to forward"):
+        call("GET", server.url, "/things", auth="user")
+    assert server.received == []
+
+
+@override_settings(SERVICE_CLIENT_ID="orders", SERVICE_CLIENT_SECRET="s" * 32)
+def test_service_auth_gets_a_client_credentials_token_once_and_reuses_it(server):
+    server.payload = {"access_token": "svc-token", "token_type": "Bearer", "expires_in": 600}
+    with override_settings(AUTH_URL=server.url):
+        call("GET", server.url, "/one", auth="service")
+        call("GET", server.url, "/two", auth="service")
+    token_requests = [r for r in server.received if r["path"] == "/api/auth/token/"]
+    assert len(token_requests) == 1
+    assert json.loads(token_requests[0]["body"]) == {
+        "grant_type": "client_credentials",
+        "client_id": "orders",
+        "client_secret": "s" * 32,
+    }
+    assert [r["headers"]["Authorization"] for r in server.received if r["path"] != "/api/auth/token/"] == [
+        "Bearer svc-token",
+        "Bearer svc-token",
+    ]
+
+
+def test_get_is_retried_on_503_then_succeeds(server):
+    server.plan = [503, 503, 200]
+    response = call("GET", server.url, "/things", auth=None)
+    assert response.status_code == 200
+    assert len(server.received) == 3
+
+
+def test_post_without_idempotency_key_is_not_retried_on_503(server):
+    server.plan = [503, 200]
+    response = call("POST", server.url, "/charges", auth=None, json={"amount": 100})
+    assert response.status_code == 503
+    assert len(server.received) == 1
+
+
+def test_post_with_idempotency_key_is_retried_with_the_same_key(server):
+    server.plan = [502, 200]
+    response = call("POST", server.url, "/charges", auth=None, json={"amount": 100}, idempotency_key="key-1")
+    assert response.status_code == 200
+    assert [r["headers"]["Idempotency-Key"] for r in server.received] == ["key-1", "key-1"]
+
+
+def test_a_4xx_is_returned_not_retried(server):
+    server.plan = [422]
+    response = call("GET", server.url, "/things", auth=None)
+    assert response.status_code == 422
+    assert len(server.received) == 1
+
+
+def test_connection_refused_raises_service_call_error():
+    with pytest.raises(ServiceCallError, match="failed: ConnectionError"):
+        call("GET", "http://127.0.0.1:9", "/things", auth=None, timeout=(0.2, 0.2))

@@ -1,0 +1,54 @@
+"""/metrics of a gunicorn server adds up every worker's counts (prometheus_client multiprocess mode)."""
+
+import json
+import os
+import re
+import signal
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+
+def requests_counted(metrics_text: str, view: str) -> float:
+    """Sum of django-prometheus' per-view request counter for `view` (names as scraped, with `_total`)."""
+    pattern = re.compile(
+        r'^django_http_requests_total_by_view_transport_method_total\{([^}]*)\} ([0-9.e+]+)$', re.MULTILINE
+    )
+    return sum(float(value) for labels, value in pattern.findall(metrics_text) if f'view="{view}"' in labels)
+
+
+def test_metrics_count_requests_served_by_different_workers_together(stack):
+    auth = stack["auth"]
+    before = requests_counted(requests.get(f"{auth.url}/metrics", timeout=5).text, "jwks")
+    log_offset = len(auth.log_text())
+    sent = 40
+    for _ in range(sent):
+        # A new connection per request, so the kernel spreads them over the workers' accept calls.
+        response = requests.get(f"{auth.url}/.well-known/jwks.json", headers={"Connection": "close"}, timeout=5)
+        assert response.status_code == 200
+    after = requests_counted(requests.get(f"{auth.url}/metrics", timeout=5).text, "jwks")
+
+    access_lines = [
+        json.loads(line)
+        for line in auth.log_text()[log_offset:].splitlines()
+        if line.startswith("{") and '"apps.access"' in line
+    ]
+    workers = {line["pid"] for line in access_lines if line["path"] == "/.well-known/jwks.json"}
+    assert len(workers) == 2, f"all {sent} requests went to one worker; the test proves nothing"
+    assert after - before == sent
+
+
+def test_metrics_survive_a_worker_restart_without_losing_counts(stack):
+    """Counts of a worker that exits stay in the total (its files remain; child_exit marks it dead)."""
+    orders = stack["orders"]
+    for _ in range(10):
+        requests.get(f"{orders.url}/api/schema/", headers={"Connection": "close"}, timeout=5)
+    before = requests_counted(requests.get(f"{orders.url}/metrics", timeout=5).text, "schema")
+    # SIGTTOU asks the gunicorn master to remove one worker, SIGTTIN to add one: a worker replaced.
+    os.kill(orders.process.pid, signal.SIGTTOU)
+    os.kill(orders.process.pid, signal.SIGTTIN)
+    orders.wait_ready()
+    after = requests_counted(requests.get(f"{orders.url}/metrics", timeout=5).text, "schema")
+    assert after == before
