@@ -1,0 +1,119 @@
+"""Command line of the blue/green tool: `python -m deploy.bluegreen COMMAND ...` (see deploy/README.md)."""
+
+import argparse
+import getpass
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from kubernetes import client, config
+
+from deploy.bluegreen import commands
+from deploy.bluegreen.cluster import Cluster
+from deploy.bluegreen.decisions import SERVICES, BlueGreenError, GateThresholds
+
+
+def default_actor() -> str:
+    """Who is acting, for the record: the CI user when in CI, else the local user and host."""
+    for variable in ("BLUEGREEN_ACTOR", "GITHUB_ACTOR"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deploy.bluegreen", description=__doc__)
+    parser.add_argument("--namespace", default="platform")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--actor", default=None, help="who is acting, recorded with every switch")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    status = sub.add_parser("status", help="live color, both colors' versions and readiness, last switches")
+    status.add_argument("service", nargs="?", choices=SERVICES, help="one service (default: all)")
+
+    deploy = sub.add_parser("deploy", help="migrate, then run IMAGE on the idle color and smoke-test it")
+    deploy.add_argument("service", choices=SERVICES)
+    deploy.add_argument("image")
+    deploy.add_argument("--migrate-timeout", type=int, default=600, help="seconds (default 600)")
+    deploy.add_argument("--rollout-timeout", type=int, default=600, help="seconds (default 600)")
+
+    promote = sub.add_parser("promote", help="switch traffic to the idle color if it is available and healthy")
+    promote.add_argument("service", choices=SERVICES)
+    promote.add_argument("--prometheus-url", help="gate on the idle color's error rate and p95 latency")
+    promote.add_argument("--window", default="5m", help="PromQL range of the gate (default 5m)")
+    promote.add_argument("--max-error-rate", type=float, default=0.01, help="share of 5xx (default 0.01)")
+    promote.add_argument("--max-p95-seconds", type=float, default=0.5, help="p95 latency (default 0.5)")
+    promote.add_argument("--min-requests", type=float, default=50, help="fewer is inconclusive (default 50)")
+
+    rollback = sub.add_parser("rollback", help="switch traffic back to the previous color in one step")
+    rollback.add_argument("service", choices=SERVICES)
+
+    scale_down = sub.add_parser("scale-down", help="scale the idle color to zero after connections drained")
+    scale_down.add_argument("service", choices=SERVICES)
+    scale_down.add_argument(
+        "--drain-seconds", type=float, default=120, help="time since the last switch first (default 120)"
+    )
+    scale_down.add_argument("--no-wait", action="store_true", help="refuse instead of waiting for the drain")
+    return parser
+
+
+def load_api_client(*, kubeconfig: str | None, context: str | None) -> client.ApiClient:
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not (kubeconfig or context):
+        config.load_incluster_config()
+        return client.ApiClient()
+    return config.new_client_from_config(config_file=kubeconfig, context=context)
+
+
+def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
+    if arguments.command == "status":
+        for service in [arguments.service] if arguments.service else SERVICES:
+            commands.status(ctx, service=service)
+    elif arguments.command == "deploy":
+        commands.deploy(
+            ctx,
+            service=arguments.service,
+            image=arguments.image,
+            migrate_timeout_seconds=arguments.migrate_timeout,
+            rollout_timeout_seconds=arguments.rollout_timeout,
+        )
+    elif arguments.command == "promote":
+        commands.promote(
+            ctx,
+            service=arguments.service,
+            prometheus_url=arguments.prometheus_url,
+            window=arguments.window,
+            thresholds=GateThresholds(
+                max_error_rate=arguments.max_error_rate,
+                max_p95_seconds=arguments.max_p95_seconds,
+                min_requests=arguments.min_requests,
+            ),
+        )
+    elif arguments.command == "rollback":
+        commands.rollback(ctx, service=arguments.service)
+    elif arguments.command == "scale-down":
+        commands.scale_down(
+            ctx, service=arguments.service, drain_seconds=arguments.drain_seconds, wait=not arguments.no_wait
+        )
+
+
+def main(argv: Sequence[str] | None = None, *, api_client: client.ApiClient | None = None, **context_options) -> int:
+    """Run one command; 0 when it did what was asked, 1 when it refused or failed (with what to do next)."""
+    arguments = build_parser().parse_args(argv)
+    api_client = api_client or load_api_client(kubeconfig=arguments.kubeconfig, context=arguments.context)
+    ctx = commands.Context(
+        cluster=Cluster(api_client=api_client, namespace=arguments.namespace),
+        actor=arguments.actor or default_actor(),
+        **context_options,
+    )
+    try:
+        run(arguments, ctx=ctx)
+    except BlueGreenError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The blue/green tool's reads and writes, through the official Kubernetes client, as plain dicts.
+
+Objects are read raw (the JSON the API server sent, shaped like the manifests) so that the decisions
+see exactly what the server said. Every patch names its content type: this client defaults to JSON
+Patch whatever the body is. A merge patch that carries `metadata.resourceVersion` is a
+compare-and-swap: the API server answers 409 Conflict when the object changed since it was read.
+"""
+
+import json
+from datetime import datetime
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class NotFoundError(Exception):
+    pass
+
+
+class ConflictError(Exception):
+    """The object changed (or already exists): someone else acted since we read it."""
+
+
+def micro_time(moment: datetime) -> datetime:
+    """A datetime the API server accepts as a MicroTime once the client serialises it.
+
+    The client writes datetimes with `isoformat()`, which drops the fraction when it is zero, and
+    the server's MicroTime parser requires one. A microsecond of difference is harmless for a lock.
+    """
+    return moment if moment.microsecond else moment.replace(microsecond=1)
+
+
+def format_micro_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Cluster:
+    """One namespace of one cluster, as the tool needs it."""
+
+    def __init__(self, *, api_client: client.ApiClient, namespace: str):
+        self.namespace = namespace
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+
+    def _call(self, method, **kwargs) -> dict:
+        try:
+            response = method(namespace=self.namespace, _preload_content=False, **kwargs)
+        except ApiException as error:
+            if error.status == 404:
+                raise NotFoundError(kwargs.get("name", "object")) from error
+            if error.status == 409:
+                raise ConflictError(kwargs.get("name", "object")) from error
+            raise
+        return json.loads(response.data or b"{}")
+
+    # --- reads ------------------------------------------------------------------------------------
+    def read_service(self, *, name: str) -> dict:
+        return self._call(self.core.read_namespaced_service, name=name)
+
+    def read_deployment(self, *, name: str) -> dict:
+        return self._call(self.apps.read_namespaced_deployment, name=name)
+
+    def read_job(self, *, name: str) -> dict:
+        return self._call(self.batch.read_namespaced_job, name=name)
+
+    def read_lease(self, *, name: str) -> dict:
+        return self._call(self.coordination.read_namespaced_lease, name=name)
+
+    # --- writes -----------------------------------------------------------------------------------
+    def patch_service(self, *, name: str, body: dict) -> dict:
+        return self._call(self.core.patch_namespaced_service, name=name, body=body, _content_type=MERGE_PATCH)
+
+    def patch_deployment(self, *, name: str, body: dict | list, content_type: str = MERGE_PATCH) -> dict:
+        return self._call(self.apps.patch_namespaced_deployment, name=name, body=body, _content_type=content_type)
+
+    def create_job(self, *, body: dict) -> dict:
+        return self._call(self.batch.create_namespaced_job, body=client.V1Job.from_dict(body))
+
+    def delete_job(self, *, name: str) -> dict:
+        return self._call(self.batch.delete_namespaced_job, name=name, propagation_policy="Background")
+
+    def create_lease(self, *, name: str, holder: str, duration_seconds: int, now: datetime) -> dict:
+        lease = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/managed-by": "bluegreen"}),
+            spec=client.V1LeaseSpec(
+                holder_identity=holder,
+                lease_duration_seconds=duration_seconds,
+                acquire_time=micro_time(now),
+                renew_time=micro_time(now),
+            ),
+        )
+        return self._call(self.coordination.create_namespaced_lease, body=lease)
+
+    def patch_lease(self, *, name: str, body: dict) -> dict:
+        return self._call(self.coordination.patch_namespaced_lease, name=name, body=body, _content_type=MERGE_PATCH)
+
+    def create_event(self, *, body: dict) -> dict:
+        return self._call(self.core.create_namespaced_event, body=client.CoreV1Event.from_dict(body))
+
+    def proxy_get(self, *, service: str, port: str, path: str) -> tuple[int, str]:
+        """GET a path of a Service through the API server's service proxy: (status, body)."""
+        try:
+            response = self.core.connect_get_namespaced_service_proxy_with_path(
+                name=f"{service}:{port}", namespace=self.namespace, path=path.lstrip("/"), _preload_content=False
+            )
+        except ApiException as error:
+            return error.status, error.body or ""
+        return response.status, response.data.decode("utf-8", "replace")

@@ -1,0 +1,586 @@
+"""The blue/green operations: status, deploy, promote, rollback and scale-down of one service.
+
+Each operation reads the cluster, asks `decisions` what to do, and makes its changes under the
+service's lock (a coordination.k8s.io Lease), so two operations on one service never interleave. The
+traffic switch is one compare-and-swap patch of the stable Service: its selector, the last switch and
+the history change together, or not at all.
+"""
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from deploy.bluegreen import gate
+from deploy.bluegreen.cluster import Cluster, ConflictError, NotFoundError, format_micro_time
+from deploy.bluegreen.decisions import (
+    APP_CONTAINER,
+    HISTORY_ANNOTATION,
+    LAST_SWITCH_ANNOTATION,
+    RELAYS,
+    SERVICES,
+    VERSION_ANNOTATION,
+    BlueGreenError,
+    ColorState,
+    GateThresholds,
+    LockState,
+    color_state,
+    deployment_name,
+    drain_wait_seconds,
+    history_with,
+    lease_name,
+    lock_held_error,
+    lock_state,
+    migration_job_name,
+    other_color,
+    parse_time,
+    preview_service_name,
+    promotion_refusal,
+    rollback_refusal,
+    scale_down_refusal,
+    selected_color,
+    switch_record,
+)
+
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+
+def _write_stdout(line: str) -> None:
+    import sys  # noqa: PLC0415
+
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class Context:
+    """Who acts on which cluster, and the clock: tests replace the clock and sleep to run instantly."""
+
+    cluster: Cluster
+    actor: str
+    say: Callable[[str], None] = _write_stdout
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    poll_seconds: float = 2.0
+
+
+# --- the lock ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def service_lock(ctx: Context, *, service: str, purpose: str, duration_seconds: int) -> Iterator[str]:
+    """Hold the service's Lease for the duration of one operation; refuse while another holds it."""
+    name = lease_name(service=service)
+    holder = f"{ctx.actor} {purpose} {socket.gethostname()} {uuid.uuid4().hex[:8]}"
+    _lock_acquire(ctx, service=service, name=name, holder=holder, duration_seconds=duration_seconds)
+    try:
+        yield holder
+    finally:
+        _lock_release(ctx, name=name, holder=holder)
+
+
+def _lock_acquire(ctx: Context, *, service: str, name: str, holder: str, duration_seconds: int) -> None:
+    now = ctx.now()
+    try:
+        lease = ctx.cluster.read_lease(name=name)
+    except NotFoundError:
+        try:
+            ctx.cluster.create_lease(name=name, holder=holder, duration_seconds=duration_seconds, now=now)
+        except ConflictError:
+            lease = ctx.cluster.read_lease(name=name)  # created by someone else a moment ago
+            raise lock_held_error(service=service, lease_spec=lease.get("spec", {})) from None
+        return
+    spec = lease.get("spec", {})
+    state = lock_state(lease_spec=spec, now=now, me=holder)
+    if state is LockState.HELD:
+        raise lock_held_error(service=service, lease_spec=spec)
+    if state is LockState.EXPIRED:
+        ctx.say(f"taking over the expired lock of {spec.get('holderIdentity')}")
+    body = {
+        "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": duration_seconds,
+            "acquireTime": format_micro_time(now),
+            "renewTime": format_micro_time(now),
+            "leaseTransitions": int(spec.get("leaseTransitions") or 0) + 1,
+        },
+    }
+    try:
+        ctx.cluster.patch_lease(name=name, body=body)
+    except ConflictError:
+        lease = ctx.cluster.read_lease(name=name)
+        raise lock_held_error(service=service, lease_spec=lease.get("spec", {})) from None
+
+
+def _lock_release(ctx: Context, *, name: str, holder: str) -> None:
+    try:
+        lease = ctx.cluster.read_lease(name=name)
+        if lease.get("spec", {}).get("holderIdentity") != holder:
+            return
+        ctx.cluster.patch_lease(
+            name=name,
+            body={
+                "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                "spec": {"holderIdentity": None},
+            },
+        )
+    except (ConflictError, NotFoundError):
+        ctx.say(f"warning: could not release lock {name}; it expires by itself")
+
+
+# --- reading the state of a service -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    service: str
+    stable: dict
+    live: str
+    idle: str
+    live_state: ColorState
+    idle_state: ColorState
+
+    @property
+    def history(self) -> list[dict]:
+        annotations = self.stable.get("metadata", {}).get("annotations") or {}
+        return json.loads(annotations.get(HISTORY_ANNOTATION, "[]"))
+
+    @property
+    def last_switch(self) -> dict | None:
+        annotations = self.stable.get("metadata", {}).get("annotations") or {}
+        raw = annotations.get(LAST_SWITCH_ANNOTATION)
+        return json.loads(raw) if raw else None
+
+
+def _check_service(service: str) -> None:
+    if service not in SERVICES:
+        raise BlueGreenError(f"{service!r} is not a service of the platform", next_step=f"use one of {SERVICES}")
+
+
+def read_state(ctx: Context, *, service: str) -> ServiceState:
+    _check_service(service)
+    try:
+        stable = ctx.cluster.read_service(name=service)
+        live = selected_color(service_object=stable, service=service)
+        idle = other_color(live)
+        live_deployment = ctx.cluster.read_deployment(name=deployment_name(service=service, color=live))
+        idle_deployment = ctx.cluster.read_deployment(name=deployment_name(service=service, color=idle))
+    except NotFoundError as missing:
+        raise BlueGreenError(
+            f"{missing} does not exist in namespace {ctx.cluster.namespace}",
+            next_step="apply the manifests first: kubectl apply --server-side -k deploy/overlays/<env>",
+        ) from None
+    return ServiceState(
+        service=service,
+        stable=stable,
+        live=live,
+        idle=idle,
+        live_state=color_state(deployment=live_deployment, color=live),
+        idle_state=color_state(deployment=idle_deployment, color=idle),
+    )
+
+
+def status(ctx: Context, *, service: str) -> ServiceState:
+    state = read_state(ctx, service=service)
+    ctx.say(f"{service}: live color {state.live}")
+    for color_state_ in (state.live_state, state.idle_state):
+        role = "live" if color_state_.color == state.live else "idle"
+        ready = "ready" if color_state_.fully_available else "not ready"
+        ctx.say(f"  {role} {color_state_.describe()}, {ready}")
+    try:
+        lease = ctx.cluster.read_lease(name=lease_name(service=service))
+        holder = lease.get("spec", {}).get("holderIdentity")
+    except NotFoundError:
+        holder = None
+    ctx.say(f"  lock: {'held by ' + holder if holder else 'free'}")
+    history = state.history
+    if not history:
+        ctx.say("  no switches recorded")
+    for record in history:
+        took = f" in {record['seconds']} s" if "seconds" in record else ""
+        ctx.say(
+            f"  {record['when']} {record['action']} {record['from']} -> {record['to']} "
+            f"version {record['version']} by {record['who']}{took}"
+        )
+    return state
+
+
+# --- deploy ------------------------------------------------------------------------------------------
+
+
+def migration_job_manifest(*, service: str, image: str, deployment: dict, deadline_seconds: int) -> dict:
+    """A Job that runs `manage.py migrate` with `image` and exactly the configuration of `deployment`."""
+    pod_spec = json.loads(json.dumps(deployment["spec"]["template"]["spec"]))
+    app = next(c for c in pod_spec["containers"] if c["name"] == APP_CONTAINER)
+    container = {
+        key: value
+        for key, value in app.items()
+        if key not in {"ports", "startupProbe", "readinessProbe", "livenessProbe", "lifecycle"}
+    }
+    container.update(name="migrate", image=image, command=["python", "manage.py", "migrate", "--no-input"])
+    pod_spec.pop("topologySpreadConstraints", None)
+    pod_spec.update(containers=[container], restartPolicy="Never")
+    labels = {
+        "app.kubernetes.io/name": service,
+        "app.kubernetes.io/component": "migrate",
+        "app.kubernetes.io/part-of": "platform",
+        "app.kubernetes.io/managed-by": "bluegreen",
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": migration_job_name(service=service, image=image),
+            "labels": labels,
+            "annotations": {VERSION_ANNOTATION: image},
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": deadline_seconds,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _job_outcome(job: dict) -> str:
+    status_ = job.get("status", {})
+    if int(status_.get("succeeded") or 0) >= 1:
+        return "succeeded"
+    for condition in status_.get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return "failed"
+    return "running"
+
+
+def run_migration(ctx: Context, *, service: str, image: str, deployment: dict, timeout_seconds: int) -> None:
+    name = migration_job_name(service=service, image=image)
+    logs = f"kubectl -n {ctx.cluster.namespace} logs job/{name}"
+    try:
+        job = ctx.cluster.read_job(name=name)
+    except NotFoundError:
+        manifest = migration_job_manifest(
+            service=service, image=image, deployment=deployment, deadline_seconds=timeout_seconds
+        )
+        job = ctx.cluster.create_job(body=manifest)
+        ctx.say(f"migration Job {name} started")
+    deadline = ctx.monotonic() + timeout_seconds
+    while True:
+        outcome = _job_outcome(job)
+        if outcome == "succeeded":
+            ctx.say(f"migration Job {name} succeeded")
+            return
+        if outcome == "failed":
+            raise BlueGreenError(
+                f"migration Job {name} failed; the idle color was not touched",
+                next_step=f"read {logs}; fix the migration, delete the Job "
+                f"(kubectl -n {ctx.cluster.namespace} delete job {name}) and deploy again",
+            )
+        if ctx.monotonic() >= deadline:
+            raise BlueGreenError(
+                f"migration Job {name} did not finish within {timeout_seconds} s; the idle color was not touched",
+                next_step=f"read {logs} and kubectl -n {ctx.cluster.namespace} describe job {name}; "
+                "deploy again once it has finished (a finished Job is reused)",
+            )
+        ctx.sleep(ctx.poll_seconds)
+        job = ctx.cluster.read_job(name=name)
+
+
+def _progress_deadline_exceeded(deployment: dict) -> bool:
+    return any(
+        condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded"
+        for condition in deployment.get("status", {}).get("conditions") or []
+    )
+
+
+def wait_for_rollout(ctx: Context, *, service: str, color: str, image: str, live: str, timeout_seconds: int) -> None:
+    name = deployment_name(service=service, color=color)
+    deadline = ctx.monotonic() + timeout_seconds
+    next_step = (
+        f"kubectl -n {ctx.cluster.namespace} describe deployment/{name} and its pods' events and logs; "
+        f"{live} still serves every request. Fix the image and deploy again, or free the idle color with "
+        f"python -m deploy.bluegreen scale-down {service}"
+    )
+    while True:
+        deployment = ctx.cluster.read_deployment(name=name)
+        state = color_state(deployment=deployment, color=color)
+        if state.image == image and state.fully_available:
+            ctx.say(f"{service} {state.describe()}")
+            return
+        if _progress_deadline_exceeded(deployment):
+            raise BlueGreenError(f"{service} {color} stopped progressing ({state.describe()})", next_step=next_step)
+        if ctx.monotonic() >= deadline:
+            raise BlueGreenError(
+                f"{service} {color} was not available within {timeout_seconds} s ({state.describe()})",
+                next_step=next_step,
+            )
+        ctx.sleep(ctx.poll_seconds)
+
+
+def _point_preview(ctx: Context, *, service: str, color: str) -> None:
+    name = preview_service_name(service=service)
+    preview = ctx.cluster.read_service(name=name)
+    if (preview.get("spec", {}).get("selector") or {}).get("color") == color:
+        return
+    ctx.cluster.patch_service(
+        name=name,
+        body={
+            "metadata": {"resourceVersion": preview["metadata"]["resourceVersion"]},
+            "spec": {"selector": {"color": color}},
+        },
+    )
+    ctx.say(f"Service {name} now selects {color}")
+
+
+def smoke_test(ctx: Context, *, service: str, color: str, attempts: int = 5) -> dict:
+    """GET /readyz and /version of the idle color through its preview Service; returns /version's answer."""
+    name = preview_service_name(service=service)
+    problem = ""
+    for attempt in range(attempts):
+        if attempt:
+            ctx.sleep(ctx.poll_seconds)  # endpoints take a moment to follow new pods
+        ready_status, ready_body = ctx.cluster.proxy_get(service=name, port="http", path="/readyz")
+        if ready_status != 200:
+            problem = f"GET /readyz through {name} answered {ready_status}: {ready_body[:200]}"
+            continue
+        version_status, version_body = ctx.cluster.proxy_get(service=name, port="http", path="/version")
+        try:
+            version = json.loads(version_body) if version_status == 200 else {}
+        except ValueError:
+            version = {}
+        if version.get("service") == service and version.get("color") == color:
+            ctx.say(f"smoke test passed through {name}: {version}")
+            return version
+        problem = f"GET /version through {name} answered {version_status}: {version_body[:200]}"
+    raise BlueGreenError(
+        f"smoke test of {service} {color} failed: {problem}",
+        next_step=f"look at the pods (kubectl -n {ctx.cluster.namespace} get pods -l "
+        f"app.kubernetes.io/name={service},color={color}) and their logs; nothing was switched",
+    )
+
+
+def deploy(
+    ctx: Context,
+    *,
+    service: str,
+    image: str,
+    migrate_timeout_seconds: int = 600,
+    rollout_timeout_seconds: int = 600,
+) -> ServiceState:
+    """Migrate, then bring the idle color up on `image` at the live color's size, then smoke-test it."""
+    lease_seconds = migrate_timeout_seconds + rollout_timeout_seconds + 120
+    with service_lock(ctx, service=service, purpose="deploy", duration_seconds=lease_seconds):
+        state = read_state(ctx, service=service)
+        ctx.say(f"{service}: live {state.live} runs {state.live_state.version}; deploying {image} to {state.idle}")
+        idle_name = deployment_name(service=service, color=state.idle)
+        idle_deployment = ctx.cluster.read_deployment(name=idle_name)
+        run_migration(
+            ctx, service=service, image=image, deployment=idle_deployment, timeout_seconds=migrate_timeout_seconds
+        )
+        replicas = max(state.live_state.desired, 1)
+        ctx.cluster.patch_deployment(
+            name=idle_name,
+            body={
+                "metadata": {"annotations": {VERSION_ANNOTATION: image}},
+                "spec": {
+                    "replicas": replicas,
+                    "template": {"spec": {"containers": [{"name": APP_CONTAINER, "image": image}]}},
+                },
+            },
+            content_type=STRATEGIC_MERGE_PATCH,
+        )
+        ctx.say(f"{idle_name} set to {image} with {replicas} replica(s); waiting for the rollout")
+        wait_for_rollout(
+            ctx,
+            service=service,
+            color=state.idle,
+            image=image,
+            live=state.live,
+            timeout_seconds=rollout_timeout_seconds,
+        )
+        _point_preview(ctx, service=service, color=state.idle)
+        smoke_test(ctx, service=service, color=state.idle)
+        ctx.say(f"next: python -m deploy.bluegreen promote {service} --prometheus-url URL")
+        return read_state(ctx, service=service)
+
+
+# --- switching -----------------------------------------------------------------------------------------
+
+
+def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, target: ColorState) -> float:
+    """Flip the stable Service to `to_color` in one compare-and-swap patch; returns the seconds it took."""
+    service = state.service
+    from_color = state.live
+    record = switch_record(
+        action=action,
+        actor=ctx.actor,
+        at=ctx.now(),
+        from_color=from_color,
+        to_color=to_color,
+        version=target.version,
+        image=target.image,
+    )
+    body = {
+        "metadata": {
+            "resourceVersion": state.stable["metadata"]["resourceVersion"],
+            "annotations": {
+                LAST_SWITCH_ANNOTATION: json.dumps(record, sort_keys=True),
+                HISTORY_ANNOTATION: json.dumps(history_with(history=state.history, record=record), sort_keys=True),
+            },
+        },
+        "spec": {"selector": {"color": to_color}},
+    }
+    started = ctx.monotonic()
+    try:
+        ctx.cluster.patch_service(name=service, body=body)
+    except ConflictError:
+        raise BlueGreenError(
+            f"Service {service} changed while this {action} was deciding; nothing was switched",
+            next_step=f"python -m deploy.bluegreen status {service}, then {action} again if it still applies",
+        ) from None
+    seconds = ctx.monotonic() - started
+    ctx.say(f"{service}: traffic switched {from_color} -> {to_color} ({target.version}) in {seconds:.3f} s")
+    _after_switch(ctx, service=service, from_color=from_color, to_color=to_color, image=target.image)
+    _record_event(ctx, state=state, action=action, record=record, seconds=seconds)
+    return seconds
+
+
+def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str, image: str) -> None:
+    """The preview Service follows the new idle color and the relay runs the live color's image.
+
+    The switch already happened; a failure here is reported with its fix and does not undo it.
+    """
+    try:
+        _point_preview(ctx, service=service, color=from_color)
+    except (ConflictError, NotFoundError) as error:
+        ctx.say(
+            f"warning: Service {preview_service_name(service=service)} was not pointed at {from_color} ({error}); "
+            f"fix: kubectl -n {ctx.cluster.namespace} patch service {preview_service_name(service=service)} "
+            f'-p \'{{"spec":{{"selector":{{"color":"{from_color}"}}}}}}\''
+        )
+    relay = RELAYS.get(service)
+    if relay is None:
+        return
+    try:
+        ctx.cluster.patch_deployment(
+            name=relay,
+            body={"spec": {"template": {"spec": {"containers": [{"name": "relay", "image": image}]}}}},
+            content_type=STRATEGIC_MERGE_PATCH,
+        )
+        ctx.say(f"{relay} now runs {image}")
+    except (ConflictError, NotFoundError) as error:
+        ctx.say(
+            f"warning: {relay} still runs its old image ({error}); fix: kubectl -n {ctx.cluster.namespace} "
+            f"set image deployment/{relay} relay={image}"
+        )
+
+
+def _record_event(ctx: Context, *, state: ServiceState, action: str, record: dict, seconds: float) -> None:
+    now = ctx.now()
+    message = (
+        f"{record['who']} {action}: {record['from']} -> {record['to']}, version {record['version']} "
+        f"({record['image']}), switched in {seconds:.3f} s"
+    )
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{state.service}.{uuid.uuid4().hex[:16]}", "namespace": ctx.cluster.namespace},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "name": state.service,
+            "namespace": ctx.cluster.namespace,
+            "uid": state.stable["metadata"].get("uid"),
+        },
+        "reason": "BlueGreenPromote" if action == "promote" else "BlueGreenRollback",
+        "message": message,
+        "type": "Normal",
+        "source": {"component": "bluegreen"},
+        "reportingComponent": "bluegreen",
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": now.isoformat(),
+        "lastTimestamp": now.isoformat(),
+        "count": 1,
+    }
+    try:
+        ctx.cluster.create_event(body=event)
+    except (ConflictError, NotFoundError) as error:
+        ctx.say(f"warning: the switch is recorded on Service {state.service} but no Event was written ({error})")
+
+
+def promote(
+    ctx: Context,
+    *,
+    service: str,
+    prometheus_url: str | None = None,
+    window: str = "5m",
+    thresholds: GateThresholds | None = None,
+) -> float:
+    """Send the service's traffic to the idle color, if it is fully available and passes the gate."""
+    with service_lock(ctx, service=service, purpose="promote", duration_seconds=300):
+        state = read_state(ctx, service=service)
+        result = None
+        if prometheus_url:
+            result = gate.gate_check(
+                prometheus_url=prometheus_url,
+                service=service,
+                color=state.idle,
+                window=window,
+                thresholds=thresholds or GateThresholds(),
+            )
+            ctx.say(f"metrics gate for {service} {state.idle}: {result.describe()}")
+        else:
+            ctx.say("no --prometheus-url: promoting without the metrics gate")
+        refusal = promotion_refusal(service=service, idle=state.idle_state, gate=result)
+        if refusal is not None:
+            raise refusal
+        seconds = _switch(ctx, state=state, action="promote", to_color=state.idle, target=state.idle_state)
+        ctx.say(
+            f"{state.live} stays up for rollback (python -m deploy.bluegreen rollback {service}); free it later "
+            f"with python -m deploy.bluegreen scale-down {service}"
+        )
+        return seconds
+
+
+def rollback(ctx: Context, *, service: str) -> float:
+    """Send the traffic back to the previous color in one step; returns the seconds the switch took."""
+    with service_lock(ctx, service=service, purpose="rollback", duration_seconds=120):
+        state = read_state(ctx, service=service)
+        refusal = rollback_refusal(service=service, previous=state.idle_state)
+        if refusal is not None:
+            raise refusal
+        return _switch(ctx, state=state, action="rollback", to_color=state.idle, target=state.idle_state)
+
+
+def scale_down(ctx: Context, *, service: str, drain_seconds: float = 120, wait: bool = True) -> None:
+    """Scale the idle color to zero once keep-alive connections had `drain_seconds` to leave it."""
+    with service_lock(ctx, service=service, purpose="scale-down", duration_seconds=int(drain_seconds) + 120):
+        state = read_state(ctx, service=service)
+        refusal = scale_down_refusal(service=service, live=state.live_state, idle=state.idle_state)
+        if refusal is not None:
+            raise refusal
+        last = state.last_switch
+        last_at = parse_time(last["when"]) if last else None
+        remaining = drain_wait_seconds(last_switch_at=last_at, now=ctx.now(), drain_seconds=drain_seconds)
+        if remaining > 0:
+            if not wait:
+                raise BlueGreenError(
+                    f"{service} switched at {last['when']}; connections to {state.idle} may still be draining "
+                    f"for {remaining:.0f} s",
+                    next_step=f"run scale-down again in {remaining:.0f} s, or without --no-wait to wait here",
+                )
+            ctx.say(f"waiting {remaining:.0f} s for connections to {state.idle} to drain")
+            ctx.sleep(remaining)
+            state = read_state(ctx, service=service)  # what is idle now is what goes
+            refusal = scale_down_refusal(service=service, live=state.live_state, idle=state.idle_state)
+            if refusal is not None:
+                raise refusal
+        name = deployment_name(service=service, color=state.idle)
+        ctx.cluster.patch_deployment(name=name, body={"spec": {"replicas": 0}})
+        ctx.say(f"{name} scaled to 0; {state.live} serves {service}")

@@ -1,0 +1,330 @@
+"""The blue/green tool's decisions as plain functions: which color is live, whether a color is ready
+to take traffic, whether the metrics gate passes, who holds the lock, what a switch records.
+
+Nothing here talks to Kubernetes or Prometheus; `commands` feeds these functions what it read.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+COLORS = ("blue", "green")
+SERVICES = ("auth", "orders", "payments", "notifications")
+# Services whose outbox relay Deployment runs the live color's image.
+RELAYS = {"orders": "orders-outbox-relay", "payments": "payments-outbox-relay"}
+APP_CONTAINER = "app"
+ANNOTATION_PREFIX = "bluegreen.platform.dev"
+LAST_SWITCH_ANNOTATION = f"{ANNOTATION_PREFIX}/last-switch"
+HISTORY_ANNOTATION = f"{ANNOTATION_PREFIX}/history"
+VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/version"
+HISTORY_LENGTH = 10
+
+
+class BlueGreenError(Exception):
+    """A refusal or failure, with what the operator should do next."""
+
+    def __init__(self, problem: str, *, next_step: str):
+        super().__init__(problem)
+        self.problem = problem
+        self.next_step = next_step
+
+    def __str__(self) -> str:
+        return f"{self.problem}\nNext: {self.next_step}"
+
+
+def other_color(color: str) -> str:
+    if color not in COLORS:
+        raise ValueError(f"{color!r} is not a color; expected one of {COLORS}")
+    return COLORS[1 - COLORS.index(color)]
+
+
+def deployment_name(*, service: str, color: str) -> str:
+    return f"{service}-{color}"
+
+
+def preview_service_name(*, service: str) -> str:
+    return f"{service}-preview"
+
+
+def lease_name(*, service: str) -> str:
+    return f"bluegreen-{service}"
+
+
+def migration_job_name(*, service: str, image: str) -> str:
+    """One Job name per service and image, so that rerunning a deploy of the same image reuses it."""
+    digest = hashlib.sha256(image.encode()).hexdigest()[:10]
+    return f"{service}-migrate-{digest}"
+
+
+def selected_color(*, service_object: dict, service: str) -> str:
+    """The color a Service's selector names; refuses a selector that names none or another service."""
+    selector = service_object.get("spec", {}).get("selector") or {}
+    name = service_object.get("metadata", {}).get("name", "?")
+    color = selector.get("color")
+    if color not in COLORS or selector.get("app.kubernetes.io/name") != service:
+        raise BlueGreenError(
+            f"Service {name} selects {selector}, not one color of {service}",
+            next_step=f"apply the manifests (kubectl apply -k deploy/overlays/<env>) so {name} selects "
+            f"app.kubernetes.io/name={service} and color=blue or green",
+        )
+    return color
+
+
+def image_version(image: str) -> str:
+    """The version an image reference names: its tag, or its digest, or `latest` when it has neither."""
+    if "@" in image:
+        return image.rsplit("@", 1)[1]
+    last = image.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else "latest"
+
+
+@dataclass(frozen=True)
+class ColorState:
+    """What a color's Deployment says about itself."""
+
+    color: str
+    image: str
+    desired: int
+    updated: int
+    available: int
+    total: int
+    generation: int
+    observed_generation: int
+
+    @property
+    def version(self) -> str:
+        return image_version(self.image)
+
+    @property
+    def rolled_out(self) -> bool:
+        """The controller has seen the latest spec and every pod runs it and is available."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated == self.desired
+            and self.available == self.desired
+            and self.total == self.desired
+        )
+
+    @property
+    def fully_available(self) -> bool:
+        """Rolled out with at least one pod: able to take all of the service's traffic."""
+        return self.desired > 0 and self.rolled_out
+
+    def describe(self) -> str:
+        return (
+            f"{self.color}: {self.version} ({self.image}), {self.available}/{self.desired} available, "
+            f"{self.updated} updated"
+        )
+
+
+def color_state(*, deployment: dict, color: str) -> ColorState:
+    spec = deployment.get("spec", {})
+    status = deployment.get("status", {})
+    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+    image = next((c.get("image", "") for c in containers if c.get("name") == APP_CONTAINER), "")
+    return ColorState(
+        color=color,
+        image=image,
+        desired=int(spec.get("replicas", 1)),
+        updated=int(status.get("updatedReplicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        total=int(status.get("replicas", 0)),
+        generation=int(deployment.get("metadata", {}).get("generation", 0)),
+        observed_generation=int(status.get("observedGeneration", 0)),
+    )
+
+
+# --- the metrics gate ---------------------------------------------------------------------------------
+
+
+class GateOutcome(StrEnum):
+    PASS = "pass"  # noqa: S105 - an outcome, not a password
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    max_error_rate: float = 0.01
+    max_p95_seconds: float = 0.5
+    min_requests: float = 50
+
+
+@dataclass(frozen=True)
+class GateResult:
+    outcome: GateOutcome
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        return f"{self.outcome.value}: {'; '.join(self.reasons)}"
+
+
+def gate_verdict(
+    *,
+    requests: float | None,
+    errors: float | None,
+    p95_seconds: float | None,
+    thresholds: GateThresholds,
+) -> GateResult:
+    """Pass only on enough data within thresholds. Missing data is inconclusive, never a pass.
+
+    `errors` may be absent when no 5xx series exists yet: with requests counted, that means zero errors.
+    """
+    if requests is None:
+        return GateResult(GateOutcome.INCONCLUSIVE, ("no request metrics for the idle color",))
+    if requests < thresholds.min_requests:
+        return GateResult(
+            GateOutcome.INCONCLUSIVE,
+            (f"only {requests:.0f} requests in the window, {thresholds.min_requests:.0f} needed",),
+        )
+    if p95_seconds is None:
+        return GateResult(GateOutcome.INCONCLUSIVE, ("no latency histogram for the idle color",))
+    error_rate = (errors or 0.0) / requests
+    failures = []
+    if error_rate > thresholds.max_error_rate:
+        failures.append(f"error rate {error_rate:.2%} above {thresholds.max_error_rate:.2%}")
+    if p95_seconds > thresholds.max_p95_seconds:
+        failures.append(f"p95 latency {p95_seconds:.3f} s above {thresholds.max_p95_seconds:.3f} s")
+    if failures:
+        return GateResult(GateOutcome.FAIL, tuple(failures))
+    return GateResult(
+        GateOutcome.PASS,
+        (f"{requests:.0f} requests, error rate {error_rate:.2%}, p95 {p95_seconds:.3f} s",),
+    )
+
+
+# --- promote, roll back, scale down -------------------------------------------------------------------
+
+
+def promotion_refusal(*, service: str, idle: ColorState, gate: GateResult | None) -> BlueGreenError | None:
+    """Why the idle color must not take traffic now, or None when it may."""
+    if not idle.fully_available:
+        return BlueGreenError(
+            f"{service} {idle.color} is not fully available ({idle.describe()})",
+            next_step=f"deploy it first (python -m deploy.bluegreen deploy {service} IMAGE) or wait for "
+            f"kubectl -n platform rollout status deployment/{deployment_name(service=service, color=idle.color)}",
+        )
+    if gate is None or gate.outcome is GateOutcome.PASS:
+        return None
+    if gate.outcome is GateOutcome.FAIL:
+        return BlueGreenError(
+            f"{service} {idle.color} failed the metrics gate ({gate.describe()})",
+            next_step=f"read its logs (kubectl -n platform logs deployment/"
+            f"{deployment_name(service=service, color=idle.color)}), fix and deploy a new image; "
+            "the live color keeps serving",
+        )
+    return BlueGreenError(
+        f"{service} {idle.color}: the metrics gate is inconclusive ({gate.describe()})",
+        next_step=f"send test traffic through Service {preview_service_name(service=service)} and promote again; "
+        "to switch without the gate, leave out --prometheus-url deliberately",
+    )
+
+
+def rollback_refusal(*, service: str, previous: ColorState) -> BlueGreenError | None:
+    """Rolling back needs the previous color still up; it is gone once scaled down."""
+    if previous.fully_available:
+        return None
+    return BlueGreenError(
+        f"{service} {previous.color} cannot take traffic back ({previous.describe()})",
+        next_step=f"scale it up (kubectl -n platform scale deployment/"
+        f"{deployment_name(service=service, color=previous.color)} --replicas=N), wait until it is available "
+        f"and roll back again, or deploy the previous image with python -m deploy.bluegreen deploy {service} IMAGE",
+    )
+
+
+def scale_down_refusal(*, service: str, live: ColorState, idle: ColorState) -> BlueGreenError | None:
+    """The idle color is the rollback: keep it while the live color is not fully available."""
+    if idle.desired == 0:
+        return BlueGreenError(
+            f"{service} {idle.color} is already scaled down",
+            next_step="nothing to do",
+        )
+    if not live.fully_available:
+        return BlueGreenError(
+            f"{service} {live.color} (live) is not fully available ({live.describe()}); {idle.color} is the way back",
+            next_step=f"roll back (python -m deploy.bluegreen rollback {service}) or wait until the live color "
+            "is available, then scale down",
+        )
+    return None
+
+
+def drain_wait_seconds(*, last_switch_at: datetime | None, now: datetime, drain_seconds: float) -> float:
+    """How much longer to wait before the old color may go: keep-alive connections still reach it."""
+    if last_switch_at is None:
+        return 0.0
+    remaining = (last_switch_at + timedelta(seconds=drain_seconds) - now).total_seconds()
+    return max(0.0, remaining)
+
+
+# --- the lock -----------------------------------------------------------------------------------------
+
+
+class LockState(StrEnum):
+    FREE = "free"
+    MINE = "mine"
+    HELD = "held"
+    EXPIRED = "expired"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def lock_state(*, lease_spec: dict | None, now: datetime, me: str) -> LockState:
+    """Whether the Lease lets `me` proceed: free or expired may be taken, mine is mine, held blocks."""
+    if not lease_spec or not lease_spec.get("holderIdentity"):
+        return LockState.FREE
+    if lease_spec["holderIdentity"] == me:
+        return LockState.MINE
+    renewed = parse_time(lease_spec.get("renewTime")) or parse_time(lease_spec.get("acquireTime"))
+    duration = int(lease_spec.get("leaseDurationSeconds") or 0)
+    if renewed is None or renewed + timedelta(seconds=duration) <= now:
+        return LockState.EXPIRED
+    return LockState.HELD
+
+
+def lock_held_error(*, service: str, lease_spec: dict) -> BlueGreenError:
+    renewed = lease_spec.get("renewTime") or lease_spec.get("acquireTime")
+    return BlueGreenError(
+        f"another operation on {service} holds the lock: {lease_spec.get('holderIdentity')} since {renewed} "
+        f"for {lease_spec.get('leaseDurationSeconds')} s",
+        next_step=f"wait for it to finish (python -m deploy.bluegreen status {service}); if that process is "
+        f"gone, the lock expires by itself, or delete it: kubectl -n platform delete lease "
+        f"{lease_name(service=service)}",
+    )
+
+
+# --- what a switch records ------------------------------------------------------------------------------
+
+
+def switch_record(
+    *,
+    action: str,
+    actor: str,
+    at: datetime,
+    from_color: str,
+    to_color: str,
+    version: str,
+    image: str,
+    duration_seconds: float | None = None,
+) -> dict:
+    record = {
+        "action": action,
+        "who": actor,
+        "when": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "from": from_color,
+        "to": to_color,
+        "version": version,
+        "image": image,
+    }
+    if duration_seconds is not None:
+        record["seconds"] = round(duration_seconds, 3)
+    return record
+
+
+def history_with(*, history: list[dict], record: dict) -> list[dict]:
+    """The newest switches first, at most HISTORY_LENGTH of them (annotations have a size limit)."""
+    return [record, *history][:HISTORY_LENGTH]
