@@ -1,0 +1,268 @@
+"""The image's command as a real process: what the container runs, run here on 127.0.0.1.
+
+The command, its environment and the static-files step are read from platform/Dockerfile, so these
+tests break when the image changes in a way the process would not survive. What differs from a
+container is only what a container provides: the venv is .venv instead of /opt/venv, the code is
+the repository instead of /app, and the writable paths (the temporary directory a container gets as
+/tmp) are a temporary folder, with SQLite in it instead of PostgreSQL. It serves the auth service,
+whose token endpoint reads a request body, which the drain test needs.
+"""
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.platform import dockerfile
+from tests.platform.dockerfile import REPO
+
+VENV_BIN = Path(sys.executable).parent
+RUNTIME = dockerfile.stages()[-1]
+IMAGE_COMMAND = RUNTIME.exec_form("CMD")
+CLIENT_SECRET = "platform-test-client-secret-0123456789"
+GRACEFUL_TIMEOUT = 30  # platform/gunicorn.conf.py's default; test_gunicorn_config.py pins it
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def image_environment(workdir: Path, port: int) -> dict[str, str]:
+    """The image's ENV plus what compose gives the auth service, with /tmp paths moved into workdir."""
+    key_file = workdir / "auth-signing-key.pem"
+    if not key_file.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return {
+        **RUNTIME.env(),
+        # the image's PATH starts with /opt/venv/bin; here the same packages are in .venv
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "SERVICE": "auth",
+        "SECRET_KEY": "platform-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": f"sqlite:///{workdir / 'auth.sqlite3'}",
+        "DATA_DIR": str(workdir),
+        "STATIC_ROOT": str(workdir / "staticfiles"),
+        "AUTH_SIGNING_KEY_FILE": str(key_file),
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus-multiproc"),
+        "GUNICORN_WORKER_TMP_DIR": str(workdir),
+        "DRAIN_FILE": str(workdir / "draining"),
+        "ORDERS_CLIENT_SECRET": CLIENT_SECRET,
+    }
+
+
+def run(argv: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0:
+        raise AssertionError(f"{argv} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def prepare(workdir: Path) -> dict[str, str]:
+    """What happens before the container starts: static files (image build), migrate, a service client."""
+    env = image_environment(workdir, free_port())
+    build_env, collectstatic = dockerfile.command_with_assignments(
+        next(run.arguments for run in RUNTIME.all("RUN") if "collectstatic" in run.arguments).split("&&")[0]
+    )
+    # the build has none of the runtime's variables: only the step's own throwaway values
+    run(collectstatic, {"PATH": env["PATH"], "STATIC_ROOT": env["STATIC_ROOT"], **build_env})
+    run(["python", "manage.py", "migrate", "--no-input"], env)
+    run(["python", "manage.py", "service_client_ensure", "orders", "--secret-env", "ORDERS_CLIENT_SECRET"], env)
+    return env
+
+
+class Server:
+    """The image's command started with the image's environment; its output goes to a file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path):
+        self.env = env
+        self.port = int(env["PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"server-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(IMAGE_COMMAND, cwd=REPO, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the server did not become ready in 30 s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=GRACEFUL_TIMEOUT + 5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_entries(self) -> list[dict]:
+        return [json.loads(line) for line in self.log().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> tuple[dict[str, str], Path]:
+    workdir = tmp_path_factory.mktemp("image")
+    return prepare(workdir), workdir
+
+
+@pytest.fixture(scope="module")
+def server(prepared):
+    env, workdir = prepared
+    running = Server(env, workdir).start()
+    yield running
+    running.stop()
+
+
+# --- it serves ---------------------------------------------------------------------------------------
+
+
+def test_image_command_is_what_the_dockerfile_says():
+    assert IMAGE_COMMAND == ["gunicorn", "-c", "platform/gunicorn.conf.py"]
+
+
+def test_readyz_is_ready_after_migrate(server):
+    response = requests.get(f"{server.url}/readyz", timeout=5)
+    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+
+
+def test_version_reports_the_image_build_arguments(server):
+    response = requests.get(f"{server.url}/version", timeout=5)
+    assert response.json() == {"service": "auth", "version": "dev", "git_sha": "unknown", "color": ""}
+
+
+def test_admin_stylesheet_is_served_from_the_collected_static_files(server):
+    response = requests.get(f"{server.url}/static/admin/css/base.css", timeout=5)
+    assert (response.status_code, response.headers["Content-Type"]) == (200, 'text/css; charset="utf-8"')
+
+
+def test_swagger_ui_page_loads_its_script_from_the_collected_static_files(server):
+    page = requests.get(f"{server.url}/api/docs/", timeout=5).text
+    (script,) = re.findall(r'src="(/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle\.js)"', page)
+    assert requests.get(f"{server.url}{script}", timeout=5).status_code == 200
+
+
+def test_metrics_are_written_to_the_multiprocess_directory(server):
+    requests.get(f"{server.url}/api/schema/", timeout=5)
+    requests.get(f"{server.url}/metrics", timeout=5)
+    assert sorted({path.suffix for path in Path(server.env["PROMETHEUS_MULTIPROC_DIR"]).iterdir()}) == [".db"]
+
+
+def test_every_log_line_is_json(server):
+    requests.get(f"{server.url}/api/schema/", timeout=5)
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    assert [line for line in lines if not line.startswith("{")] == []
+
+
+def test_one_access_line_per_request_with_its_request_id(server):
+    request_id = f"platform-test-{time.monotonic_ns()}"
+    response = requests.get(f"{server.url}/api/schema/", headers={"X-Request-ID": request_id}, timeout=5)
+    assert response.status_code == 200
+    time.sleep(0.2)  # the line is written after the response is sent
+    lines = [entry for entry in server.log_entries() if request_id in json.dumps(entry)]
+    assert [(entry["logger"], entry["request_id"], entry["status"]) for entry in lines] == [
+        ("apps.access", request_id, 200)
+    ]
+
+
+# --- it drains on SIGTERM ------------------------------------------------------------------------------
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict]:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def drained(prepared) -> dict:
+    """A request whose body is still arriving when SIGTERM comes; what the client and the process saw.
+
+    The request is held open by its client, not by the server: the body of a token request is sent
+    in two parts with SIGTERM in between, so the worker is inside the application, reading the body,
+    when the shutdown starts. No slow endpoint is needed, and the timing is in the test's hands.
+    """
+    env, workdir = prepared
+    server = Server({**env, "PORT": str(free_port())}, workdir).start()
+    body = json.dumps(
+        {"grant_type": "client_credentials", "client_id": "orders", "client_secret": CLIENT_SECRET}
+    ).encode()
+    head = (
+        f"POST /api/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=GRACEFUL_TIMEOUT) as sock:
+            sock.sendall(head + body[:10])
+            time.sleep(1.0)  # the worker accepts at once; its thread then waits inside the app for the rest
+            server.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            time.sleep(1.0)  # the arbiter has handled the signal and told the workers to stop
+            sock.sendall(body[10:])
+            status, answer = _read_response(sock)
+        returncode = server.process.wait(timeout=GRACEFUL_TIMEOUT)
+        seconds_to_exit = time.monotonic() - signalled
+    finally:
+        server.stop()
+    return {
+        "status": status,
+        "answer": answer,
+        "returncode": returncode,
+        "seconds_to_exit": seconds_to_exit,
+        "log": server.log_entries(),
+    }
+
+
+def test_in_flight_request_completes_after_the_shutdown_began(drained):
+    messages = [entry["message"] for entry in drained["log"]]
+    assert messages.index("Handling signal: term") < messages.index("POST /api/auth/token/ 200")
+
+
+def test_in_flight_request_is_answered_in_full_after_sigterm(drained):
+    assert (drained["status"], drained["answer"]["token_type"]) == (200, "Bearer")
+
+
+def test_process_exits_cleanly_after_draining(drained):
+    assert drained["returncode"] == 0
+
+
+def test_process_exits_within_the_grace_period(drained):
+    assert drained["seconds_to_exit"] < GRACEFUL_TIMEOUT
+
+
+def test_draining_logs_no_error(drained):
+    assert [entry for entry in drained["log"] if entry["level"] in {"error", "critical"}] == []
