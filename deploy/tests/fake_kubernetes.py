@@ -93,13 +93,16 @@ class FakeKubernetes:
         self.stuck: set[str] = set()
         self.rollout_reads = 0
         self.job_outcome = "succeeded"
+        # Called with (method, path) before a request is served: lets a test act as a concurrent client.
+        self.before_request = None
         self.errors: list[str] = []  # exceptions of the fake itself; tests expect none
         self.proxy_overrides: dict[tuple[str, str], tuple[int, dict]] = {}
         self._reads_since_change: dict[str, int] = {}
         self._version = 1000
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for the serving loop to look up.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
 
     # --- life cycle -------------------------------------------------------------------------------
     def start(self) -> "FakeKubernetes":
@@ -147,8 +150,14 @@ class FakeKubernetes:
             self._bump(self.objects[key])
             return copy.deepcopy(self.objects[key])
 
-    def writes(self, plural: str) -> list[tuple[str, str, str]]:
-        return [r for r in self.requests if r[0] in {"POST", "PATCH", "PUT", "DELETE"} and f"/{plural}" in r[1]]
+    def writes(self, resource: str) -> list[tuple[str, str, str]]:
+        """Writes to `resource`: a plural (`jobs`) or one object (`services/orders`)."""
+        return [
+            request
+            for request in self.requests
+            if request[0] in {"POST", "PATCH", "PUT", "DELETE"}
+            and (request[1].endswith(f"/{resource}") or f"/{resource}/" in request[1])
+        ]
 
     # --- simulated controllers ----------------------------------------------------------------------
     def _bump(self, obj: dict) -> None:
@@ -221,6 +230,8 @@ class FakeKubernetes:
     def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, dict]:  # noqa: PLR0911
         path = urlparse(raw_path).path
         with self._lock:
+            if self.before_request is not None:
+                self.before_request(method, path)
             self.requests.append((method, path, content_type))
             match = _PATH.match(path)
             if not match or match["plural"] not in PLURALS:

@@ -1,0 +1,618 @@
+"""The blue/green operations driving the real kubernetes client against the fake API server.
+
+The fake cluster starts with the kind overlay's Services and Deployments: blue live (LIVE_IMAGE, three
+pods), green idle (IDLE_IMAGE, zero pods). See conftest.py and fake_kubernetes.py.
+"""
+
+import json
+
+import pytest
+
+from deploy.bluegreen import commands
+from deploy.bluegreen.decisions import HISTORY_ANNOTATION, LAST_SWITCH_ANNOTATION, BlueGreenError, GateThresholds
+from deploy.tests.conftest import IDLE_IMAGE, LIVE_IMAGE, LIVE_REPLICAS, NEW_IMAGE
+from deploy.tests.fake_prometheus import FakePrometheus
+
+
+def _selector_color(fake, name: str) -> str:
+    return fake.get("services", name)["spec"]["selector"]["color"]
+
+
+def _image(fake, name: str) -> str:
+    return fake.get("deployments", name)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def _lease_holder(fake, service: str) -> str | None:
+    return fake.get("leases", f"bluegreen-{service}")["spec"].get("holderIdentity")
+
+
+def _promoted(ctx, fake) -> None:
+    """orders green deployed with NEW_IMAGE and promoted: green live, blue idle but up."""
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+    commands.promote(ctx, service="orders")
+
+
+# --- deploy -----------------------------------------------------------------------------------------------
+
+
+def test_deploy_runs_the_migration_before_touching_the_idle_color(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    writes = [(method, path) for method, path, _ in fake_kubernetes.requests if method in {"POST", "PATCH"}]
+    job_created = writes.index(("POST", "/apis/batch/v1/namespaces/platform/jobs"))
+    idle_patched = writes.index(("PATCH", "/apis/apps/v1/namespaces/platform/deployments/orders-green"))
+    assert job_created < idle_patched
+
+
+def test_deploy_migrates_with_the_new_image_and_the_services_configuration(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    (job_name,) = fake_kubernetes.names("jobs")
+    container = fake_kubernetes.get("jobs", job_name)["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["command"], container["envFrom"]) == (
+        NEW_IMAGE,
+        ["python", "manage.py", "migrate", "--no-input"],
+        [{"configMapRef": {"name": "platform-config"}}, {"secretRef": {"name": "orders-secrets"}}],
+    )
+
+
+def test_deploy_sets_the_image_on_the_idle_color(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _image(fake_kubernetes, "orders-green") == NEW_IMAGE
+
+
+def test_deploy_scales_the_idle_color_to_the_live_colors_replicas(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert fake_kubernetes.get("deployments", "orders-green")["spec"]["replicas"] == LIVE_REPLICAS
+
+
+def test_deploy_keeps_the_other_containers_settings_of_the_idle_color(ctx, fake_kubernetes):
+    before = fake_kubernetes.get("deployments", "orders-green")["spec"]["template"]["spec"]["containers"][0]
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    after = fake_kubernetes.get("deployments", "orders-green")["spec"]["template"]["spec"]["containers"][0]
+    assert after == {**before, "image": NEW_IMAGE}
+
+
+def test_deploy_does_not_write_to_the_live_color(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert fake_kubernetes.writes("deployments/orders-blue") == []
+
+
+def test_deploy_leaves_the_traffic_on_the_live_color(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _selector_color(fake_kubernetes, "orders") == "blue"
+
+
+def test_deploy_smoke_tests_through_the_preview_service(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    proxied = [path for _, path, _ in fake_kubernetes.requests if "/proxy/" in path]
+    assert proxied == [
+        "/api/v1/namespaces/platform/services/orders-preview%3Ahttp/proxy/readyz",
+        "/api/v1/namespaces/platform/services/orders-preview%3Ahttp/proxy/version",
+    ]
+
+
+def test_deploy_waits_for_the_rollout(ctx, fake_kubernetes, clock):
+    fake_kubernetes.rollout_reads = 3
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert clock.slept == [2.0, 2.0, 2.0]
+
+
+def test_deploy_reuses_a_finished_migration_of_the_same_image(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert len(fake_kubernetes.writes("jobs")) == 1
+
+
+def test_deploy_stops_when_the_migration_fails(ctx, fake_kubernetes):
+    fake_kubernetes.job_outcome = "failed"
+
+    with pytest.raises(BlueGreenError, match="failed; the idle color was not touched"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+
+def test_a_failed_migration_leaves_the_idle_color_untouched(ctx, fake_kubernetes):
+    fake_kubernetes.job_outcome = "failed"
+
+    with pytest.raises(BlueGreenError):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _image(fake_kubernetes, "orders-green") == IDLE_IMAGE
+
+
+def test_a_migration_failure_says_where_the_logs_are(ctx, fake_kubernetes):
+    fake_kubernetes.job_outcome = "failed"
+    job = f"orders-migrate-{__import__('hashlib').sha256(NEW_IMAGE.encode()).hexdigest()[:10]}"
+
+    with pytest.raises(BlueGreenError) as refused:
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert refused.value.next_step.startswith(f"read kubectl -n platform logs job/{job}; fix the migration")
+
+
+def test_deploy_gives_up_on_a_migration_after_its_deadline(ctx, fake_kubernetes, clock):
+    fake_kubernetes.job_outcome = "running"
+
+    with pytest.raises(BlueGreenError, match="did not finish within 60 s"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE, migrate_timeout_seconds=60)
+
+
+def test_deploy_gives_up_on_a_rollout_after_its_deadline(ctx, fake_kubernetes, clock):
+    fake_kubernetes.stuck.add("orders-green")
+
+    with pytest.raises(BlueGreenError, match="orders green was not available within 30 s"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE, rollout_timeout_seconds=30)
+
+
+def test_a_stuck_rollout_says_the_live_color_still_serves(ctx, fake_kubernetes):
+    fake_kubernetes.stuck.add("orders-green")
+
+    with pytest.raises(BlueGreenError) as refused:
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE, rollout_timeout_seconds=30)
+
+    assert "blue still serves every request" in refused.value.next_step
+
+
+def test_deploy_fails_when_the_idle_color_is_not_ready_through_the_preview(ctx, fake_kubernetes):
+    fake_kubernetes.proxy_overrides[("orders-preview", "readyz")] = (503, {"detail": "database unreachable"})
+
+    with pytest.raises(BlueGreenError, match="GET /readyz through orders-preview answered 503"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+
+def test_deploy_fails_when_the_preview_answers_from_another_color(ctx, fake_kubernetes):
+    answer = {"service": "orders", "color": "blue", "version": "1.4.0", "git_sha": "abc"}
+    fake_kubernetes.proxy_overrides[("orders-preview", "version")] = (200, answer)
+
+    with pytest.raises(BlueGreenError, match="smoke test of orders green failed: GET /version"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+
+def test_a_failed_smoke_test_switches_nothing(ctx, fake_kubernetes):
+    fake_kubernetes.proxy_overrides[("orders-preview", "readyz")] = (503, {"detail": "draining"})
+
+    with pytest.raises(BlueGreenError):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert fake_kubernetes.writes("services") == []
+
+
+def test_deploy_points_a_wandering_preview_service_back_at_the_idle_color(ctx, fake_kubernetes):
+    fake_kubernetes.touch("services", "orders-preview", patch={"spec": {"selector": {"color": "blue"}}})
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _selector_color(fake_kubernetes, "orders-preview") == "green"
+
+
+def test_deploy_releases_its_lock(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _lease_holder(fake_kubernetes, "orders") is None
+
+
+def test_a_failed_deploy_releases_its_lock(ctx, fake_kubernetes):
+    fake_kubernetes.job_outcome = "failed"
+
+    with pytest.raises(BlueGreenError):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _lease_holder(fake_kubernetes, "orders") is None
+
+
+def test_deploy_of_an_unknown_service_is_refused(ctx):
+    with pytest.raises(BlueGreenError, match="'billing' is not a service of the platform"):
+        commands.deploy(ctx, service="billing", image=NEW_IMAGE)
+
+
+def test_the_fake_had_no_errors_of_its_own_during_a_full_cycle(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    commands.rollback(ctx, service="orders")
+    commands.scale_down(ctx, service="orders")
+
+    assert fake_kubernetes.errors == []
+
+
+# --- promote ----------------------------------------------------------------------------------------------
+
+
+def test_promote_sends_the_traffic_to_the_idle_color(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    assert _selector_color(fake_kubernetes, "orders") == "green"
+
+
+def test_promote_switches_with_one_patch_of_the_stable_service(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    commands.promote(ctx, service="orders")
+
+    assert fake_kubernetes.writes("services/orders") == [
+        ("PATCH", "/api/v1/namespaces/platform/services/orders", "application/merge-patch+json")
+    ]
+
+
+def test_promote_records_who_when_from_to_and_version_on_the_service(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    annotations = fake_kubernetes.get("services", "orders")["metadata"]["annotations"]
+    assert json.loads(annotations[LAST_SWITCH_ANNOTATION]) == {
+        "action": "promote",
+        "who": "alice",
+        "when": "2026-03-02T09:00:00Z",
+        "from": "blue",
+        "to": "green",
+        "version": "1.5.0",
+        "image": NEW_IMAGE,
+    }
+
+
+def test_promote_writes_a_kubernetes_event_on_the_service(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    (event_name,) = fake_kubernetes.names("events")
+    event = fake_kubernetes.get("events", event_name)
+    assert (event["reason"], event["involvedObject"]["name"], event["message"]) == (
+        "BlueGreenPromote",
+        "orders",
+        f"alice promote: blue -> green, version 1.5.0 ({NEW_IMAGE}), switched in 0.000 s",
+    )
+
+
+def test_promote_points_the_preview_service_at_the_old_color(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    assert _selector_color(fake_kubernetes, "orders-preview") == "blue"
+
+
+def test_promote_moves_the_outbox_relay_to_the_new_image(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    assert _image(fake_kubernetes, "orders-outbox-relay") == NEW_IMAGE
+
+
+def test_promote_keeps_the_old_color_up_for_rollback(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    assert fake_kubernetes.get("deployments", "orders-blue")["spec"]["replicas"] == LIVE_REPLICAS
+
+
+def test_promote_refuses_an_idle_color_at_zero_replicas(ctx, fake_kubernetes):
+    with pytest.raises(BlueGreenError, match="orders green is not fully available"):
+        commands.promote(ctx, service="orders")
+
+
+def test_a_refused_promotion_changes_no_service(ctx, fake_kubernetes):
+    with pytest.raises(BlueGreenError):
+        commands.promote(ctx, service="orders")
+
+    assert fake_kubernetes.writes("services") == []
+
+
+def test_promote_loses_the_race_to_a_concurrent_change_of_the_service(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    def someone_else_switches_first(method, path):
+        if method == "PATCH" and path.endswith("/services/orders"):
+            fake_kubernetes.before_request = None
+            fake_kubernetes.touch("services", "orders", patch={"metadata": {"labels": {"touched": "yes"}}})
+
+    fake_kubernetes.before_request = someone_else_switches_first
+
+    with pytest.raises(BlueGreenError, match="changed while this promote was deciding; nothing was switched"):
+        commands.promote(ctx, service="orders")
+
+
+def test_a_promotion_that_lost_the_race_left_the_selector_alone(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    def someone_else_changes_it(method, path):
+        if method == "PATCH" and path.endswith("/services/orders"):
+            fake_kubernetes.before_request = None
+            fake_kubernetes.touch("services", "orders", patch={"metadata": {"labels": {"touched": "yes"}}})
+
+    fake_kubernetes.before_request = someone_else_changes_it
+    with pytest.raises(BlueGreenError):
+        commands.promote(ctx, service="orders")
+
+    assert _selector_color(fake_kubernetes, "orders") == "blue"
+
+
+@pytest.fixture
+def prometheus():
+    servers = []
+
+    def start(answers: dict[str, str | None]) -> FakePrometheus:
+        servers.append(FakePrometheus(answers))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_promote_passes_the_gate_on_healthy_metrics(ctx, fake_kubernetes, prometheus):
+    server = prometheus({'status=~"5.."': "2", "histogram_quantile": "0.120", "increase(": "1000"})
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    commands.promote(ctx, service="orders", prometheus_url=server.url)
+
+    assert _selector_color(fake_kubernetes, "orders") == "green"
+
+
+def test_the_gate_asks_for_the_idle_colors_series(ctx, fake_kubernetes, prometheus):
+    server = prometheus({'status=~"5.."': "2", "histogram_quantile": "0.120", "increase(": "1000"})
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    commands.promote(ctx, service="orders", prometheus_url=server.url, window="10m")
+
+    assert server.queries == [
+        'sum(increase(django_http_responses_total_by_status_total{service="orders",color="green"}[10m]))',
+        'sum(increase(django_http_responses_total_by_status_total{service="orders",color="green",status=~"5.."}[10m]))',
+        "histogram_quantile(0.95, sum by (le) (rate(django_http_requests_latency_seconds_by_view_method_bucket"
+        '{service="orders",color="green"}[10m])))',
+    ]
+
+
+def test_promote_refuses_on_a_failing_gate(ctx, fake_kubernetes, prometheus):
+    server = prometheus({'status=~"5.."': "50", "histogram_quantile": "0.120", "increase(": "1000"})
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    with pytest.raises(BlueGreenError, match=r"failed the metrics gate \(fail: error rate 5.00% above 1.00%\)"):
+        commands.promote(ctx, service="orders", prometheus_url=server.url)
+
+
+def test_promote_refuses_when_prometheus_has_no_data(ctx, fake_kubernetes, prometheus):
+    server = prometheus({})
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    with pytest.raises(BlueGreenError, match="the metrics gate is inconclusive"):
+        commands.promote(ctx, service="orders", prometheus_url=server.url)
+
+
+def test_promote_refuses_when_prometheus_does_not_answer(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    with pytest.raises(BlueGreenError, match=r"inconclusive.*Prometheus at http://127\.0\.0\.1:9 did not answer"):
+        commands.promote(ctx, service="orders", prometheus_url="http://127.0.0.1:9")
+
+
+def test_an_inconclusive_gate_leaves_the_traffic_where_it_was(ctx, fake_kubernetes, prometheus):
+    server = prometheus({"increase(": "3"})
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    with pytest.raises(BlueGreenError):
+        commands.promote(ctx, service="orders", prometheus_url=server.url, thresholds=GateThresholds(min_requests=50))
+
+    assert _selector_color(fake_kubernetes, "orders") == "blue"
+
+
+# --- rollback ------------------------------------------------------------------------------------------------
+
+
+def test_rollback_sends_the_traffic_back(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    commands.rollback(ctx, service="orders")
+
+    assert _selector_color(fake_kubernetes, "orders") == "blue"
+
+
+def test_rollback_is_one_patch_of_the_stable_service(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    patches_before = len(fake_kubernetes.writes("services/orders"))
+
+    commands.rollback(ctx, service="orders")
+
+    assert len(fake_kubernetes.writes("services/orders")) - patches_before == 1
+
+
+def test_rollback_returns_how_long_the_switch_took(ctx, fake_kubernetes, clock):
+    _promoted(ctx, fake_kubernetes)
+
+    assert commands.rollback(ctx, service="orders") == 0.0
+
+
+def test_rollback_is_recorded_in_the_history_after_the_promotion(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    commands.rollback(ctx, service="orders")
+
+    history = json.loads(fake_kubernetes.get("services", "orders")["metadata"]["annotations"][HISTORY_ANNOTATION])
+    assert [(r["action"], r["from"], r["to"], r["version"]) for r in history] == [
+        ("rollback", "green", "blue", "1.4.0"),
+        ("promote", "blue", "green", "1.5.0"),
+    ]
+
+
+def test_rollback_moves_the_relay_back_to_the_old_image(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    commands.rollback(ctx, service="orders")
+
+    assert _image(fake_kubernetes, "orders-outbox-relay") == LIVE_IMAGE
+
+
+def test_rollback_is_refused_once_the_old_color_is_scaled_down(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    commands.scale_down(ctx, service="orders")
+
+    with pytest.raises(BlueGreenError, match="orders blue cannot take traffic back"):
+        commands.rollback(ctx, service="orders")
+
+
+# --- scale-down ---------------------------------------------------------------------------------------------
+
+
+def test_scale_down_scales_the_idle_color_to_zero(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    commands.scale_down(ctx, service="orders")
+
+    assert fake_kubernetes.get("deployments", "orders-blue")["spec"]["replicas"] == 0
+
+
+def test_scale_down_leaves_the_live_color_alone(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    commands.scale_down(ctx, service="orders")
+
+    assert fake_kubernetes.get("deployments", "orders-green")["spec"]["replicas"] == LIVE_REPLICAS
+
+
+def test_scale_down_waits_until_connections_had_the_drain_time(ctx, fake_kubernetes, clock):
+    _promoted(ctx, fake_kubernetes)
+    clock.sleep(30)
+
+    commands.scale_down(ctx, service="orders", drain_seconds=120)
+
+    assert clock.slept[-1] == 90.0
+
+
+def test_scale_down_without_waiting_refuses_during_the_drain(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    with pytest.raises(BlueGreenError, match="may still be draining for 120 s"):
+        commands.scale_down(ctx, service="orders", drain_seconds=120, wait=False)
+
+
+def test_scale_down_after_the_drain_time_does_not_wait(ctx, fake_kubernetes, clock):
+    _promoted(ctx, fake_kubernetes)
+    clock.sleep(300)
+    sleeps_before = len(clock.slept)
+
+    commands.scale_down(ctx, service="orders", drain_seconds=120)
+
+    assert len(clock.slept) == sleeps_before
+
+
+# --- the lock -----------------------------------------------------------------------------------------------
+
+
+def _lease(holder: str | None, renew_time: str, duration: int = 600) -> dict:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "bluegreen-orders"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration, "renewTime": renew_time},
+    }
+
+
+def test_a_deploy_is_refused_while_another_holds_the_lock(ctx, fake_kubernetes):
+    fake_kubernetes.put(_lease("bob deploy", "2026-03-02T08:59:00.000000Z"))
+
+    with pytest.raises(BlueGreenError, match="another operation on orders holds the lock: bob deploy"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+
+def test_a_refused_deploy_changes_no_deployment(ctx, fake_kubernetes):
+    fake_kubernetes.put(_lease("bob deploy", "2026-03-02T08:59:00.000000Z"))
+
+    with pytest.raises(BlueGreenError):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert fake_kubernetes.writes("deployments") == []
+
+
+def test_a_refused_deploy_leaves_the_other_holders_lock(ctx, fake_kubernetes):
+    fake_kubernetes.put(_lease("bob deploy", "2026-03-02T08:59:00.000000Z"))
+
+    with pytest.raises(BlueGreenError):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _lease_holder(fake_kubernetes, "orders") == "bob deploy"
+
+
+def test_an_expired_lock_is_taken_over(ctx, fake_kubernetes, said):
+    fake_kubernetes.put(_lease("bob deploy", "2026-03-02T08:00:00.000000Z", duration=60))
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert said[0] == "taking over the expired lock of bob deploy"
+
+
+def test_the_lock_of_another_service_does_not_block(ctx, fake_kubernetes):
+    other = _lease("bob deploy", "2026-03-02T08:59:00.000000Z")
+    other["metadata"]["name"] = "bluegreen-payments"
+    fake_kubernetes.put(other)
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert _image(fake_kubernetes, "orders-green") == NEW_IMAGE
+
+
+def test_two_takers_of_a_free_lock_race_and_one_loses(ctx, fake_kubernetes):
+    fake_kubernetes.put(_lease(None, "2026-03-02T08:00:00.000000Z"))
+
+    def bob_takes_it_first(method, path):
+        if method == "PATCH" and path.endswith("/leases/bluegreen-orders"):
+            fake_kubernetes.before_request = None
+            fake_kubernetes.touch("leases", "bluegreen-orders", patch={"spec": {"holderIdentity": "bob deploy"}})
+
+    fake_kubernetes.before_request = bob_takes_it_first
+
+    with pytest.raises(BlueGreenError, match="holds the lock: bob deploy"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+
+def test_two_creators_of_a_new_lock_race_and_one_loses(ctx, fake_kubernetes):
+    def bob_creates_it_first(method, path):
+        if method == "POST" and path.endswith("/leases"):
+            fake_kubernetes.before_request = None
+            fake_kubernetes.put(_lease("bob promote", "2026-03-02T09:00:00.000000Z"))
+
+    fake_kubernetes.before_request = bob_creates_it_first
+
+    with pytest.raises(BlueGreenError, match="holds the lock: bob promote"):
+        commands.promote(ctx, service="orders")
+
+
+def test_the_lock_is_a_lease_that_names_the_operation_and_the_actor(ctx, fake_kubernetes):
+    def look_at_the_lease_during_the_switch(method, path):
+        if method == "PATCH" and path.endswith("/services/orders"):
+            spec = fake_kubernetes.objects[("leases", "platform", "bluegreen-orders")]["spec"]
+            seen.append((spec["holderIdentity"].split()[:2], spec["leaseDurationSeconds"]))
+
+    seen = []
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+    fake_kubernetes.before_request = look_at_the_lease_during_the_switch
+
+    commands.promote(ctx, service="orders")
+
+    assert seen == [(["alice", "promote"], 300)]
+
+
+# --- status ---------------------------------------------------------------------------------------------------
+
+
+def test_status_shows_live_color_versions_readiness_lock_and_switches(ctx, fake_kubernetes, said):
+    _promoted(ctx, fake_kubernetes)
+    said.clear()
+
+    commands.status(ctx, service="orders")
+
+    assert said == [
+        "orders: live color green",
+        f"  live green: 1.5.0 ({NEW_IMAGE}), 3/3 available, 3 updated, ready",
+        f"  idle blue: 1.4.0 ({LIVE_IMAGE}), 3/3 available, 3 updated, ready",
+        "  lock: free",
+        "  2026-03-02T09:00:00Z promote blue -> green version 1.5.0 by alice",
+    ]
+
+
+def test_status_of_a_namespace_without_the_manifests_says_to_apply_them(ctx, fake_kubernetes):
+    fake_kubernetes.objects.pop(("deployments", "platform", "auth-green"))
+
+    with pytest.raises(BlueGreenError, match="apply the manifests first"):
+        commands.status(ctx, service="auth")
