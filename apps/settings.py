@@ -34,6 +34,14 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -96,8 +104,8 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
 
 # --- outbound calls ------------------------------------------------------------------------------
 # Timeouts of one attempt; the whole retry budget of a caller stays below its own callers' timeout.
-SERVICE_CALL_CONNECT_TIMEOUT = float(os.environ.get("SERVICE_CALL_CONNECT_TIMEOUT", "1.0"))
-SERVICE_CALL_READ_TIMEOUT = float(os.environ.get("SERVICE_CALL_READ_TIMEOUT", "5.0"))
+SERVICE_CALL_CONNECT_TIMEOUT = env_float("SERVICE_CALL_CONNECT_TIMEOUT", 1.0)
+SERVICE_CALL_READ_TIMEOUT = env_float("SERVICE_CALL_READ_TIMEOUT", 5.0)
 SERVICE_CALL_RETRIES = env_int("SERVICE_CALL_RETRIES", 2)
 
 # --- apps and routes -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import jwt
 from django.conf import settings
@@ -30,7 +31,7 @@ class Principal:
     kind: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     token_id: str = ""
-    is_authenticated: bool = True  # what DRF's IsAuthenticated looks at
+    is_authenticated: ClassVar[bool] = True  # what DRF's IsAuthenticated looks at
 
     @property
     def is_service(self) -> bool:
