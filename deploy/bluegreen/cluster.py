@@ -78,6 +78,9 @@ class Cluster:
     def patch_deployment(self, *, name: str, body: dict | list, content_type: str = MERGE_PATCH) -> dict:
         return self._call(self.apps.patch_namespaced_deployment, name=name, body=body, _content_type=content_type)
 
+    def patch_cronjob(self, *, name: str, body: dict, content_type: str = MERGE_PATCH) -> dict:
+        return self._call(self.batch.patch_namespaced_cron_job, name=name, body=body, _content_type=content_type)
+
     def create_job(self, *, body: dict) -> dict:
         return self._call(self.batch.create_namespaced_job, body=client.V1Job.from_dict(body))
 

@@ -19,9 +19,9 @@ from deploy.bluegreen import gate
 from deploy.bluegreen.cluster import Cluster, ConflictError, NotFoundError, format_micro_time
 from deploy.bluegreen.decisions import (
     APP_CONTAINER,
+    FOLLOWERS,
     HISTORY_ANNOTATION,
     LAST_SWITCH_ANNOTATION,
-    RELAYS,
     SERVICES,
     VERSION_ANNOTATION,
     BlueGreenError,
@@ -452,7 +452,7 @@ def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, ta
 
 
 def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str, image: str) -> None:
-    """The preview Service follows the new idle color and the relay runs the live color's image.
+    """The preview Service follows the new idle color; relays and schedules run the live color's image.
 
     The switch already happened; a failure here is reported with its fix and does not undo it.
     """
@@ -464,21 +464,22 @@ def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str,
             f"fix: kubectl -n {ctx.cluster.namespace} patch service {preview_service_name(service=service)} "
             f'-p \'{{"spec":{{"selector":{{"color":"{from_color}"}}}}}}\''
         )
-    relay = RELAYS.get(service)
-    if relay is None:
-        return
-    try:
-        ctx.cluster.patch_deployment(
-            name=relay,
-            body={"spec": {"template": {"spec": {"containers": [{"name": "relay", "image": image}]}}}},
-            content_type=STRATEGIC_MERGE_PATCH,
-        )
-        ctx.say(f"{relay} now runs {image}")
-    except (ConflictError, NotFoundError) as error:
-        ctx.say(
-            f"warning: {relay} still runs its old image ({error}); fix: kubectl -n {ctx.cluster.namespace} "
-            f"set image deployment/{relay} relay={image}"
-        )
+    for follower in FOLLOWERS.get(service, ()):
+        containers = {"containers": [{"name": follower.container, "image": image}]}
+        try:
+            if follower.kind == "CronJob":
+                body = {"spec": {"jobTemplate": {"spec": {"template": {"spec": containers}}}}}
+                ctx.cluster.patch_cronjob(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
+            else:
+                body = {"spec": {"template": {"spec": containers}}}
+                ctx.cluster.patch_deployment(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
+            ctx.say(f"{follower.kind} {follower.name} now runs {image}")
+        except (ConflictError, NotFoundError) as error:
+            target = f"{follower.kind.lower()}/{follower.name}"
+            ctx.say(
+                f"warning: {follower.kind} {follower.name} still runs its old image ({error}); fix: kubectl -n "
+                f"{ctx.cluster.namespace} set image {target} {follower.container}={image}"
+            )
 
 
 def _record_event(ctx: Context, *, state: ServiceState, action: str, record: dict, seconds: float) -> None:

@@ -11,8 +11,25 @@ from enum import StrEnum
 
 COLORS = ("blue", "green")
 SERVICES = ("auth", "orders", "payments", "notifications")
-# Services whose outbox relay Deployment runs the live color's image.
-RELAYS = {"orders": "orders-outbox-relay", "payments": "payments-outbox-relay"}
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A workload outside the two colors that runs the live color's image (kind, name, container)."""
+
+    kind: str
+    name: str
+    container: str
+
+
+# The outbox relays and the schedule of orders follow the live color on promote and rollback.
+FOLLOWERS = {
+    "orders": (
+        Follower("Deployment", "orders-outbox-relay", "relay"),
+        Follower("CronJob", "orders-payments-settle", "settle"),
+    ),
+    "payments": (Follower("Deployment", "payments-outbox-relay", "relay"),),
+}
 APP_CONTAINER = "app"
 ANNOTATION_PREFIX = "bluegreen.platform.dev"
 LAST_SWITCH_ANNOTATION = f"{ANNOTATION_PREFIX}/last-switch"

@@ -70,6 +70,9 @@ def fake_kubernetes(rendered):
         elif obj["kind"] == "Deployment":
             obj["spec"]["template"]["spec"]["containers"][0]["image"] = LIVE_IMAGE
             fake.put(obj)
+        elif obj["kind"] == "CronJob":
+            obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = LIVE_IMAGE
+            fake.put(obj)
     yield fake
     fake.stop()
 

@@ -24,6 +24,7 @@ PLURALS = {
     "events": ("v1", "Event"),
     "deployments": ("apps/v1", "Deployment"),
     "jobs": ("batch/v1", "Job"),
+    "cronjobs": ("batch/v1", "CronJob"),
     "leases": ("coordination.k8s.io/v1", "Lease"),
 }
 _PATH = re.compile(

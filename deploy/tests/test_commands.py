@@ -282,6 +282,32 @@ def test_promote_moves_the_outbox_relay_to_the_new_image(ctx, fake_kubernetes):
     assert _image(fake_kubernetes, "orders-outbox-relay") == NEW_IMAGE
 
 
+def test_promote_moves_the_settle_schedule_to_the_new_image(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    cronjob = fake_kubernetes.get("cronjobs", "orders-payments-settle")
+    assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] == NEW_IMAGE
+
+
+def test_promote_of_a_service_without_relays_moves_no_other_workload(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="notifications", image=NEW_IMAGE)
+    commands.promote(ctx, service="notifications")
+
+    assert (fake_kubernetes.writes("deployments/orders-outbox-relay"), fake_kubernetes.writes("cronjobs")) == ([], [])
+
+
+def test_a_missing_relay_does_not_undo_the_switch(ctx, fake_kubernetes, said):
+    fake_kubernetes.objects.pop(("deployments", "platform", "payments-outbox-relay"))
+    commands.deploy(ctx, service="payments", image=NEW_IMAGE)
+
+    commands.promote(ctx, service="payments")
+
+    assert (_selector_color(fake_kubernetes, "payments"), said[-2].split(";")[1]) == (
+        "green",
+        f" fix: kubectl -n platform set image deployment/payments-outbox-relay relay={NEW_IMAGE}",
+    )
+
+
 def test_promote_keeps_the_old_color_up_for_rollback(ctx, fake_kubernetes):
     _promoted(ctx, fake_kubernetes)
 
