@@ -1,0 +1,120 @@
+"""platform/gunicorn.conf.py as gunicorn itself reads it, and its timeouts against the service client's.
+
+gunicorn's `--print-config` loads the file the way the image's command does and prints every
+setting, so these tests see the values gunicorn will use, not what the file seems to say.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.platform.dockerfile import REPO
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+CONFIG = REPO / "platform" / "gunicorn.conf.py"
+
+
+def print_config(environment: dict[str, str]) -> dict[str, str]:
+    result = subprocess.run(
+        [str(GUNICORN), "-c", str(CONFIG), "--print-config"],
+        cwd=REPO,
+        env={"PATH": f"{GUNICORN.parent}:/usr/bin:/bin", "SERVICE": "auth", **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    values = {}
+    for line in result.stdout.splitlines():
+        name, separator, value = line.partition(" = ")
+        if separator:
+            values[name.strip()] = value.strip()
+    return values
+
+
+@pytest.fixture(scope="module")
+def defaults() -> dict[str, str]:
+    return print_config({})
+
+
+def test_worker_class_is_threaded_for_io_bound_services(defaults):
+    assert (defaults["worker_class"], defaults["workers"], defaults["threads"]) == ("gthread", "2", "4")
+
+
+def test_binds_all_interfaces_on_port_8000_by_default(defaults):
+    assert defaults["bind"] == "['0.0.0.0:8000']"
+
+
+def test_serves_the_django_wsgi_application(defaults):
+    assert defaults["wsgi_app"] == "apps.wsgi:application"
+
+
+def test_timeouts(defaults):
+    assert (defaults["timeout"], defaults["graceful_timeout"], defaults["keepalive"]) == ("30", "30", "5")
+
+
+def test_workers_are_recycled_with_jitter(defaults):
+    assert (defaults["max_requests"], defaults["max_requests_jitter"]) == ("2000", "200")
+
+
+def test_app_is_loaded_in_each_worker(defaults):
+    assert defaults["preload_app"] == "False"
+
+
+def test_gunicorn_writes_no_access_log_of_its_own(defaults):
+    assert defaults["accesslog"] == "None"
+
+
+def test_control_socket_is_off(defaults):
+    assert defaults["control_socket_disable"] == "True"
+
+
+def test_sizes_come_from_the_environment():
+    values = print_config(
+        {
+            "PORT": "9100",
+            "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": "3",
+            "GUNICORN_THREADS": "8",
+            "GUNICORN_TIMEOUT": "40",
+            "GUNICORN_GRACEFUL_TIMEOUT": "45",
+            "GUNICORN_KEEPALIVE": "2",
+            "GUNICORN_WORKER_TMP_DIR": "/run/heartbeat",
+        }
+    )
+    names = ("bind", "workers", "threads", "timeout", "graceful_timeout", "keepalive", "worker_tmp_dir")
+    assert [values[name] for name in names] == ["['127.0.0.1:9100']", "3", "8", "40", "45", "2", "/run/heartbeat"]
+
+
+def _one_call_budget(*, connect: float, read: float, retries: int, backoff_factor: float = 0.2) -> float:
+    """Longest time apps.core.service_calls.call can take: every attempt times out, with urllib3's backoff.
+
+    urllib3 sleeps before each retry: nothing after the first failure, then factor x 2^(failures - 1).
+    """
+    attempts = retries + 1
+    backoff = sum(backoff_factor * 2 ** (failures - 1) for failures in range(2, attempts))
+    return attempts * (connect + read) + backoff
+
+
+def test_one_service_call_budget_with_the_default_settings():
+    budget = _one_call_budget(
+        connect=settings.SERVICE_CALL_CONNECT_TIMEOUT,
+        read=settings.SERVICE_CALL_READ_TIMEOUT,
+        retries=settings.SERVICE_CALL_RETRIES,
+    )
+    assert round(budget, 1) == 18.4
+
+
+def test_graceful_timeout_outlasts_a_token_fetch_and_a_retried_call(defaults):
+    connect, read, retries = (
+        settings.SERVICE_CALL_CONNECT_TIMEOUT,
+        settings.SERVICE_CALL_READ_TIMEOUT,
+        settings.SERVICE_CALL_RETRIES,
+    )
+    # the token request is a POST without an idempotency key: only failed connects are retried
+    token_fetch = (retries + 1) * connect + read + _one_call_budget(connect=0, read=0, retries=retries)
+    slowest_request = token_fetch + _one_call_budget(connect=connect, read=read, retries=retries)
+    assert slowest_request < int(defaults["graceful_timeout"])
