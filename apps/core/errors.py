@@ -19,3 +19,12 @@ class ServiceUnavailable(exceptions.APIException):
     status_code = 503
     default_detail = "A service this request depends on is unavailable; retry later."
     default_code = "dependency_unavailable"
+
+
+class ProblemWithDetails(exceptions.APIException):
+    """An API error whose problem+json body carries extra members and whose response extra headers."""
+
+    def __init__(self, detail=None, code=None, *, extensions: dict | None = None, headers: dict | None = None):
+        super().__init__(detail, code)
+        self.extensions = extensions or {}
+        self.headers = headers or {}

@@ -83,6 +83,11 @@ def exception_handler(exc: Exception, context_: dict) -> Response | None:
         body = problem(status, code=code, detail=str(detail) or HTTPStatus(status).phrase)
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             body["retry_after"] = int(exc.wait)
+    # An exception may carry more for the client: members of the problem (the id of what it is
+    # about) and headers (Retry-After).
+    body.update(getattr(exc, "extensions", None) or {})
+    for name, value in (getattr(exc, "headers", None) or {}).items():
+        response[name] = value
     response.data = body
     response.content_type = CONTENT_TYPE
     return response

@@ -1,0 +1,32 @@
+"""The Idempotency-Key request header, shared by every endpoint that creates something."""
+
+import re
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Printable ASCII without spaces, as Stripe and the IETF draft allow; long enough for a UUID and more.
+_VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+PARAMETER = OpenApiParameter(
+    name=HEADER,
+    type=OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="A unique key per operation (a UUID). Retrying with the same key and body repeats nothing: "
+    "the first answer is returned again.",
+)
+
+
+def idempotency_key_from(request: Request) -> str:
+    """The request's Idempotency-Key; a missing or malformed one is a 400 naming the header."""
+    key = request.headers.get(HEADER, "")
+    if not key:
+        raise exceptions.ValidationError({HEADER: ["This header is required (a unique key per operation)."]})
+    if not _VALID.match(key):
+        raise exceptions.ValidationError({HEADER: ["Use 1 to 255 printable ASCII characters without spaces."]})
+    return key

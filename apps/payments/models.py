@@ -1,0 +1,124 @@
+"""The payments service's data: payments (charges), refunds, idempotency records, and its outbox.
+
+Orders are known only by id and users only by the id from their token: no key crosses services.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models.functions import Now
+
+from apps.core.outbox import OutboxEvent
+
+
+class Payment(models.Model):
+    """One charge of an order, as the provider decided it. `refunded_amount` never exceeds `amount`."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        DECLINED = "declined"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order_id = models.UUIDField(db_index=True)
+    user_id = models.UUIDField(db_index=True)
+    amount = models.BigIntegerField(help_text="Minor units of `currency`.")
+    currency = models.CharField(max_length=3)
+    payment_method = models.CharField(max_length=64)
+    receipt_email = models.EmailField(blank=True, help_text="Where the customer's receipts go, if known.")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    decline_code = models.CharField(max_length=64, blank=True)
+    refunded_amount = models.BigIntegerField(default=0)
+    created_by = models.CharField(max_length=64, help_text="The service client that asked for the charge.")
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__gte=0, refunded_amount__lte=models.F("amount")),
+                name="payment_refund_within_captured",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="succeeded") | models.Q(refunded_amount=0),
+                name="payment_only_captured_is_refunded",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["succeeded", "declined"]), name="payment_status_known"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="declined") | models.Q(decline_code=""),
+                name="payment_decline_code_if_declined",
+            ),
+            # One capture per order: a second charge of a paid order is a bug, refused by the database.
+            models.UniqueConstraint(
+                fields=["order_id"], condition=models.Q(status="succeeded"), name="payment_one_capture_per_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment {self.id} ({self.status}, {self.amount} {self.currency})"
+
+    @property
+    def refundable_amount(self) -> int:
+        return self.amount - self.refunded_amount if self.status == self.Status.SUCCEEDED else 0
+
+
+class Refund(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField()
+    reason = models.CharField(max_length=200, blank=True)
+    created_by = models.CharField(max_length=64)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"refund {self.id} of {self.amount} on payment {self.payment_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """An Idempotency-Key of one client: what was asked (a fingerprint) and what was answered.
+
+    A record is written (in flight) before the work starts and completed with the response in the
+    same transaction as the work, so a stored response always matches what happened.
+    """
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "in_flight"
+        COMPLETED = "completed"
+
+    client_id = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64, help_text="sha256 of method, path and body.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_FLIGHT)
+    locked_until = models.DateTimeField(help_text="An in-flight record older than this may be taken over.")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    replays = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(db_default=Now())
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["client_id", "key"], name="idempotency_key_unique_per_client"),
+            models.CheckConstraint(
+                condition=models.Q(state="in_flight") | models.Q(response_status__isnull=False),
+                name="idempotency_completed_has_response",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}:{self.key} ({self.state})"
+
+
+class PaymentEvent(OutboxEvent):
+    """The payments outbox: payment.refunded, ... delivered by `manage.py outbox_relay`."""
+
+    class Meta(OutboxEvent.Meta):
+        verbose_name = "outbox event"

@@ -1,0 +1,192 @@
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.core.errors import Conflict, UnprocessableEntity
+from apps.payments import services
+from apps.payments.models import IdempotencyRecord, Payment, PaymentEvent, Refund
+
+pytestmark = pytest.mark.django_db
+
+ORDER_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+USER_ID = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
+
+
+def charge(key="key-1", **overrides) -> services.Answer:
+    arguments = {
+        "client_id": "orders",
+        "idempotency_key": key,
+        "path": "/api/payments/",
+        "order_id": ORDER_ID,
+        "user_id": USER_ID,
+        "amount": 2500,
+        "currency": "EUR",
+        "payment_method": "pm_card_visa",
+        "receipt_email": "ada@example.com",
+        **overrides,
+    }
+    return services.payment_charge(**arguments)
+
+
+def refund(payment_id, key="refund-1", amount=None) -> services.Answer:
+    return services.payment_refund(
+        client_id="orders",
+        idempotency_key=key,
+        path=f"/api/payments/{payment_id}/refund/",
+        payment_id=payment_id,
+        amount=amount,
+        reason="order cancelled",
+    )
+
+
+def test_a_visa_charge_succeeds_and_is_stored_with_its_response():
+    answer = charge()
+    payment = Payment.objects.get()
+    assert (answer.status, answer.replayed) == (201, False)
+    assert answer.body["id"] == str(payment.id)
+    assert (answer.body["status"], answer.body["amount"], answer.body["currency"]) == ("succeeded", 2500, "EUR")
+    assert (payment.status, payment.amount, payment.decline_code, payment.created_by) == ("succeeded", 2500, "", "orders")
+    record = IdempotencyRecord.objects.get()
+    assert (record.state, record.response_status, record.response_body) == ("completed", 201, answer.body)
+
+
+def test_a_declined_card_captures_nothing():
+    answer = charge(payment_method="pm_card_declined")
+    assert (answer.body["status"], answer.body["decline_code"]) == ("declined", "card_declined")
+    assert Payment.objects.filter(status="succeeded").count() == 0
+    assert Payment.objects.get().refundable_amount == 0
+
+
+def test_same_key_same_body_replays_the_stored_answer_without_charging_again():
+    first = charge()
+    again = charge()
+    assert again == services.Answer(status=201, body=first.body, replayed=True)
+    assert Payment.objects.count() == 1
+    assert IdempotencyRecord.objects.get().replays == 1
+
+
+def test_same_key_different_body_is_422_and_charges_nothing_more():
+    charge()
+    with pytest.raises(UnprocessableEntity) as error:
+        charge(amount=9999)
+    assert error.value.detail.code == "idempotency_key_reused"
+    assert list(Payment.objects.values_list("amount", flat=True)) == [2500]
+
+
+def test_a_key_in_flight_is_409_and_charges_nothing():
+    IdempotencyRecord.objects.create(
+        client_id="orders",
+        key="key-1",
+        request_fingerprint=services.request_fingerprint(
+            method="POST",
+            path="/api/payments/",
+            body={
+                "order_id": str(ORDER_ID),
+                "user_id": str(USER_ID),
+                "amount": 2500,
+                "currency": "EUR",
+                "payment_method": "pm_card_visa",
+                "receipt_email": "ada@example.com",
+            },
+        ),
+        locked_until=timezone.now() + timedelta(seconds=30),
+    )
+    with pytest.raises(Conflict) as error:
+        charge()
+    assert error.value.detail.code == "idempotency_key_in_use"
+    assert Payment.objects.count() == 0
+
+
+def test_an_abandoned_key_is_taken_over_after_its_lease():
+    fingerprint = services.request_fingerprint(method="POST", path="/x", body={})
+    IdempotencyRecord.objects.create(
+        client_id="orders", key="k", request_fingerprint=fingerprint, locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    record = services.idempotency_begin(client_id="orders", key="k", fingerprint=fingerprint)
+    assert isinstance(record, IdempotencyRecord)
+    assert record.locked_until < IdempotencyRecord.objects.get().locked_until
+
+
+def test_keys_are_per_client():
+    charge()
+    other = charge(client_id="someone-else", order_id=uuid.uuid4())
+    assert other.replayed is False
+    assert Payment.objects.count() == 2
+
+
+def test_a_second_charge_of_an_order_with_another_amount_is_422_and_not_stored():
+    charge(payment_method="pm_card_declined")
+    with pytest.raises(UnprocessableEntity) as error:
+        charge(key="key-2", amount=1)
+    assert error.value.detail.code == "amount_mismatch"
+    assert Payment.objects.count() == 1
+    assert not IdempotencyRecord.objects.filter(key="key-2").exists()
+
+
+def test_a_paid_order_is_not_charged_again_under_another_key():
+    charge()
+    with pytest.raises(Conflict) as error:
+        charge(key="key-2")
+    assert error.value.detail.code == "already_paid"
+    assert Payment.objects.count() == 1
+
+
+def test_a_full_refund_returns_everything_and_emits_payment_refunded():
+    payment_id = charge().body["id"]
+    answer = refund(payment_id)
+    payment = Payment.objects.get()
+    assert (answer.status, answer.body["amount"], answer.body["payment"]["refunded_amount"]) == (201, 2500, 2500)
+    assert payment.refunded_amount == 2500
+    event = PaymentEvent.objects.get()
+    assert (event.type, event.user_id, event.aggregate_id) == ("payment.refunded", USER_ID, payment.id)
+    assert event.data == {
+        "payment_id": payment_id,
+        "order_id": str(ORDER_ID),
+        "refund_id": answer.body["id"],
+        "amount": 2500,
+        "currency": "EUR",
+        "refunded_amount": 2500,
+        "email": "ada@example.com",
+    }
+
+
+def test_partial_refunds_add_up_and_never_exceed_what_was_captured():
+    payment_id = charge().body["id"]
+    refund(payment_id, key="r1", amount=1000)
+    with pytest.raises(UnprocessableEntity) as error:
+        refund(payment_id, key="r2", amount=1501)
+    assert error.value.detail.code == "refund_exceeds_captured"
+    assert Payment.objects.get().refunded_amount == 1000
+    refund(payment_id, key="r3", amount=1500)
+    assert Payment.objects.get().refunded_amount == 2500
+    assert sorted(Refund.objects.values_list("amount", flat=True)) == [1000, 1500]
+    assert PaymentEvent.objects.count() == 2
+
+
+def test_a_fully_refunded_payment_refunds_nothing_more():
+    payment_id = charge().body["id"]
+    refund(payment_id)
+    with pytest.raises(Conflict) as error:
+        refund(payment_id, key="refund-2")
+    assert error.value.detail.code == "already_refunded"
+    assert Refund.objects.count() == 1
+
+
+def test_a_refund_retried_with_its_key_is_replayed_not_repeated():
+    payment_id = charge().body["id"]
+    first = refund(payment_id)
+    again = refund(payment_id)
+    assert (again.replayed, again.body) == (True, first.body)
+    assert Refund.objects.count() == 1
+    assert PaymentEvent.objects.count() == 1
+
+
+def test_a_declined_payment_cannot_be_refunded():
+    payment_id = charge(payment_method="pm_card_declined").body["id"]
+    with pytest.raises(Conflict) as error:
+        refund(payment_id)
+    assert error.value.detail.code == "not_captured"
+    assert Refund.objects.count() == 0
+    assert PaymentEvent.objects.count() == 0
