@@ -1,5 +1,6 @@
 """Fixtures shared by the deploy tests: the rendered overlays, and a fake cluster seeded with them."""
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -51,7 +52,7 @@ def fake_kubernetes(rendered):
     """A fake API server holding the kind overlay's Services and Deployments: blue live on LIVE_IMAGE
     with LIVE_REPLICAS pods, green idle on IDLE_IMAGE scaled to zero."""
     fake = FakeKubernetes().start()
-    for obj in rendered["kind"]:
+    for obj in copy.deepcopy(rendered["kind"]):  # the rendered objects are shared by every test
         if obj["kind"] == "Service":
             fake.put(obj)
         elif obj["kind"] == "Deployment" and obj["metadata"]["labels"].get("color"):

@@ -1,0 +1,721 @@
+"""The platform's rules, checked on the rendered overlays: pod security, probes, blue/green wiring,
+ports, autoscaling, disruption budgets, Jobs, references and settings."""
+
+import re
+import shlex
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from apps.core import probes
+from deploy.tests.objects import (
+    COLORS,
+    SERVICES,
+    by_name,
+    container,
+    matches,
+    of_kind,
+    pod_template,
+    selected_workloads,
+    web_deployments,
+    workloads,
+)
+from deploy.tests.rendering import OVERLAYS
+
+REPO = Path(__file__).resolve().parents[2]
+ALLOWED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+TMP = "/tmp"  # noqa: S108 - the path the image writes to, not a temporary file of this test
+overlays = pytest.mark.parametrize("overlay", OVERLAYS)
+
+
+def _config(objects: list[dict]) -> dict[str, str]:
+    return by_name(objects, "ConfigMap")["platform-config"]["data"]
+
+
+def restricted_violations(pod_spec: dict) -> list[str]:
+    """Where a pod spec breaks the Pod Security `restricted` profile (the rules the admission applies)."""
+    violations = []
+    pod_context = pod_spec.get("securityContext", {})
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(field):
+            violations.append(field)
+    for volume in pod_spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= ALLOWED_VOLUME_TYPES:
+            violations.append(f"volume {volume['name']} of type {kinds}")
+    if pod_context.get("runAsUser") == 0:
+        violations.append("pod runAsUser 0")
+    for c in pod_spec.get("initContainers", []) + pod_spec["containers"]:
+        violations += _container_violations(c, pod_context)
+    return violations
+
+
+def _container_violations(c: dict, pod_context: dict) -> list[str]:
+    violations = []
+    context = c.get("securityContext", {})
+    name = c["name"]
+    if context.get("privileged"):
+        violations.append(f"{name} privileged")
+    if context.get("allowPrivilegeEscalation") is not False:
+        violations.append(f"{name} allowPrivilegeEscalation not false")
+    if "ALL" not in context.get("capabilities", {}).get("drop", []):
+        violations.append(f"{name} does not drop ALL capabilities")
+    if set(context.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+        violations.append(f"{name} adds capabilities")
+    if not (context.get("runAsNonRoot") or pod_context.get("runAsNonRoot")):
+        violations.append(f"{name} runAsNonRoot not true")
+    if context.get("runAsUser") == 0:
+        violations.append(f"{name} runAsUser 0")
+    seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {})).get("type")
+    if seccomp not in {"RuntimeDefault", "Localhost"}:
+        violations.append(f"{name} seccomp {seccomp}")
+    if any(port.get("hostPort") for port in c.get("ports", [])):
+        violations.append(f"{name} hostPort")
+    return violations
+
+
+# --- the namespace and pod security -----------------------------------------------------------------------
+
+
+@overlays
+def test_the_namespace_enforces_the_restricted_pod_security_profile(rendered, overlay):
+    labels = by_name(rendered[overlay], "Namespace")["platform"]["metadata"]["labels"]
+
+    assert {mode: labels[f"pod-security.kubernetes.io/{mode}"] for mode in ("enforce", "audit", "warn")} == {
+        "enforce": "restricted",
+        "audit": "restricted",
+        "warn": "restricted",
+    }
+
+
+@overlays
+def test_every_object_lives_in_the_platform_namespace(rendered, overlay):
+    namespaces = {obj["metadata"].get("namespace") for obj in rendered[overlay] if obj["kind"] != "Namespace"}
+
+    assert namespaces == {"platform"}
+
+
+@overlays
+def test_every_pod_meets_the_restricted_profile(rendered, overlay):
+    violations = {
+        w["metadata"]["name"]: restricted_violations(pod_template(w)["spec"]) for w in workloads(rendered[overlay])
+    }
+
+    assert {name: found for name, found in violations.items() if found} == {}
+
+
+def test_the_restricted_check_catches_a_root_container():
+    pod_spec = {"containers": [{"name": "app", "securityContext": {"runAsUser": 0}}]}
+
+    assert restricted_violations(pod_spec) == [
+        "app allowPrivilegeEscalation not false",
+        "app does not drop ALL capabilities",
+        "app runAsNonRoot not true",
+        "app runAsUser 0",
+        "app seccomp None",
+    ]
+
+
+@overlays
+def test_the_image_runs_as_its_numeric_user(rendered, overlay):
+    users = {
+        (
+            pod_template(w)["spec"]["securityContext"]["runAsUser"],
+            pod_template(w)["spec"]["securityContext"]["runAsGroup"],
+        )
+        for w in workloads(rendered[overlay])
+        if w["metadata"]["labels"]["app.kubernetes.io/name"] in SERVICES
+    }
+
+    assert users == {(10001, 10001)}
+
+
+@overlays
+def test_every_container_has_a_read_only_root_filesystem(rendered, overlay):
+    writable = [
+        (w["metadata"]["name"], c["name"])
+        for w in workloads(rendered[overlay])
+        for c in pod_template(w)["spec"]["containers"]
+        if c.get("securityContext", {}).get("readOnlyRootFilesystem") is not True
+    ]
+
+    assert writable == []
+
+
+@overlays
+def test_every_container_writes_tmp_to_an_empty_dir(rendered, overlay):
+    missing = []
+    for w in workloads(rendered[overlay]):
+        spec = pod_template(w)["spec"]
+        empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in spec["containers"]:
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            if mounts.get(TMP) not in empty_dirs:
+                missing.append((w["metadata"]["name"], c["name"]))
+
+    assert missing == []
+
+
+@overlays
+def test_no_pod_mounts_a_service_account_token(rendered, overlay):
+    mounting = [
+        w["metadata"]["name"]
+        for w in workloads(rendered[overlay])
+        if pod_template(w)["spec"].get("automountServiceAccountToken") is not False
+    ]
+
+    assert mounting == []
+
+
+@overlays
+def test_every_container_has_cpu_and_memory_requests_and_limits(rendered, overlay):
+    incomplete = [
+        (w["metadata"]["name"], c["name"])
+        for w in workloads(rendered[overlay])
+        for c in pod_template(w)["spec"]["containers"]
+        if not all(
+            c.get("resources", {}).get(kind, {}).get(r) for kind in ("requests", "limits") for r in ("cpu", "memory")
+        )
+    ]
+
+    assert incomplete == []
+
+
+# --- blue and green ---------------------------------------------------------------------------------------
+
+
+@overlays
+def test_each_service_has_a_blue_and_a_green_deployment(rendered, overlay):
+    names = sorted(d["metadata"]["name"] for d in web_deployments(rendered[overlay]))
+
+    assert names == sorted(f"{service}-{color}" for service in SERVICES for color in COLORS)
+
+
+@overlays
+def test_web_deployments_carry_the_name_and_color_labels(rendered, overlay):
+    labels = {
+        d["metadata"]["name"]: (
+            d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+            d["spec"]["template"]["metadata"]["labels"]["color"],
+        )
+        for d in web_deployments(rendered[overlay])
+    }
+
+    assert labels == {f"{service}-{color}": (service, color) for service in SERVICES for color in COLORS}
+
+
+def _without_color(deployment: dict, color: str) -> str:
+    return re.sub(rf"\b{color}\b", "COLOR", repr(deployment))
+
+
+@overlays
+@pytest.mark.parametrize("service", SERVICES)
+def test_blue_and_green_differ_only_in_their_color(rendered, overlay, service):
+    deployments = by_name(rendered[overlay], "Deployment")
+
+    assert _without_color(deployments[f"{service}-blue"], "blue") == _without_color(
+        deployments[f"{service}-green"], "green"
+    )
+
+
+@overlays
+def test_each_color_tells_the_process_its_color(rendered, overlay):
+    colors = {
+        d["metadata"]["name"]: {e["name"]: e.get("value") for e in container(d, "app")["env"]}["DEPLOY_COLOR"]
+        for d in web_deployments(rendered[overlay])
+    }
+
+    assert colors == {f"{service}-{color}": color for service in SERVICES for color in COLORS}
+
+
+@overlays
+def test_each_deployment_serves_its_own_service(rendered, overlay):
+    served = {
+        d["metadata"]["name"]: {e["name"]: e.get("value") for e in container(d, "app")["env"]}["SERVICE"]
+        for d in web_deployments(rendered[overlay])
+    }
+
+    assert served == {f"{service}-{color}": service for service in SERVICES for color in COLORS}
+
+
+# --- probes and shutdown ------------------------------------------------------------------------------------
+
+
+@overlays
+def test_web_probes_use_the_real_probe_paths(rendered, overlay):
+    paths = {
+        (c_probe, container(d, "app")[c_probe]["httpGet"]["path"])
+        for d in web_deployments(rendered[overlay])
+        for c_probe in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+
+    assert paths == {("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")}
+
+
+def test_the_probe_paths_are_views_of_the_code():
+    assert {"/healthz", "/readyz"} <= set(probes.VIEWS)
+
+
+@overlays
+def test_probes_address_the_containers_http_port(rendered, overlay):
+    ports = set()
+    for d in web_deployments(rendered[overlay]):
+        app = container(d, "app")
+        named = {p["name"]: p["containerPort"] for p in app["ports"]}
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            ports.add(named[app[kind]["httpGet"]["port"]])
+
+    assert ports == {int(_config(rendered[overlay])["PORT"])}
+
+
+@overlays
+def test_the_container_port_is_the_port_gunicorn_binds(rendered, overlay):
+    config = _config(rendered[overlay])
+    container_ports = {container(d, "app")["ports"][0]["containerPort"] for d in web_deployments(rendered[overlay])}
+
+    assert (container_ports, config["HOST"]) == ({8000}, "0.0.0.0")  # noqa: S104
+
+
+def _prestop_sleep(deployment: dict, drain_file: str) -> int:
+    command = container(deployment, "app")["lifecycle"]["preStop"]["exec"]["command"]
+    match = re.fullmatch(rf"touch {re.escape(drain_file)} && sleep (\d+)", command[2])
+    assert command[:2] == ["sh", "-c"]
+    assert match is not None, command
+    return int(match[1])
+
+
+@overlays
+def test_prestop_marks_the_pod_draining_then_sleeps(rendered, overlay):
+    drain_file = _config(rendered[overlay])["DRAIN_FILE"]
+
+    sleeps = {_prestop_sleep(d, drain_file) for d in web_deployments(rendered[overlay])}
+
+    assert sleeps == {10}
+
+
+@overlays
+def test_the_grace_period_covers_the_prestop_sleep_and_gunicorn_drain(rendered, overlay):
+    config = _config(rendered[overlay])
+    too_short = [
+        d["metadata"]["name"]
+        for d in web_deployments(rendered[overlay])
+        if d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        <= _prestop_sleep(d, config["DRAIN_FILE"]) + int(config["GUNICORN_GRACEFUL_TIMEOUT"])
+    ]
+
+    assert too_short == []
+
+
+def test_the_drain_file_is_the_one_the_code_checks():
+    settings_source = (REPO / "apps" / "settings.py").read_text()
+
+    assert 'DRAIN_FILE = os.environ.get("DRAIN_FILE", "/tmp/draining")' in settings_source
+
+
+@overlays
+def test_web_pods_spread_over_zones_and_nodes_within_their_own_color(rendered, overlay):
+    spreads = {}
+    for d in web_deployments(rendered[overlay]):
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        constraints = d["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        spreads[d["metadata"]["name"]] = sorted(
+            (c["topologyKey"], matches(c["labelSelector"], labels)) for c in constraints
+        )
+
+    assert set(map(repr, spreads.values())) == {
+        repr([("kubernetes.io/hostname", True), ("topology.kubernetes.io/zone", True)])
+    }
+
+
+# --- Services, ports and the Ingress -------------------------------------------------------------------------
+
+
+@overlays
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_stable_service_selects_exactly_the_live_colors_pods(rendered, overlay, service):
+    stable = by_name(rendered[overlay], "Service")[service]
+
+    assert selected_workloads(rendered[overlay], stable["spec"]["selector"]) == [f"{service}-blue"]
+
+
+@overlays
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_preview_service_selects_exactly_the_idle_colors_pods(rendered, overlay, service):
+    preview = by_name(rendered[overlay], "Service")[f"{service}-preview"]
+
+    assert selected_workloads(rendered[overlay], preview["spec"]["selector"]) == [f"{service}-green"]
+
+
+@overlays
+def test_every_service_selects_the_pods_of_exactly_one_workload(rendered, overlay):
+    counts = {
+        s["metadata"]["name"]: len(selected_workloads(rendered[overlay], s["spec"]["selector"]))
+        for s in of_kind(rendered[overlay], "Service")
+    }
+
+    assert set(counts.values()) == {1}
+
+
+@overlays
+def test_service_target_ports_name_a_port_of_the_selected_pods(rendered, overlay):
+    objects = rendered[overlay]
+    workloads_by_name = {w["metadata"]["name"]: w for w in workloads(objects)}
+    unresolved = []
+    for service in of_kind(objects, "Service"):
+        (workload,) = selected_workloads(objects, service["spec"]["selector"])
+        ports = {p["name"] for c in pod_template(workloads_by_name[workload])["spec"]["containers"] for p in c["ports"]}
+        unresolved += [
+            (service["metadata"]["name"], p["targetPort"])
+            for p in service["spec"]["ports"]
+            if p["targetPort"] not in ports
+        ]
+
+    assert unresolved == []
+
+
+@overlays
+def test_the_ingress_routes_each_api_prefix_to_its_stable_service(rendered, overlay):
+    (ingress,) = of_kind(rendered[overlay], "Ingress")
+    routes = {
+        path["path"]: (path["backend"]["service"]["name"], path["backend"]["service"]["port"]["name"])
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+
+    assert routes == {
+        "/api/auth/": ("auth", "http"),
+        "/.well-known/jwks.json": ("auth", "http"),
+        "/api/orders/": ("orders", "http"),
+        "/api/payments/": ("payments", "http"),
+        "/api/notifications/": ("notifications", "http"),
+    }
+
+
+@overlays
+def test_ingress_backends_name_ports_their_services_have(rendered, overlay):
+    services = by_name(rendered[overlay], "Service")
+    (ingress,) = of_kind(rendered[overlay], "Ingress")
+    missing = [
+        path["backend"]["service"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+        if path["backend"]["service"]["port"]["name"]
+        not in {p["name"] for p in services[path["backend"]["service"]["name"]]["spec"]["ports"]}
+    ]
+
+    assert missing == []
+
+
+@overlays
+def test_the_service_urls_point_at_the_stable_services_port_80(rendered, overlay):
+    config = _config(rendered[overlay])
+    services = by_name(rendered[overlay], "Service")
+    resolved = {}
+    for variable in ("AUTH_URL", "ORDERS_URL", "PAYMENTS_URL", "NOTIFICATIONS_URL"):
+        host = re.fullmatch(r"http://([a-z-]+)\.platform\.svc\.cluster\.local", config[variable])[1]
+        resolved[variable] = (host, [p["port"] for p in services[host]["spec"]["ports"]])
+
+    assert resolved == {
+        "AUTH_URL": ("auth", [80]),
+        "ORDERS_URL": ("orders", [80]),
+        "PAYMENTS_URL": ("payments", [80]),
+        "NOTIFICATIONS_URL": ("notifications", [80]),
+    }
+
+
+@overlays
+def test_allowed_hosts_cover_the_ingress_host_and_the_service_names(rendered, overlay):
+    allowed = _config(rendered[overlay])["ALLOWED_HOSTS"].split(",")
+    (ingress,) = of_kind(rendered[overlay], "Ingress")
+
+    assert allowed == [ingress["spec"]["rules"][0]["host"], ".platform.svc.cluster.local"]
+
+
+# --- autoscaling and disruption -------------------------------------------------------------------------------
+
+
+@overlays
+def test_every_web_deployment_has_exactly_one_hpa(rendered, overlay):
+    targets = Counter(
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(rendered[overlay], "HorizontalPodAutoscaler")
+    )
+
+    assert targets == Counter(d["metadata"]["name"] for d in web_deployments(rendered[overlay]))
+
+
+@overlays
+def test_hpas_target_existing_deployments(rendered, overlay):
+    deployments = by_name(rendered[overlay], "Deployment")
+    targets = [
+        (
+            h["spec"]["scaleTargetRef"]["apiVersion"],
+            h["spec"]["scaleTargetRef"]["kind"],
+            h["spec"]["scaleTargetRef"]["name"] in deployments,
+        )
+        for h in of_kind(rendered[overlay], "HorizontalPodAutoscaler")
+    ]
+
+    assert set(targets) == {("apps/v1", "Deployment", True)}
+
+
+@overlays
+def test_deployments_managed_by_an_hpa_do_not_set_replicas(rendered, overlay):
+    deployments = by_name(rendered[overlay], "Deployment")
+    fighting = [
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in of_kind(rendered[overlay], "HorizontalPodAutoscaler")
+        if "replicas" in deployments[h["spec"]["scaleTargetRef"]["name"]]["spec"]
+    ]
+
+    assert fighting == []
+
+
+@overlays
+def test_hpa_targets_request_cpu_on_every_container(rendered, overlay):
+    deployments = by_name(rendered[overlay], "Deployment")
+    without_cpu = [
+        (h["metadata"]["name"], c["name"])
+        for h in of_kind(rendered[overlay], "HorizontalPodAutoscaler")
+        for c in deployments[h["spec"]["scaleTargetRef"]["name"]]["spec"]["template"]["spec"]["containers"]
+        if not c["resources"]["requests"].get("cpu")
+    ]
+
+    assert without_cpu == []
+
+
+@overlays
+def test_every_pdb_covers_the_pods_of_exactly_one_web_deployment(rendered, overlay):
+    covered = {
+        p["metadata"]["name"]: selected_workloads(rendered[overlay], p["spec"]["selector"])
+        for p in of_kind(rendered[overlay], "PodDisruptionBudget")
+    }
+
+    assert covered == {f"{service}-{color}": [f"{service}-{color}"] for service in SERVICES for color in COLORS}
+
+
+@overlays
+def test_pdbs_never_block_a_color_scaled_to_zero(rendered, overlay):
+    budgets = {
+        (p["spec"].get("maxUnavailable"), "minAvailable" in p["spec"])
+        for p in of_kind(rendered[overlay], "PodDisruptionBudget")
+    }
+
+    assert budgets == {(1, False)}
+
+
+# --- Jobs, relays and schedules ------------------------------------------------------------------------------
+
+
+def _env(workload: dict, container_name: str) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container(workload, container_name).get("env", [])}
+
+
+@overlays
+def test_each_service_has_a_migration_job_for_its_own_database(rendered, overlay):
+    jobs = by_name(rendered[overlay], "Job")
+    migrations = {
+        service: (
+            container(jobs[f"{service}-migrate"], "migrate")["command"],
+            _env(jobs[f"{service}-migrate"], "migrate")["SERVICE"],
+        )
+        for service in SERVICES
+    }
+
+    assert migrations == {service: (["python", "manage.py", "migrate", "--no-input"], service) for service in SERVICES}
+
+
+@overlays
+def test_the_relays_run_the_outbox_relay_of_orders_and_payments(rendered, overlay):
+    deployments = by_name(rendered[overlay], "Deployment")
+    relays = {
+        name: (container(d, "relay")["command"], _env(d, "relay")["SERVICE"])
+        for name, d in deployments.items()
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "outbox-relay"
+    }
+
+    assert relays == {
+        "orders-outbox-relay": (["python", "manage.py", "outbox_relay"], "orders"),
+        "payments-outbox-relay": (["python", "manage.py", "outbox_relay"], "payments"),
+    }
+
+
+def test_the_relay_command_exists_in_the_code():
+    assert (REPO / "apps" / "core" / "management" / "commands" / "outbox_relay.py").is_file()
+
+
+def test_the_settle_command_exists_in_the_code():
+    assert (REPO / "apps" / "orders" / "management" / "commands" / "order_payments_settle.py").is_file()
+
+
+def _client_provisioning(text: str) -> dict[str, tuple[str, list[str]]]:
+    """client id -> (secret variable, scopes) of every `service_client_ensure` call in a shell text."""
+    calls = {}
+    for chunk in text.replace("\\\n", " ").split("service_client_ensure")[1:]:
+        words = shlex.split(chunk.split("&&")[0].split("\n")[0])
+        scopes = [words[i + 1] for i, word in enumerate(words) if word == "--scope"]
+        calls[words[0]] = (words[words.index("--secret-env") + 1], scopes)
+    return calls
+
+
+@overlays
+def test_the_service_clients_job_grants_the_scopes_of_the_local_setup(rendered, overlay):
+    job = by_name(rendered[overlay], "Job")["auth-service-clients"]
+    local_setup = (REPO / "platform" / "local-setup.sh").read_text()
+
+    assert _client_provisioning(container(job, "service-clients")["command"][2]) == _client_provisioning(local_setup)
+
+
+@overlays
+def test_the_service_clients_job_reads_each_clients_secret_from_that_services_secret(rendered, overlay):
+    job = by_name(rendered[overlay], "Job")["auth-service-clients"]
+    sources = {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container(job, "service-clients")["env"]
+        if "valueFrom" in e
+    }
+
+    assert sources == {
+        "ORDERS_CLIENT_SECRET": ("orders-secrets", "SERVICE_CLIENT_SECRET"),
+        "PAYMENTS_CLIENT_SECRET": ("payments-secrets", "SERVICE_CLIENT_SECRET"),
+        "NOTIFICATIONS_CLIENT_SECRET": ("notifications-secrets", "SERVICE_CLIENT_SECRET"),
+    }
+
+
+@overlays
+def test_each_caller_identifies_with_its_own_client_id(rendered, overlay):
+    ids = {
+        w["metadata"]["name"]: _env(w, pod_template(w)["spec"]["containers"][0]["name"]).get("SERVICE_CLIENT_ID")
+        for w in workloads(rendered[overlay])
+        if w["metadata"]["labels"].get("app.kubernetes.io/component") in {"api", "outbox-relay", "payments-settle"}
+    }
+
+    assert ids == {name: (None if name.startswith("auth-") else name.split("-")[0]) for name in ids}
+
+
+# --- references, secrets and settings ------------------------------------------------------------------------
+
+
+def _references(workload: dict) -> set[tuple[str, str]]:
+    spec = pod_template(workload)["spec"]
+    found = {("ServiceAccount", spec["serviceAccountName"])} if "serviceAccountName" in spec else set()
+    for volume in spec.get("volumes", []):
+        if "secret" in volume:
+            found.add(("Secret", volume["secret"]["secretName"]))
+        if "configMap" in volume:
+            found.add(("ConfigMap", volume["configMap"]["name"]))
+    for c in spec["containers"]:
+        for source in c.get("envFrom", []):
+            if "secretRef" in source:
+                found.add(("Secret", source["secretRef"]["name"]))
+            if "configMapRef" in source:
+                found.add(("ConfigMap", source["configMapRef"]["name"]))
+        for variable in c.get("env", []):
+            if "secretKeyRef" in variable.get("valueFrom", {}):
+                found.add(("Secret", variable["valueFrom"]["secretKeyRef"]["name"]))
+    return found
+
+
+@overlays
+def test_every_referenced_secret_config_map_and_service_account_exists(rendered, overlay):
+    existing = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered[overlay]}
+    referenced = set().union(*(_references(w) for w in workloads(rendered[overlay])))
+
+    assert referenced - existing == set()
+
+
+def _secret_keys(objects: list[dict]) -> dict[str, list[str]]:
+    return {name: sorted(s.get("data", {})) for name, s in by_name(objects, "Secret").items()}
+
+
+@overlays
+def test_each_services_secret_holds_what_its_settings_require(rendered, overlay):
+    keys = _secret_keys(rendered[overlay])
+
+    assert {service: keys[f"{service}-secrets"] for service in SERVICES} == {
+        "auth": ["DATABASE_URL", "SECRET_KEY"],
+        "orders": ["DATABASE_URL", "SECRET_KEY", "SERVICE_CLIENT_SECRET"],
+        "payments": ["DATABASE_URL", "SECRET_KEY", "SERVICE_CLIENT_SECRET"],
+        "notifications": ["DATABASE_URL", "SECRET_KEY", "SERVICE_CLIENT_SECRET"],
+    }
+
+
+@overlays
+def test_only_auth_mounts_the_signing_key_where_its_setting_points(rendered, overlay):
+    mounts = {}
+    for d in web_deployments(rendered[overlay]):
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        for mount in container(d, "app")["volumeMounts"]:
+            if volumes[mount["name"]].get("secret", {}).get("secretName") == "auth-signing-key":
+                key_file = _env(d, "app")["AUTH_SIGNING_KEY_FILE"]
+                mounts[d["metadata"]["name"]] = key_file == f"{mount['mountPath']}/signing-key.pem"
+
+    assert mounts == {"auth-blue": True, "auth-green": True}
+
+
+@overlays
+def test_every_setting_in_the_config_map_is_read_by_the_code(rendered, overlay):
+    code = (REPO / "apps" / "settings.py").read_text() + (REPO / "platform" / "gunicorn.conf.py").read_text()
+
+    unread = [key for key in _config(rendered[overlay]) if f'"{key}"' not in code and f"'{key}'" not in code]
+
+    assert unread == []
+
+
+@overlays
+def test_production_settings_are_safe(rendered, overlay):
+    config = _config(rendered[overlay])
+
+    assert (config["DEBUG"], config["SECURE_SSL_REDIRECT"]) == ("false", "false")
+
+
+def test_the_secret_examples_are_the_only_secret_files_in_git():
+    ignored = (REPO / "deploy" / ".gitignore").read_text()
+
+    assert "overlays/*/secrets/" in ignored.splitlines()
+
+
+@overlays
+def test_every_workload_names_its_service_and_component(rendered, overlay):
+    unlabelled = [
+        w["metadata"]["name"]
+        for w in workloads(rendered[overlay])
+        if not {"app.kubernetes.io/name", "app.kubernetes.io/component"} <= set(pod_template(w)["metadata"]["labels"])
+    ]
+
+    assert unlabelled == []
+
+
+@pytest.mark.parametrize(
+    ("overlay", "counts"),
+    [
+        (
+            "kind",
+            {
+                "ConfigMap": 2, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Secret": 6, "Service": 9,
+                "ServiceAccount": 4, "StatefulSet": 1,
+            },
+        ),
+        (
+            "production",
+            {
+                "ConfigMap": 1, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 12, "PodDisruptionBudget": 8, "Secret": 5, "Service": 8,
+                "ServiceAccount": 4,
+            },
+        ),
+    ],
+)  # fmt: skip
+def test_the_overlay_renders_these_objects(rendered, overlay, counts):
+    assert dict(Counter(obj["kind"] for obj in rendered[overlay])) == counts
