@@ -1,0 +1,256 @@
+"""The NetworkPolicies allow exactly the flows the platform uses, and each flow between services is a
+call that exists in the code.
+
+A small evaluator applies the policies the way the NetworkPolicy API defines them (a pod selected by
+a policy of a direction is isolated in that direction; a flow needs the source's egress and the
+destination's ingress) to every pair of peers: the platform's pods plus the ones outside it.
+"""
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from deploy.tests.objects import matches, of_kind, pod_template, workloads
+from deploy.tests.rendering import OVERLAYS
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "platform"
+API_ROLES = ("auth/api", "orders/api", "payments/api", "notifications/api")
+APP_ROLES = (
+    *API_ROLES,
+    "orders/outbox-relay",
+    "payments/outbox-relay",
+    "orders/payments-settle",
+    "auth/migrate",
+    "orders/migrate",
+    "payments/migrate",
+    "notifications/migrate",
+    "auth/service-clients",
+)
+# Peers outside the namespace, as the clusters run them.
+EXTERNAL = {
+    "ingress-nginx": {"namespace": "ingress-nginx", "labels": {"app.kubernetes.io/name": "ingress-nginx"}},
+    "prometheus": {"namespace": "monitoring", "labels": {"app.kubernetes.io/name": "prometheus"}},
+    "kube-dns": {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}, "ports": [("UDP", 53), ("TCP", 53)]},
+    "other-namespace": {"namespace": "default", "labels": {"app": "curious"}, "ports": [("TCP", 8000)]},
+    "internet": {"ip": "203.0.113.10", "ports": [("TCP", 443)]},
+}
+CONTROL_PLANE_IP = {"kind": "172.18.0.2", "production": "10.20.0.4"}
+MANAGED_DATABASE_IP = "10.20.8.4"
+
+
+def _peers(objects: list[dict], overlay: str) -> dict[str, dict]:
+    peers = {}
+    for workload in workloads(objects):
+        labels = pod_template(workload)["metadata"]["labels"]
+        role = f"{labels['app.kubernetes.io/name']}/{labels['app.kubernetes.io/component']}"
+        ports = [
+            (p.get("protocol", "TCP"), p["containerPort"])
+            for c in pod_template(workload)["spec"]["containers"]
+            for p in c.get("ports", [])
+        ]
+        peers[role] = {"namespace": NAMESPACE, "labels": labels, "ports": ports}
+    peers.update(EXTERNAL)
+    peers["control-plane"] = {"ip": CONTROL_PLANE_IP[overlay]}
+    if overlay == "production":
+        peers["managed-postgresql"] = {"ip": MANAGED_DATABASE_IP, "ports": [("TCP", 5432)]}
+    return peers
+
+
+def _peer_matches(rule_peer: dict, peer: dict) -> bool:
+    if "ipBlock" in rule_peer:
+        if "ip" not in peer:
+            return False
+        address = ipaddress.ip_address(peer["ip"])
+        block = rule_peer["ipBlock"]
+        excluded = any(address in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
+        return address in ipaddress.ip_network(block["cidr"]) and not excluded
+    if "ip" in peer:
+        return False
+    if "namespaceSelector" in rule_peer:
+        namespace_labels = {"kubernetes.io/metadata.name": peer["namespace"]}
+        if not matches(rule_peer["namespaceSelector"], namespace_labels):
+            return False
+    elif peer["namespace"] != NAMESPACE:
+        return False
+    return matches(rule_peer.get("podSelector", {}), peer["labels"])
+
+
+def _port_matches(rule: dict, protocol: str, port: int) -> bool:
+    if not rule.get("ports"):
+        return True
+    return any(p.get("protocol", "TCP") == protocol and p.get("port") in (None, port) for p in rule["ports"])
+
+
+def _allowed_by(policies: list[dict], *, direction: str, subject: dict, other: dict, protocol: str, port: int) -> bool:
+    """Whether `subject` (inside the namespace) lets the flow with `other` pass in `direction`."""
+    if "ip" in subject or subject["namespace"] != NAMESPACE:
+        return True  # not governed by this namespace's policies
+    key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    selecting = [
+        p
+        for p in policies
+        if direction in p["spec"]["policyTypes"] and matches(p["spec"]["podSelector"], subject["labels"])
+    ]
+    if not selecting:
+        return True
+    return any(
+        _port_matches(rule, protocol, port)
+        and (not rule.get(peers_key) or any(_peer_matches(peer, other) for peer in rule[peers_key]))
+        for policy in selecting
+        for rule in policy["spec"].get(key, [])
+    )
+
+
+def allowed_flows(objects: list[dict], overlay: str) -> set[tuple[str, str, str, int]]:
+    """Every (source role, destination role, protocol, port) the policies let through."""
+    policies = of_kind(objects, "NetworkPolicy")
+    peers = _peers(objects, overlay)
+    flows = set()
+    for source, source_peer in peers.items():
+        for destination, destination_peer in peers.items():
+            inside = [peer.get("namespace") == NAMESPACE for peer in (source_peer, destination_peer)]
+            if source == destination or not any(inside):
+                continue  # flows between peers outside the namespace are not this platform's business
+            for protocol, port in destination_peer.get("ports", []):
+                egress = _allowed_by(
+                    policies,
+                    direction="Egress",
+                    subject=source_peer,
+                    other=destination_peer,
+                    protocol=protocol,
+                    port=port,
+                )
+                ingress = _allowed_by(
+                    policies,
+                    direction="Ingress",
+                    subject=destination_peer,
+                    other=source_peer,
+                    protocol=protocol,
+                    port=port,
+                )
+                if egress and ingress:
+                    flows.add((source, destination, protocol, port))
+    return flows
+
+
+def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
+    database = "postgresql/database" if overlay == "kind" else "managed-postgresql"
+    inside = [*APP_ROLES, "postgresql/database"] if overlay == "kind" else list(APP_ROLES)
+    callers_of_auth = [
+        "orders/api",
+        "payments/api",
+        "notifications/api",
+        "orders/outbox-relay",
+        "payments/outbox-relay",
+        "orders/payments-settle",
+    ]
+    flows = set()
+    flows |= {(role, "kube-dns", protocol, 53) for role in inside for protocol in ("UDP", "TCP")}
+    flows |= {
+        (source, api, "TCP", 8000) for source in ("ingress-nginx", "prometheus", "control-plane") for api in API_ROLES
+    }
+    flows |= {(caller, "auth/api", "TCP", 8000) for caller in callers_of_auth}
+    flows |= {(caller, "payments/api", "TCP", 8000) for caller in ("orders/api", "orders/payments-settle")}
+    flows |= {(relay, "notifications/api", "TCP", 8000) for relay in ("orders/outbox-relay", "payments/outbox-relay")}
+    flows |= {(role, database, "TCP", 5432) for role in APP_ROLES}
+    return flows
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_policies_allow_exactly_the_platforms_flows(rendered, overlay):
+    assert sorted(allowed_flows(rendered[overlay], overlay)) == sorted(expected_flows(overlay))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_default_deny_policy_isolates_every_pod_both_ways(rendered, overlay):
+    denying = [
+        p["metadata"]["name"]
+        for p in of_kind(rendered[overlay], "NetworkPolicy")
+        if p["spec"]["podSelector"] == {}
+        and sorted(p["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+
+    assert denying == ["default-deny"]
+
+
+def test_the_evaluator_denies_a_flow_no_policy_allows(rendered):
+    assert ("payments/api", "orders/api", "TCP", 8000) not in allowed_flows(rendered["kind"], "kind")
+
+
+def test_the_evaluator_needs_both_egress_and_ingress(rendered):
+    only_egress = [
+        p
+        for p in rendered["kind"]
+        if p["kind"] != "NetworkPolicy" or p["metadata"]["name"] != "allow-ingress-payments-from-orders"
+    ]
+
+    assert ("orders/api", "payments/api", "TCP", 8000) not in allowed_flows(only_egress, "kind")
+
+
+# --- every flow between services is a call in the code -----------------------------------------------------
+
+
+def _code(*relative: str) -> str:
+    return "".join((REPO / path).read_text() for path in relative)
+
+
+# What in the code makes each service call another: (caller roles, callee) -> evidence in the caller's code.
+CALLS = {
+    "auth/api": (
+        {
+            "orders/api",
+            "payments/api",
+            "notifications/api",
+            "orders/outbox-relay",
+            "payments/outbox-relay",
+            "orders/payments-settle",
+        },
+        # Every service verifies tokens with auth's keys and takes client-credentials tokens from auth.
+        [
+            ("apps/core/tokens.py", 'settings.AUTH_URL, "/.well-known/jwks.json"'),
+            ("apps/core/service_calls.py", '"/api/auth/token/"'),
+        ],
+    ),
+    "payments/api": (
+        {"orders/api", "orders/payments-settle"},
+        [("apps/orders/services.py", "settings.PAYMENTS_URL")],
+    ),
+    "notifications/api": (
+        {"orders/outbox-relay", "payments/outbox-relay"},
+        [
+            ("apps/core/outbox.py", 'settings.NOTIFICATIONS_URL,\n            "/api/notifications/events/"'),
+            ("apps/orders/models.py", "OutboxEvent"),
+            ("apps/payments/models.py", "OutboxEvent"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("callee", sorted(CALLS))
+def test_the_calls_behind_each_service_flow_exist_in_the_code(callee):
+    _, evidence = CALLS[callee]
+
+    missing = [(path, text) for path, text in evidence if text not in _code(path)]
+
+    assert missing == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_flow_between_services_is_a_known_call(rendered, overlay):
+    between_services = {
+        (source, destination)
+        for source, destination, _, _ in allowed_flows(rendered[overlay], overlay)
+        if "/" in source and destination in API_ROLES and source.split("/")[0] != destination.split("/")[0]
+    }
+
+    assert between_services == {(caller, callee) for callee, (callers, _) in CALLS.items() for caller in callers}
+
+
+def test_the_settle_command_calls_payments_through_the_orders_services():
+    command = _code("apps/orders/management/commands/order_payments_settle.py")
+
+    assert "from apps.orders.services import orders_pending_settle" in command
