@@ -1,0 +1,97 @@
+"""The command line: arguments, exit codes, the actor recorded, errors with their next step."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deploy.bluegreen.__main__ import build_parser, default_actor, main
+from deploy.bluegreen.decisions import LAST_SWITCH_ANNOTATION
+from deploy.tests.conftest import NEW_IMAGE
+
+
+def _run(fake_kubernetes, clock, said, *argv: str) -> int:
+    options = {"say": said.append, "now": clock.now, "monotonic": clock.monotonic, "sleep": clock.sleep}
+    return main(["--actor", "ci-bot", *argv], api_client=fake_kubernetes.api_client(), **options)
+
+
+def test_status_of_every_service_exits_zero(fake_kubernetes, clock, said):
+    assert _run(fake_kubernetes, clock, said, "status") == 0
+
+
+def test_status_without_a_service_reports_all_four(fake_kubernetes, clock, said):
+    _run(fake_kubernetes, clock, said, "status")
+
+    assert [line for line in said if not line.startswith(" ")] == [
+        "auth: live color blue",
+        "orders: live color blue",
+        "payments: live color blue",
+        "notifications: live color blue",
+    ]
+
+
+def test_a_deploy_and_promote_record_the_actor_given(fake_kubernetes, clock, said):
+    _run(fake_kubernetes, clock, said, "deploy", "auth", NEW_IMAGE)
+    _run(fake_kubernetes, clock, said, "promote", "auth")
+
+    annotations = fake_kubernetes.get("services", "auth")["metadata"]["annotations"]
+    assert json.loads(annotations[LAST_SWITCH_ANNOTATION])["who"] == "ci-bot"
+
+
+def test_a_refusal_exits_one(fake_kubernetes, clock, said):
+    assert _run(fake_kubernetes, clock, said, "promote", "auth") == 1
+
+
+def test_a_refusal_prints_the_problem_and_the_next_step(fake_kubernetes, clock, said, capsys):
+    _run(fake_kubernetes, clock, said, "rollback", "payments")
+
+    assert capsys.readouterr().err.splitlines() == [
+        "error: payments green cannot take traffic back (green: 1.3.0 (registry.example.com/platform:1.3.0), "
+        "0/0 available, 0 updated)",
+        "Next: scale it up (kubectl -n platform scale deployment/payments-green --replicas=N), wait until it is "
+        "available and roll back again, or deploy the previous image with python -m deploy.bluegreen deploy "
+        "payments IMAGE",
+    ]
+
+
+def test_an_unknown_service_is_a_usage_error():
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["deploy", "billing", NEW_IMAGE])
+
+    assert exited.value.code == 2
+
+
+def test_promote_takes_the_gate_thresholds():
+    arguments = build_parser().parse_args(
+        ["promote", "orders", "--prometheus-url", "http://prometheus:9090", "--max-error-rate", "0.02"]
+    )
+
+    assert (arguments.prometheus_url, arguments.max_error_rate, arguments.max_p95_seconds, arguments.min_requests) == (
+        "http://prometheus:9090",
+        0.02,
+        0.5,
+        50,
+    )
+
+
+def test_the_actor_is_the_ci_user_in_github_actions(monkeypatch):
+    monkeypatch.delenv("BLUEGREEN_ACTOR", raising=False)
+    monkeypatch.setenv("GITHUB_ACTOR", "octocat")
+
+    assert default_actor() == "octocat"
+
+
+def test_an_explicit_actor_variable_wins(monkeypatch):
+    monkeypatch.setenv("BLUEGREEN_ACTOR", "release-bot")
+    monkeypatch.setenv("GITHUB_ACTOR", "octocat")
+
+    assert default_actor() == "release-bot"
+
+
+def test_the_module_runs_as_a_command():
+    completed = subprocess.run(
+        [sys.executable, "-m", "deploy.bluegreen", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert (completed.returncode, "{status,deploy,promote,rollback,scale-down}" in completed.stdout) == (0, True)
