@@ -1,7 +1,8 @@
 """The image's command as a real process: what the container runs, run here on 127.0.0.1.
 
-The command, its environment and the static-files step are read from platform/Dockerfile, so these
-tests break when the image changes in a way the process would not survive. What differs from a
+The command, its environment and the static-files step are read from platform/Dockerfile, and the
+migration and service-client steps from platform/compose.yaml, so these tests break when either
+changes in a way the process would not survive. What differs from a
 container is only what a container provides: the venv is .venv instead of /opt/venv, the code is
 the repository instead of /app, and the writable paths (the temporary directory a container gets as
 /tmp) are a temporary folder, with SQLite in it instead of PostgreSQL. It serves the auth service,
@@ -22,7 +23,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.platform import dockerfile
+from tests.platform import compose, dashboards, dockerfile
 from tests.platform.dockerfile import REPO
 
 VENV_BIN = Path(sys.executable).parent
@@ -68,6 +69,8 @@ def image_environment(workdir: Path, port: int) -> dict[str, str]:
         "GUNICORN_WORKER_TMP_DIR": str(workdir),
         "DRAIN_FILE": str(workdir / "draining"),
         "ORDERS_CLIENT_SECRET": CLIENT_SECRET,
+        "PAYMENTS_CLIENT_SECRET": f"payments-{CLIENT_SECRET}",
+        "NOTIFICATIONS_CLIENT_SECRET": f"notifications-{CLIENT_SECRET}",
     }
 
 
@@ -78,15 +81,27 @@ def run(argv: list[str], env: dict[str, str]) -> None:
 
 
 def prepare(workdir: Path) -> dict[str, str]:
-    """What happens before the container starts: static files (image build), migrate, a service client."""
+    """What happens before the container starts: the image build's static files, then compose's one-shot
+    steps for auth, run with their own commands: the migration and the service clients."""
     env = image_environment(workdir, free_port())
     build_env, collectstatic = dockerfile.command_with_assignments(
         next(run.arguments for run in RUNTIME.all("RUN") if "collectstatic" in run.arguments).split("&&")[0]
     )
     # the build has none of the runtime's variables: only the step's own throwaway values
-    run(collectstatic, {"PATH": env["PATH"], "STATIC_ROOT": env["STATIC_ROOT"], **build_env})
-    run(["python", "manage.py", "migrate", "--no-input"], env)
-    run(["python", "manage.py", "service_client_ensure", "orders", "--secret-env", "ORDERS_CLIENT_SECRET"], env)
+    build = subprocess.Popen(
+        collectstatic,
+        cwd=REPO,
+        env={"PATH": env["PATH"], "STATIC_ROOT": env["STATIC_ROOT"], **build_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    steps = compose.load()["services"]
+    run(steps["auth-migrate"]["command"], env)
+    run(steps["auth-clients"]["command"], env)
+    output, _ = build.communicate(timeout=120)
+    if build.returncode != 0:
+        raise AssertionError(f"{collectstatic} failed:\n{output}")
     return env
 
 
@@ -196,6 +211,16 @@ def test_one_access_line_per_request_with_its_request_id(server):
     ]
 
 
+def test_dashboards_query_metrics_the_service_exposes(server):
+    """Names as scraped (django-prometheus adds a `_total` of its own), not as the library spells them."""
+    requests.get(f"{server.url}/api/schema/", timeout=5)
+    exposed = {
+        line.split("{")[0].split(" ")[0] for line in requests.get(f"{server.url}/metrics", timeout=5).text.splitlines()
+    }
+    queried = {name for expression in dashboards.expressions() for name in re.findall(r"\bdjango_\w+", expression)}
+    assert queried - exposed == set()
+
+
 # --- it drains on SIGTERM ------------------------------------------------------------------------------
 
 
@@ -223,7 +248,7 @@ def drained(prepared) -> dict:
     ).encode()
     head = (
         f"POST /api/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=GRACEFUL_TIMEOUT) as sock:
@@ -231,7 +256,7 @@ def drained(prepared) -> dict:
             time.sleep(1.0)  # the worker accepts at once; its thread then waits inside the app for the rest
             server.process.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
-            time.sleep(1.0)  # the arbiter has handled the signal and told the workers to stop
+            time.sleep(0.5)  # the arbiter has handled the signal and told the workers to stop
             sock.sendall(body[10:])
             status, answer = _read_response(sock)
         returncode = server.process.wait(timeout=GRACEFUL_TIMEOUT)

@@ -1,0 +1,99 @@
+"""Prometheus and Grafana configuration of the compose stack, checked against compose.yaml and the code.
+
+promtool (Debian's `prometheus` package) validates the Prometheus file where it is installed.
+Whether the dashboards' metric names exist is checked against a running service in
+test_image_process.py.
+"""
+
+import re
+import shutil
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from apps.core.probes import VIEWS
+from apps.services import SERVICES
+from tests.platform import compose, dashboards, dockerfile
+from tests.platform.dockerfile import REPO
+
+PROMETHEUS_CONFIG = REPO / "platform" / "prometheus" / "prometheus.yml"
+GRAFANA = REPO / "platform" / "grafana"
+PROMETHEUS = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+DATASOURCES = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+PROVIDERS = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "platform.yaml").read_text())
+DASHBOARDS = dashboards.dashboards()
+MODEL = compose.load()
+IMAGE_PORT = dockerfile.stages()[-1].env()["PORT"]
+
+
+def _job(name: str) -> dict:
+    (job,) = [job for job in PROMETHEUS["scrape_configs"] if job["job_name"] == name]
+    return job
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
+def test_promtool_accepts_the_prometheus_config():
+    result = subprocess.run(
+        ["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_each_service_once_labelled_with_its_name():
+    targets = {
+        target: group["labels"]["service"]
+        for group in _job("services")["static_configs"]
+        for target in group["targets"]
+    }
+    assert targets == {f"{name}:{IMAGE_PORT}": name for name in SERVICES}
+
+
+def test_scraped_targets_are_services_of_the_compose_file():
+    hosts = {target.split(":")[0] for group in _job("services")["static_configs"] for target in group["targets"]}
+    assert hosts - set(MODEL["services"]) == set()
+
+
+def test_prometheus_scrapes_the_metrics_endpoint_of_the_probes():
+    assert (_job("services")["metrics_path"], _job("services")["metrics_path"] in VIEWS) == ("/metrics", True)
+
+
+def test_grafana_datasource_is_the_compose_prometheus():
+    (datasource,) = DATASOURCES["datasources"]
+    url = urlsplit(datasource["url"])
+    (published,) = MODEL["services"]["prometheus"]["ports"]
+    assert (datasource["type"], url.hostname, str(url.port)) == ("prometheus", "prometheus", published.split(":")[-1])
+
+
+def test_grafana_loads_dashboards_from_where_compose_mounts_them():
+    (provider,) = PROVIDERS["providers"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in MODEL["services"]["grafana"]["volumes"]}
+    assert mounts[provider["options"]["path"]] == "./grafana/dashboards"
+
+
+def test_dashboards_exist():
+    assert sorted(DASHBOARDS) == ["platform-services.json"]
+
+
+def test_every_panel_queries_the_provisioned_datasource():
+    (datasource,) = DATASOURCES["datasources"]
+    uids = {
+        target["datasource"]["uid"]
+        for dashboard in DASHBOARDS.values()
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    }
+    assert uids == {datasource["uid"]}
+
+
+def test_dashboard_uids_are_unique():
+    uids = [dashboard["uid"] for dashboard in DASHBOARDS.values()]
+    assert len(uids) == len(set(uids))
+
+
+def test_panels_select_services_by_the_scrape_label():
+    grouped = [expression for expression in dashboards.expressions() if "sum by" in expression]
+    assert [re.findall(r"sum by \(([^)]*)\)", expression)[0].split(",")[0] for expression in grouped] == [
+        "service"
+    ] * len(grouped)
