@@ -7,7 +7,7 @@ import uuid
 
 from rest_framework.test import APIClient
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct horse battery staple"  # noqa: S105 (test users only)
 
 
 def service_client_token(*, client_id: str, scopes: list[str]) -> str:

@@ -1,0 +1,156 @@
+import uuid
+
+import pytest
+
+from apps.orders.models import Order
+from apps.payments.models import Payment
+
+BODY = {
+    "currency": "EUR",
+    "lines": [{"sku": "BOOK-1", "quantity": 2, "unit_price": 1250}],
+    "payment_method": "pm_card_visa",
+}
+
+
+def place(client, body=BODY, key="key-1"):
+    headers = {"Idempotency-Key": key} if key else {}
+    return client.post("/api/orders/", body, format="json", headers=headers)
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == code
+    return response.json()
+
+
+@pytest.mark.usefixtures("live_platform")
+def test_placing_an_order_is_201_with_the_contract_fields(customer):
+    _, client = customer
+    response = place(client)
+    assert response.status_code == 201, response.content
+    order = response.json()
+    assert (order["status"], order["total"], order["currency"]) == ("paid", 2500, "EUR")
+    assert order["lines"] == [{"sku": "BOOK-1", "quantity": 2, "unit_price": 1250, "line_total": 2500}]
+    assert [step["to_status"] for step in order["status_history"]] == ["pending", "paid"]
+    assert order["payment_id"] == str(Payment.objects.get().id)
+    # The receipt address came from auth, asked with the user's own token.
+    assert Order.objects.get().customer_email.startswith("user-")
+
+
+@pytest.mark.usefixtures("live_platform")
+def test_a_declined_card_is_still_201_with_status_payment_failed(customer):
+    _, client = customer
+    response = place(client, {**BODY, "payment_method": "pm_card_declined"})
+    assert response.status_code == 201
+    assert (response.json()["status"], response.json()["decline_code"]) == ("payment_failed", "card_declined")
+
+
+@pytest.mark.usefixtures("live_platform")
+def test_payments_down_is_a_503_problem_naming_the_pending_order(customer, settings):
+    _, client = customer
+    settings.PAYMENTS_URL = "http://127.0.0.1:9"
+    problem = assert_problem(place(client), 503, "payments_unavailable")
+    order = Order.objects.get()
+    assert (problem["order_id"], problem["order_status"], order.status) == (str(order.id), "pending", "pending")
+    assert Payment.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_idempotency_key_is_required(customer):
+    _, client = customer
+    problem = assert_problem(place(client, key=None), 400, "validation_error")
+    assert list(problem["errors"]) == ["Idempotency-Key"]
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**BODY, "currency": "euro"}, "currency"),
+        ({**BODY, "lines": []}, "lines"),
+        ({**BODY, "lines": "BOOK-1"}, "lines"),
+        ({**BODY, "lines": [{"sku": "B", "quantity": 0, "unit_price": 1}]}, "lines"),
+        ({**BODY, "lines": [{"sku": "B", "quantity": 1, "unit_price": -1}]}, "lines"),
+        ({**BODY, "lines": [{"sku": "B", "quantity": 1, "unit_price": 1.5}]}, "lines"),
+        ({**BODY, "lines": [{"sku": "B", "quantity": "1", "unit_price": 1}]}, "lines"),
+        ({**BODY, "lines": [{"sku": "B", "quantity": 1, "unit_price": 0}]}, "lines"),
+        ({**BODY, "lines": [{"sku": "", "quantity": 1, "unit_price": 1}]}, "lines"),
+        ({**BODY, "lines": [{"sku": "B", "quantity": 1, "unit_price": 1, "colour": "red"}]}, "lines"),
+        ({**BODY, "lines": [{"sku": "B", "quantity": 10_000, "unit_price": 10**12}]}, "lines"),
+        ({**BODY, "lines": [1]}, "lines"),
+        ({**BODY, "payment_method": "visa"}, "payment_method"),
+        ({key: value for key, value in BODY.items() if key != "currency"}, "currency"),
+        ({**BODY, "coupon": "FREE"}, "coupon"),
+    ],
+)
+def test_invalid_orders_are_400_problems_naming_the_field(customer, body, field):
+    _, client = customer
+    problem = assert_problem(place(client, body), 400, "validation_error")
+    assert field in problem["errors"]
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_body_that_is_not_json_is_400(customer):
+    _, client = customer
+    response = client.post(
+        "/api/orders/", "{not json", content_type="application/json", headers={"Idempotency-Key": "k"}
+    )
+    assert_problem(response, 400, "parse_error")
+
+
+@pytest.mark.django_db
+def test_a_service_token_cannot_place_orders(db):
+    from apps.core.testing import bearer_client, service_client_token
+
+    client = bearer_client(service_client_token(client_id="payments", scopes=["notifications:publish"]))
+    assert_problem(place(client), 403, "permission_denied")
+
+
+def _order(customer_id, key, status="paid") -> Order:
+    order = Order.objects.create(
+        customer_id=customer_id,
+        idempotency_key=key,
+        request_fingerprint="f",
+        currency="EUR",
+        total=100,
+        payment_method="pm_card_visa",
+        status=status,
+        payment_id=uuid.uuid4() if status == "paid" else None,
+    )
+    order.lines.create(position=1, sku="X", quantity=1, unit_price=100)
+    return order
+
+
+@pytest.mark.django_db
+def test_the_list_is_mine_only_newest_first_and_paginated(customer):
+    user_id, client = customer
+    mine = [_order(user_id, f"k{number}") for number in range(3)]
+    _order(uuid.uuid4(), "theirs")
+    page = client.get("/api/orders/?page_size=2").json()
+    assert page["count"] == 3
+    expected = sorted(mine, key=lambda order: (order.created_at, order.id), reverse=True)
+    second = client.get(page["next"]).json()
+    assert [order["id"] for order in page["results"] + second["results"]] == [str(order.id) for order in expected]
+    assert_problem(client.get("/api/orders/?page=99"), 404, "not_found")
+
+
+@pytest.mark.django_db
+def test_another_users_order_is_404(customer):
+    _, client = customer
+    theirs = _order(uuid.uuid4(), "theirs")
+    assert_problem(client.get(f"/api/orders/{theirs.id}/"), 404, "not_found")
+    assert_problem(client.post(f"/api/orders/{theirs.id}/cancel/"), 404, "not_found")
+    assert Order.objects.get().status == "paid"
+
+
+@pytest.mark.django_db
+def test_cancel_refuses_a_body(customer):
+    user_id, client = customer
+    order = _order(user_id, "k", status="payment_failed")
+    assert_problem(
+        client.post(f"/api/orders/{order.id}/cancel/", {"force": True}, format="json"), 400, "validation_error"
+    )
+    assert Order.objects.get().status == "payment_failed"
