@@ -12,6 +12,9 @@ from datetime import datetime
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+# The manager named on every write: after the tool moved a selector or an image, a later
+# `kubectl apply --server-side` that would move it back reports a conflict instead of doing it.
+FIELD_MANAGER = "bluegreen"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -73,16 +76,36 @@ class Cluster:
 
     # --- writes -----------------------------------------------------------------------------------
     def patch_service(self, *, name: str, body: dict) -> dict:
-        return self._call(self.core.patch_namespaced_service, name=name, body=body, _content_type=MERGE_PATCH)
+        return self._call(
+            self.core.patch_namespaced_service,
+            name=name,
+            body=body,
+            _content_type=MERGE_PATCH,
+            field_manager=FIELD_MANAGER,
+        )
 
     def patch_deployment(self, *, name: str, body: dict | list, content_type: str = MERGE_PATCH) -> dict:
-        return self._call(self.apps.patch_namespaced_deployment, name=name, body=body, _content_type=content_type)
+        return self._call(
+            self.apps.patch_namespaced_deployment,
+            name=name,
+            body=body,
+            _content_type=content_type,
+            field_manager=FIELD_MANAGER,
+        )
 
     def patch_cronjob(self, *, name: str, body: dict, content_type: str = MERGE_PATCH) -> dict:
-        return self._call(self.batch.patch_namespaced_cron_job, name=name, body=body, _content_type=content_type)
+        return self._call(
+            self.batch.patch_namespaced_cron_job,
+            name=name,
+            body=body,
+            _content_type=content_type,
+            field_manager=FIELD_MANAGER,
+        )
 
     def create_job(self, *, body: dict) -> dict:
-        return self._call(self.batch.create_namespaced_job, body=client.V1Job.from_dict(body))
+        return self._call(
+            self.batch.create_namespaced_job, body=client.V1Job.from_dict(body), field_manager=FIELD_MANAGER
+        )
 
     def delete_job(self, *, name: str) -> dict:
         return self._call(self.batch.delete_namespaced_job, name=name, propagation_policy="Background")
@@ -97,10 +120,16 @@ class Cluster:
                 renew_time=micro_time(now),
             ),
         )
-        return self._call(self.coordination.create_namespaced_lease, body=lease)
+        return self._call(self.coordination.create_namespaced_lease, body=lease, field_manager=FIELD_MANAGER)
 
     def patch_lease(self, *, name: str, body: dict) -> dict:
-        return self._call(self.coordination.patch_namespaced_lease, name=name, body=body, _content_type=MERGE_PATCH)
+        return self._call(
+            self.coordination.patch_namespaced_lease,
+            name=name,
+            body=body,
+            _content_type=MERGE_PATCH,
+            field_manager=FIELD_MANAGER,
+        )
 
     def create_event(self, *, body: dict) -> dict:
         return self._call(self.core.create_namespaced_event, body=client.CoreV1Event.from_dict(body))

@@ -15,7 +15,7 @@ import re
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from kubernetes import client
 
@@ -91,6 +91,7 @@ class FakeKubernetes:
     def __init__(self):
         self.objects: dict[tuple[str, str, str], dict] = {}
         self.requests: list[tuple[str, str, str]] = []  # (method, path, content type)
+        self.field_managers: list[tuple[str, str, str]] = []  # (method, path, fieldManager) of writes
         self.stuck: set[str] = set()
         self.rollout_reads = 0
         self.job_outcome = "succeeded"
@@ -234,6 +235,9 @@ class FakeKubernetes:
             if self.before_request is not None:
                 self.before_request(method, path)
             self.requests.append((method, path, content_type))
+            if method in {"POST", "PATCH", "PUT"}:
+                manager = parse_qs(urlparse(raw_path).query).get("fieldManager", [""])[0]
+                self.field_managers.append((method, path, manager))
             match = _PATH.match(path)
             if not match or match["plural"] not in PLURALS:
                 return 404, _status(404, "NotFound", f"the fake serves no {path}")

@@ -642,3 +642,13 @@ def test_status_of_a_namespace_without_the_manifests_says_to_apply_them(ctx, fak
 
     with pytest.raises(BlueGreenError, match="apply the manifests first"):
         commands.status(ctx, service="auth")
+
+
+def test_every_write_of_the_tool_names_its_field_manager(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    commands.rollback(ctx, service="orders")
+    commands.scale_down(ctx, service="orders")
+
+    managers = {manager for method, path, manager in fake_kubernetes.field_managers if not path.endswith("/events")}
+
+    assert managers == {"bluegreen"}
