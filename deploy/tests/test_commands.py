@@ -652,3 +652,37 @@ def test_every_write_of_the_tool_names_its_field_manager(ctx, fake_kubernetes):
     managers = {manager for method, path, manager in fake_kubernetes.field_managers if not path.endswith("/events")}
 
     assert managers == {"bluegreen"}
+
+
+def _verbs_used(requests: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) of each request the tool made, as RBAC names them."""
+    used = set()
+    for method, path, _ in requests:
+        parts = path.split("/")
+        group = "" if parts[1] == "api" else parts[2]
+        resource = parts[5] if parts[1] == "api" else parts[6]
+        if "/proxy/" in path:
+            resource = f"{resource}/proxy"
+        verb = {"GET": "get", "POST": "create", "PATCH": "patch", "DELETE": "delete"}[method]
+        used.add((group, resource, verb))
+    return used
+
+
+def test_the_bluegreen_role_grants_exactly_what_the_tool_uses(ctx, fake_kubernetes, rendered):
+    commands.status(ctx, service="orders")
+    _promoted(ctx, fake_kubernetes)
+    commands.rollback(ctx, service="orders")
+    commands.scale_down(ctx, service="orders")
+    role = next(
+        obj for obj in rendered["kind"] if obj["kind"] == "Role" and obj["metadata"]["name"] == "bluegreen-operator"
+    )
+
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+    assert granted == _verbs_used(fake_kubernetes.requests)
