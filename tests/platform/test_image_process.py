@@ -2,19 +2,26 @@
 
 The command, its environment and the static-files step are read from platform/Dockerfile, and the
 migration and service-client steps from platform/compose.yaml, so these tests break when either
-changes in a way the process would not survive. What differs from a
-container is only what a container provides: the venv is .venv instead of /opt/venv, the code is
-the repository instead of /app, and the writable paths (the temporary directory a container gets as
-/tmp) are a temporary folder, with SQLite in it instead of PostgreSQL. It serves the auth service,
-whose token endpoint reads a request body, which the drain test needs.
+changes in a way the process would not survive. It serves the auth service, whose token endpoint
+reads a request body, which the drain test needs.
+
+Where the machine allows it (root, as in CI), the server runs as in a container: in a private mount
+namespace whose root filesystem is read-only, with a fresh tmpfs on /tmp and the data folder mounted
+writable as a volume would be, using the image's default /tmp paths. Elsewhere the writable paths
+are moved into a temporary folder instead. What differs from the image either way is only where
+things live: the venv is .venv instead of /opt/venv, the code is the repository instead of /app,
+and the database is SQLite instead of PostgreSQL.
 """
 
 import json
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,8 +48,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A container's filesystem: the root read-only, /tmp a fresh tmpfs, DATA_DIR writable like a volume.
+READ_ONLY_ROOT = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-ec",
+    'mount --bind "$DATA_DIR" "$DATA_DIR"; mount -o remount,bind,ro /; '
+    'mount -t tmpfs -o mode=1777,size=64m tmpfs /tmp; exec "$@"',
+    "read-only-root",
+]
+
+
+def read_only_root_available() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as data_dir:
+        probe = subprocess.run(
+            [*READ_ONLY_ROOT, "sh", "-c", 'test ! -w / && test -w /tmp && test -w "$DATA_DIR"'],
+            env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "DATA_DIR": data_dir},
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+    return probe.returncode == 0
+
+
+READ_ONLY = read_only_root_available()
+
+
 def image_environment(workdir: Path, port: int) -> dict[str, str]:
-    """The image's ENV plus what compose gives the auth service, with /tmp paths moved into workdir."""
+    """The image's ENV plus what compose gives the auth service."""
     key_file = workdir / "auth-signing-key.pem"
     if not key_file.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -51,58 +89,61 @@ def image_environment(workdir: Path, port: int) -> dict[str, str]:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
-    return {
+    data_dir = workdir / "data"
+    data_dir.mkdir(exist_ok=True)
+    env = {
         **RUNTIME.env(),
         # the image's PATH starts with /opt/venv/bin; here the same packages are in .venv
-        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(workdir),
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "HOME": "/",  # what a container's user without a passwd entry gets
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "SERVICE": "auth",
         "SECRET_KEY": "platform-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": f"sqlite:///{workdir / 'auth.sqlite3'}",
-        "DATA_DIR": str(workdir),
+        "DATABASE_URL": f"sqlite:///{data_dir / 'auth.sqlite3'}",
+        "DATA_DIR": str(data_dir),
         "STATIC_ROOT": str(workdir / "staticfiles"),
         "AUTH_SIGNING_KEY_FILE": str(key_file),
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus-multiproc"),
-        "GUNICORN_WORKER_TMP_DIR": str(workdir),
-        "DRAIN_FILE": str(workdir / "draining"),
         "ORDERS_CLIENT_SECRET": CLIENT_SECRET,
         "PAYMENTS_CLIENT_SECRET": f"payments-{CLIENT_SECRET}",
         "NOTIFICATIONS_CLIENT_SECRET": f"notifications-{CLIENT_SECRET}",
     }
+    if not READ_ONLY:
+        # no private /tmp to be had: the paths the image keeps in /tmp move into the work folder
+        env |= {
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus-multiproc"),
+            "GUNICORN_WORKER_TMP_DIR": str(workdir),
+            "DRAIN_FILE": str(workdir / "draining"),
+        }
+    return env
 
 
-def run(argv: list[str], env: dict[str, str]) -> None:
-    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=120)
-    if result.returncode != 0:
-        raise AssertionError(f"{argv} failed:\n{result.stdout}\n{result.stderr}")
+def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def prepare(workdir: Path) -> dict[str, str]:
+def finish(process: subprocess.Popen) -> None:
+    output, _ = process.communicate(timeout=120)
+    if process.returncode != 0:
+        raise AssertionError(f"{process.args} failed:\n{output}")
+
+
+def prepare(workdir: Path) -> tuple[dict[str, str], subprocess.Popen]:
     """What happens before the container starts: the image build's static files, then compose's one-shot
-    steps for auth, run with their own commands: the migration and the service clients."""
+    steps for auth with their own commands: the migration, then the service clients (left running in
+    the background, for the test that needs a client to wait on)."""
     env = image_environment(workdir, free_port())
     build_env, collectstatic = dockerfile.command_with_assignments(
         next(run.arguments for run in RUNTIME.all("RUN") if "collectstatic" in run.arguments).split("&&")[0]
     )
     # the build has none of the runtime's variables: only the step's own throwaway values
-    build = subprocess.Popen(
-        collectstatic,
-        cwd=REPO,
-        env={"PATH": env["PATH"], "STATIC_ROOT": env["STATIC_ROOT"], **build_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    build = start(collectstatic, {"PATH": env["PATH"], "STATIC_ROOT": env["STATIC_ROOT"], **build_env})
     steps = compose.load()["services"]
-    run(steps["auth-migrate"]["command"], env)
-    run(steps["auth-clients"]["command"], env)
-    output, _ = build.communicate(timeout=120)
-    if build.returncode != 0:
-        raise AssertionError(f"{collectstatic} failed:\n{output}")
-    return env
+    finish(start(steps["auth-migrate"]["command"], env))
+    clients = start(steps["auth-clients"]["command"], env)
+    finish(build)
+    return env, clients
 
 
 class Server:
@@ -117,7 +158,8 @@ class Server:
 
     def start(self) -> "Server":
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(IMAGE_COMMAND, cwd=REPO, env=self.env, stdout=log, stderr=log)
+            command = [*READ_ONLY_ROOT, *IMAGE_COMMAND] if READ_ONLY else IMAGE_COMMAND
+            self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -142,19 +184,45 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def metrics_dir(self) -> Path:
+        if "PROMETHEUS_MULTIPROC_DIR" in self.env:
+            return Path(self.env["PROMETHEUS_MULTIPROC_DIR"])
+        # the server's own /tmp, seen through its mount namespace; the name gunicorn.conf.py gives it
+        return Path(f"/proc/{self.process.pid}/root/tmp/prometheus-multiproc-{self.env['SERVICE']}-{self.port}")
+
+    def mounts(self) -> dict[str, tuple[str, set[str]]]:
+        """mount point -> (filesystem type, options), as the server process sees them."""
+        found = {}
+        for line in Path(f"/proc/{self.process.pid}/mountinfo").read_text().splitlines():
+            fields, _, tail = line.partition(" - ")
+            mount_point, options = fields.split()[4], set(fields.split()[5].split(","))
+            found[mount_point] = (tail.split()[0], options)
+        return found
+
     def log_entries(self) -> list[dict]:
         return [json.loads(line) for line in self.log().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> tuple[dict[str, str], Path]:
-    workdir = tmp_path_factory.mktemp("image")
-    return prepare(workdir), workdir
+def prepared():
+    # not under /tmp, which the read-only server gets as an empty tmpfs of its own
+    workdir = Path(tempfile.mkdtemp(prefix="platform-image-", dir="/var/tmp"))
+    env, clients = prepare(workdir)
+    yield env, workdir, clients
+    clients.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def service_clients(prepared) -> None:
+    """The clients compose's auth-clients step provisions, once that step has finished."""
+    finish(prepared[2])
 
 
 @pytest.fixture(scope="module")
 def server(prepared):
-    env, workdir = prepared
+    env, workdir, _ = prepared
     running = Server(env, workdir).start()
     yield running
     running.stop()
@@ -165,6 +233,13 @@ def server(prepared):
 
 def test_image_command_is_what_the_dockerfile_says():
     assert IMAGE_COMMAND == ["gunicorn", "-c", "platform/gunicorn.conf.py"]
+
+
+@pytest.mark.skipif(not READ_ONLY, reason="a private read-only root needs root and unshare")
+def test_server_runs_on_a_read_only_root_with_a_tmpfs_on_tmp(server):
+    mounts = server.mounts()
+    root, tmp = mounts["/"], mounts["/tmp"]  # noqa: S108
+    assert ("ro" in root[1], tmp[0], "rw" in tmp[1]) == (True, "tmpfs", True)
 
 
 def test_readyz_is_ready_after_migrate(server):
@@ -191,7 +266,7 @@ def test_swagger_ui_page_loads_its_script_from_the_collected_static_files(server
 def test_metrics_are_written_to_the_multiprocess_directory(server):
     requests.get(f"{server.url}/api/schema/", timeout=5)
     requests.get(f"{server.url}/metrics", timeout=5)
-    assert sorted({path.suffix for path in Path(server.env["PROMETHEUS_MULTIPROC_DIR"]).iterdir()}) == [".db"]
+    assert sorted({path.suffix for path in server.metrics_dir.iterdir()}) == [".db"]
 
 
 def test_every_log_line_is_json(server):
@@ -234,14 +309,14 @@ def _read_response(sock: socket.socket) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def drained(prepared) -> dict:
+def drained(prepared, service_clients) -> dict:
     """A request whose body is still arriving when SIGTERM comes; what the client and the process saw.
 
     The request is held open by its client, not by the server: the body of a token request is sent
     in two parts with SIGTERM in between, so the worker is inside the application, reading the body,
     when the shutdown starts. No slow endpoint is needed, and the timing is in the test's hands.
     """
-    env, workdir = prepared
+    env, workdir, _ = prepared
     server = Server({**env, "PORT": str(free_port())}, workdir).start()
     body = json.dumps(
         {"grant_type": "client_credentials", "client_id": "orders", "client_secret": CLIENT_SECRET}
