@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 def requests_counted(metrics_text: str, view: str) -> float:
     """Sum of django-prometheus' per-view request counter for `view` (names as scraped, with `_total`)."""
     pattern = re.compile(
-        r'^django_http_requests_total_by_view_transport_method_total\{([^}]*)\} ([0-9.e+]+)$', re.MULTILINE
+        r"^django_http_requests_total_by_view_transport_method_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE
     )
     return sum(float(value) for labels, value in pattern.findall(metrics_text) if f'view="{view}"' in labels)
 
