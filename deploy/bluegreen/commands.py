@@ -8,6 +8,7 @@ the history change together, or not at all.
 
 import json
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from deploy.bluegreen.decisions import (
     ColorState,
     GateThresholds,
     LockState,
+    capacity_shortfall,
     color_state,
     deployment_name,
     drain_wait_seconds,
@@ -50,8 +52,6 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 def _write_stdout(line: str) -> None:
-    import sys  # noqa: PLC0415
-
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -522,9 +522,15 @@ def promote(
     prometheus_url: str | None = None,
     window: str = "5m",
     thresholds: GateThresholds | None = None,
+    capacity_timeout_seconds: int = 300,
 ) -> float:
-    """Send the service's traffic to the idle color, if it is fully available and passes the gate."""
-    with service_lock(ctx, service=service, purpose="promote", duration_seconds=300):
+    """Send the service's traffic to the idle color, if it is fully available and passes the gate.
+
+    The idle color first gets at least as many pods as the live one has: its HPA may have shrunk it
+    while it had no traffic, and it is about to take all of it.
+    """
+    lease_seconds = capacity_timeout_seconds + 180
+    with service_lock(ctx, service=service, purpose="promote", duration_seconds=lease_seconds):
         state = read_state(ctx, service=service)
         result = None
         if prometheus_url:
@@ -541,12 +547,29 @@ def promote(
         refusal = promotion_refusal(service=service, idle=state.idle_state, gate=result)
         if refusal is not None:
             raise refusal
+        if capacity_shortfall(live=state.live_state, idle=state.idle_state):
+            _match_capacity(ctx, state=state, timeout_seconds=capacity_timeout_seconds)
         seconds = _switch(ctx, state=state, action="promote", to_color=state.idle, target=state.idle_state)
         ctx.say(
             f"{state.live} stays up for rollback (python -m deploy.bluegreen rollback {service}); free it later "
             f"with python -m deploy.bluegreen scale-down {service}"
         )
         return seconds
+
+
+def _match_capacity(ctx: Context, *, state: ServiceState, timeout_seconds: int) -> None:
+    name = deployment_name(service=state.service, color=state.idle)
+    replicas = state.live_state.desired
+    ctx.say(f"{name} has {state.idle_state.desired} replica(s), {state.live} has {replicas}: scaling up first")
+    ctx.cluster.patch_deployment(name=name, body={"spec": {"replicas": replicas}})
+    wait_for_rollout(
+        ctx,
+        service=state.service,
+        color=state.idle,
+        image=state.idle_state.image,
+        live=state.live,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def rollback(ctx: Context, *, service: str) -> float:
@@ -556,6 +579,12 @@ def rollback(ctx: Context, *, service: str) -> float:
         refusal = rollback_refusal(service=service, previous=state.idle_state)
         if refusal is not None:
             raise refusal
+        shortfall = capacity_shortfall(live=state.live_state, idle=state.idle_state)
+        if shortfall:
+            ctx.say(
+                f"warning: {state.idle} has {shortfall} pod(s) fewer than {state.live}; rolling back now anyway, "
+                "its HPA scales it up under the load"
+            )
         return _switch(ctx, state=state, action="rollback", to_color=state.idle, target=state.idle_state)
 
 

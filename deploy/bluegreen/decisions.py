@@ -238,6 +238,11 @@ def promotion_refusal(*, service: str, idle: ColorState, gate: GateResult | None
     )
 
 
+def capacity_shortfall(*, live: ColorState, idle: ColorState) -> int:
+    """Pods the idle color lacks to carry what the live color carries (its HPA may have shrunk it while idle)."""
+    return max(0, live.desired - idle.desired)
+
+
 def rollback_refusal(*, service: str, previous: ColorState) -> BlueGreenError | None:
     """Rolling back needs the previous color still up; it is gone once scaled down."""
     if previous.fully_available:

@@ -314,6 +314,50 @@ def test_promote_keeps_the_old_color_up_for_rollback(ctx, fake_kubernetes):
     assert fake_kubernetes.get("deployments", "orders-blue")["spec"]["replicas"] == LIVE_REPLICAS
 
 
+def _shrink(fake_kubernetes, name: str, replicas: int) -> None:
+    """What a color's HPA does to it while it has no traffic: fewer replicas, all of them available."""
+    counts = {
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    }
+    fake_kubernetes.touch("deployments", name, patch={"spec": {"replicas": replicas}, "status": counts})
+
+
+def _shrink_idle_green(fake_kubernetes, replicas: int) -> None:
+    _shrink(fake_kubernetes, "orders-green", replicas)
+
+
+def test_promote_first_gives_the_idle_color_the_live_colors_size(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+    _shrink_idle_green(fake_kubernetes, 1)
+
+    commands.promote(ctx, service="orders")
+
+    assert fake_kubernetes.get("deployments", "orders-green")["spec"]["replicas"] == LIVE_REPLICAS
+
+
+def test_promote_scales_up_before_it_switches(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+    _shrink_idle_green(fake_kubernetes, 1)
+    fake_kubernetes.requests.clear()
+
+    commands.promote(ctx, service="orders")
+
+    writes = [path.rsplit("/", 1)[1] for method, path, _ in fake_kubernetes.requests if method == "PATCH"]
+    assert writes.index("orders-green") < writes.index("orders")
+
+
+def test_promote_does_not_switch_when_the_idle_color_cannot_grow(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+    _shrink_idle_green(fake_kubernetes, 1)
+    fake_kubernetes.stuck.add("orders-green")
+
+    with pytest.raises(BlueGreenError, match="orders green was not available within 60 s"):
+        commands.promote(ctx, service="orders", capacity_timeout_seconds=60)
+
+
 def test_promote_refuses_an_idle_color_at_zero_replicas(ctx, fake_kubernetes):
     with pytest.raises(BlueGreenError, match="orders green is not fully available"):
         commands.promote(ctx, service="orders")
@@ -470,6 +514,19 @@ def test_rollback_moves_the_relay_back_to_the_old_image(ctx, fake_kubernetes):
     assert _image(fake_kubernetes, "orders-outbox-relay") == LIVE_IMAGE
 
 
+def test_rollback_to_a_shrunken_color_warns_and_switches_anyway(ctx, fake_kubernetes, said):
+    _promoted(ctx, fake_kubernetes)
+    _shrink(fake_kubernetes, "orders-blue", 1)
+    said.clear()
+
+    commands.rollback(ctx, service="orders")
+
+    assert (_selector_color(fake_kubernetes, "orders"), said[0]) == (
+        "blue",
+        "warning: blue has 2 pod(s) fewer than green; rolling back now anyway, its HPA scales it up under the load",
+    )
+
+
 def test_rollback_is_refused_once_the_old_color_is_scaled_down(ctx, fake_kubernetes):
     _promoted(ctx, fake_kubernetes)
     commands.scale_down(ctx, service="orders")
@@ -616,7 +673,7 @@ def test_the_lock_is_a_lease_that_names_the_operation_and_the_actor(ctx, fake_ku
 
     commands.promote(ctx, service="orders")
 
-    assert seen == [(["alice", "promote"], 300)]
+    assert seen == [(["alice", "promote"], 480)]
 
 
 # --- status ---------------------------------------------------------------------------------------------------

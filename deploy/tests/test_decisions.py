@@ -240,6 +240,14 @@ def test_promotion_is_refused_when_the_gate_is_inconclusive():
     )
 
 
+def test_capacity_shortfall_is_the_pods_the_idle_color_lacks():
+    assert decisions.capacity_shortfall(live=_state(color="blue", desired=5), idle=_state(desired=2)) == 3
+
+
+def test_capacity_shortfall_is_zero_when_the_idle_color_is_as_large():
+    assert decisions.capacity_shortfall(live=_state(color="blue", desired=2), idle=_state(desired=4)) == 0
+
+
 def test_rollback_is_allowed_while_the_previous_color_is_up():
     assert decisions.rollback_refusal(service="auth", previous=_state(color="blue")) is None
 
