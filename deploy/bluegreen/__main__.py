@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--max-error-rate", type=float, default=0.01, help="share of 5xx (default 0.01)")
     promote.add_argument("--max-p95-seconds", type=float, default=0.5, help="p95 latency (default 0.5)")
     promote.add_argument("--min-requests", type=float, default=50, help="fewer is inconclusive (default 50)")
+    promote.add_argument(
+        "--capacity-timeout", type=int, default=300, help="seconds to grow the idle color first (default 300)"
+    )
 
     rollback = sub.add_parser("rollback", help="switch traffic back to the previous color in one step")
     rollback.add_argument("service", choices=SERVICES)
@@ -89,6 +92,7 @@ def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
                 max_p95_seconds=arguments.max_p95_seconds,
                 min_requests=arguments.min_requests,
             ),
+            capacity_timeout_seconds=arguments.capacity_timeout,
         )
     elif arguments.command == "rollback":
         commands.rollback(ctx, service=arguments.service)
