@@ -30,7 +30,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.platform import compose, dashboards, dockerfile
+from tests.platform import compose, dockerfile, observability
 from tests.platform.dockerfile import REPO
 
 VENV_BIN = Path(sys.executable).parent
@@ -286,13 +286,13 @@ def test_one_access_line_per_request_with_its_request_id(server):
     ]
 
 
-def test_dashboards_query_metrics_the_service_exposes(server):
+def test_dashboards_and_rules_query_metrics_the_service_exposes(server):
     """Names as scraped (django-prometheus adds a `_total` of its own), not as the library spells them."""
     requests.get(f"{server.url}/api/schema/", timeout=5)
-    exposed = {
-        line.split("{")[0].split(" ")[0] for line in requests.get(f"{server.url}/metrics", timeout=5).text.splitlines()
-    }
-    queried = {name for expression in dashboards.expressions() for name in re.findall(r"\bdjango_\w+", expression)}
+    scraped = requests.get(f"{server.url}/metrics", timeout=5).text.splitlines()
+    exposed = {line.split("{")[0].split(" ")[0] for line in scraped if not line.startswith("#")}
+    expressions = observability.dashboard_expressions() + observability.rule_expressions()
+    queried = {name for expression in expressions for name in re.findall(r"(?<![\w:])django_\w+", expression)}
     assert queried - exposed == set()
 
 

@@ -15,15 +15,17 @@ import yaml
 
 from apps.core.probes import VIEWS
 from apps.services import SERVICES
-from tests.platform import compose, dashboards, dockerfile
+from tests.platform import compose, dockerfile, observability
 from tests.platform.dockerfile import REPO
 
 PROMETHEUS_CONFIG = REPO / "platform" / "prometheus" / "prometheus.yml"
+RULES = REPO / "platform" / "prometheus" / "rules"
+RULE_TESTS = REPO / "platform" / "prometheus" / "tests"
 GRAFANA = REPO / "platform" / "grafana"
 PROMETHEUS = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
 DATASOURCES = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
 PROVIDERS = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "platform.yaml").read_text())
-DASHBOARDS = dashboards.dashboards()
+DASHBOARDS = observability.dashboards()
 MODEL = compose.load()
 IMAGE_PORT = dockerfile.stages()[-1].env()["PORT"]
 
@@ -33,12 +35,44 @@ def _job(name: str) -> dict:
     return job
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)")
+
+
+def promtool(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PROMTOOL, *arguments], capture_output=True, text=True, check=False, timeout=60)
+
+
+@needs_promtool
 def test_promtool_accepts_the_prometheus_config():
-    result = subprocess.run(
-        ["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True, check=False
-    )
+    result = promtool("check", "config", str(PROMETHEUS_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_accepts_the_rules():
+    result = promtool("check", "rules", *map(str, sorted(RULES.glob("*.yml"))))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_rules_pass_their_promtool_unit_tests():
+    result = promtool("test", "rules", *map(str, sorted(RULE_TESTS.glob("*.yml"))))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_loads_every_rule_file():
+    matched = {path for pattern in PROMETHEUS["rule_files"] for path in PROMETHEUS_CONFIG.parent.glob(pattern)}
+    assert matched == set(RULES.glob("*.yml")) != set()
+
+
+def test_every_rule_file_has_unit_tests():
+    tested = {
+        (RULE_TESTS / name).resolve()
+        for path in RULE_TESTS.glob("*.yml")
+        for name in yaml.safe_load(path.read_text())["rule_files"]
+    }
+    assert tested == {path.resolve() for path in RULES.glob("*.yml")}
 
 
 def test_prometheus_scrapes_each_service_once_labelled_with_its_name():
@@ -93,7 +127,7 @@ def test_dashboard_uids_are_unique():
 
 
 def test_panels_select_services_by_the_scrape_label():
-    grouped = [expression for expression in dashboards.expressions() if "sum by" in expression]
+    grouped = [expression for expression in observability.dashboard_expressions() if "sum by" in expression]
     assert [re.findall(r"sum by \(([^)]*)\)", expression)[0].split(",")[0] for expression in grouped] == [
         "service"
     ] * len(grouped)
