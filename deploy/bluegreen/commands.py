@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from kubernetes.client.exceptions import ApiException
+
 from deploy.bluegreen import gate
 from deploy.bluegreen.cluster import Cluster, ConflictError, NotFoundError, format_micro_time
 from deploy.bluegreen.decisions import (
@@ -75,6 +77,7 @@ class Context:
 @contextmanager
 def service_lock(ctx: Context, *, service: str, purpose: str, duration_seconds: int) -> Iterator[str]:
     """Hold the service's Lease for the duration of one operation; refuse while another holds it."""
+    _check_service(service)
     name = lease_name(service=service)
     holder = f"{ctx.actor} {purpose} {socket.gethostname()} {uuid.uuid4().hex[:8]}"
     _lock_acquire(ctx, service=service, name=name, holder=holder, duration_seconds=duration_seconds)
@@ -130,7 +133,8 @@ def _lock_release(ctx: Context, *, name: str, holder: str) -> None:
                 "spec": {"holderIdentity": None},
             },
         )
-    except (ConflictError, NotFoundError):
+    except (ConflictError, NotFoundError, ApiException):
+        # Never hide the operation's own outcome behind a failed release.
         ctx.say(f"warning: could not release lock {name}; it expires by itself")
 
 

@@ -216,6 +216,13 @@ def test_deploy_of_an_unknown_service_is_refused(ctx):
         commands.deploy(ctx, service="billing", image=NEW_IMAGE)
 
 
+def test_deploy_of_an_unknown_service_takes_no_lock(ctx, fake_kubernetes):
+    with pytest.raises(BlueGreenError):
+        commands.deploy(ctx, service="billing", image=NEW_IMAGE)
+
+    assert fake_kubernetes.names("leases") == []
+
+
 def test_the_fake_had_no_errors_of_its_own_during_a_full_cycle(ctx, fake_kubernetes):
     _promoted(ctx, fake_kubernetes)
     commands.rollback(ctx, service="orders")
@@ -743,3 +750,17 @@ def test_the_bluegreen_role_grants_exactly_what_the_tool_uses(ctx, fake_kubernet
     }
 
     assert granted == _verbs_used(fake_kubernetes.requests)
+
+
+def test_deploy_stops_waiting_when_the_rollout_stopped_progressing(ctx, fake_kubernetes):
+    fake_kubernetes.stuck.add("orders-green")
+    fake_kubernetes.touch(
+        "deployments",
+        "orders-green",
+        patch={
+            "status": {"conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}
+        },
+    )
+
+    with pytest.raises(BlueGreenError, match="orders green stopped progressing"):
+        commands.deploy(ctx, service="orders", image=NEW_IMAGE)
