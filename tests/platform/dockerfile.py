@@ -42,11 +42,14 @@ class Stage:
             values[name.strip()] = _unquote(default)
         return values
 
-    def env(self) -> dict[str, str]:
-        """The ENV this stage sets, `${ARG}` and `$VAR` resolved against ARG defaults and earlier ENV."""
+    def env(self, before: Instruction | None = None) -> dict[str, str]:
+        """The ENV this stage sets (up to an instruction, if given), `${ARG}` and `$VAR` resolved
+        against ARG defaults and earlier ENV."""
         known = dict(self.args())
         values: dict[str, str] = {}
         for instruction in self.all("ENV"):
+            if before is not None and instruction.line > before.line:
+                break
             for key, value in key_value_pairs(instruction.arguments).items():
                 resolved = _substitute(value, {**known, **values})
                 values[key] = resolved
@@ -64,6 +67,33 @@ class Stage:
         if not found:
             return None
         return json.loads(found[-1].arguments)
+
+    def copy_local_files(self, destination_root: Path, context: Path = REPO) -> list[Path]:
+        """Carry out this stage's COPY instructions from the build context (not `--from` another
+        stage) into destination_root, which stands for the WORKDIR; return the files written."""
+        rules = ignore_rules()
+        written = []
+        for copy in self.all("COPY"):
+            if copy.arguments.startswith("--"):
+                continue
+            *sources, destination = copy.arguments.split()
+            for source in sources:
+                origin = context / source
+                files = [origin] if origin.is_file() else sorted(p for p in origin.rglob("*") if p.is_file())
+                for file in files:
+                    relative = file.relative_to(context).as_posix()
+                    if not in_build_context(relative, rules):
+                        continue
+                    if origin.is_dir():
+                        target = destination_root / destination / file.relative_to(origin)
+                    elif destination.endswith("/"):
+                        target = destination_root / destination / origin.name
+                    else:
+                        target = destination_root / destination
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(file.read_bytes())
+                    written.append(target)
+        return written
 
 
 def instructions(text: str) -> list[Instruction]:

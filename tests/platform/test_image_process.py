@@ -1,16 +1,17 @@
 """The image's command as a real process: what the container runs, run here on 127.0.0.1.
 
-The command, its environment and the static-files step are read from platform/Dockerfile, and the
-migration and service-client steps from platform/compose.yaml, so these tests break when either
-changes in a way the process would not survive. It serves the auth service, whose token endpoint
-reads a request body, which the drain test needs.
+Everything is read from the files that define the image: the code is what the Dockerfile's COPY
+lines take from the build context .dockerignore admits, laid out as in the image's WORKDIR; static
+files are collected by the Dockerfile's own build step; the server runs the Dockerfile's CMD with
+its ENV; the migration and service-client steps are platform/compose.yaml's commands. It serves
+the auth service, whose token endpoint reads a request body, which the drain test needs.
 
 Where the machine allows it (root, as in CI), the server runs as in a container: in a private mount
 namespace whose root filesystem is read-only, with a fresh tmpfs on /tmp and the data folder mounted
 writable as a volume would be, using the image's default /tmp paths. Elsewhere the writable paths
-are moved into a temporary folder instead. What differs from the image either way is only where
-things live: the venv is .venv instead of /opt/venv, the code is the repository instead of /app,
-and the database is SQLite instead of PostgreSQL.
+are moved into a temporary folder instead. What differs from the image is only where things live
+(the venv is .venv, not /opt/venv; the WORKDIR is a temporary folder, not /app) and the database
+(SQLite, not PostgreSQL).
 """
 
 import json
@@ -31,7 +32,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.platform import compose, dockerfile, observability
-from tests.platform.dockerfile import REPO
 
 VENV_BIN = Path(sys.executable).parent
 RUNTIME = dockerfile.stages()[-1]
@@ -103,7 +103,6 @@ def image_environment(workdir: Path, port: int) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": f"sqlite:///{data_dir / 'auth.sqlite3'}",
         "DATA_DIR": str(data_dir),
-        "STATIC_ROOT": str(workdir / "staticfiles"),
         "AUTH_SIGNING_KEY_FILE": str(key_file),
         "ORDERS_CLIENT_SECRET": CLIENT_SECRET,
         "PAYMENTS_CLIENT_SECRET": f"payments-{CLIENT_SECRET}",
@@ -119,8 +118,8 @@ def image_environment(workdir: Path, port: int) -> dict[str, str]:
     return env
 
 
-def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -134,14 +133,16 @@ def prepare(workdir: Path) -> tuple[dict[str, str], subprocess.Popen]:
     steps for auth with their own commands: the migration, then the service clients (left running in
     the background, for the test that needs a client to wait on)."""
     env = image_environment(workdir, free_port())
-    build_env, collectstatic = dockerfile.command_with_assignments(
-        next(run.arguments for run in RUNTIME.all("RUN") if "collectstatic" in run.arguments).split("&&")[0]
-    )
-    # the build has none of the runtime's variables: only the step's own throwaway values
-    build = start(collectstatic, {"PATH": env["PATH"], "STATIC_ROOT": env["STATIC_ROOT"], **build_env})
+    # the image's WORKDIR: what the Dockerfile's COPY lines take from the context .dockerignore admits
+    app = workdir / "app"
+    RUNTIME.copy_local_files(app)
+    collectstatic_step = next(run for run in RUNTIME.all("RUN") if "collectstatic" in run.arguments)
+    build_env, collectstatic = dockerfile.command_with_assignments(collectstatic_step.arguments.split("&&")[0])
+    # the build sees the ENV set before that step and the step's own throwaway values, nothing else
+    build = start(collectstatic, {**RUNTIME.env(before=collectstatic_step), "PATH": env["PATH"], **build_env}, app)
     steps = compose.load()["services"]
-    finish(start(steps["auth-migrate"]["command"], env))
-    clients = start(steps["auth-clients"]["command"], env)
+    finish(start(steps["auth-migrate"]["command"], env, app))
+    clients = start(steps["auth-clients"]["command"], env, app)
     finish(build)
     return env, clients
 
@@ -154,12 +155,13 @@ class Server:
         self.port = int(env["PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
+        self.app = workdir / "app"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Server":
         with self.log_path.open("wb") as log:
             command = [*READ_ONLY_ROOT, *IMAGE_COMMAND] if READ_ONLY else IMAGE_COMMAND
-            self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=log)
+            self.process = subprocess.Popen(command, cwd=self.app, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
