@@ -154,17 +154,83 @@ class LiveService:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only query on this service's own database (`%s` placeholders), for assertions."""
+        url = self.env["DATABASE_URL"]
+        if url.startswith("sqlite"):
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=20)) as connection:
+                return connection.execute(query.replace("%s", "?"), params).fetchall()
+        import psycopg
+
+        with psycopg.connect(url) as connection:
+            return connection.execute(query, params).fetchall()
+
+
+# Fast retries for tests: an event waits at most a second between attempts while its consumer is down.
+RELAY_ARGS = ("--poll-interval", "0.1", "--backoff-base", "0.2", "--backoff-max", "1", "--lease", "30")
+
+
+@dataclass
+class LiveRelay:
+    """`manage.py outbox_relay` of a service, a separate process with the service's own environment."""
+
+    service: LiveService
+    args: tuple[str, ...] = RELAY_ARGS
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def start(self) -> LiveRelay:
+        self.log_path = self.service.workdir / f"{self.service.name}-relay-{uuid.uuid4().hex[:6]}.log"
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "outbox_relay", *self.args],
+            cwd=REPO,
+            env=self.service.process_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def wait_started(self, *, timeout: float = 30.0) -> None:
+        """Until the relay has printed its first line (Django loaded, about to claim)."""
+        deadline = time.monotonic() + timeout
+        while "outbox relay " not in self.log_text():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"relay exited with {self.process.returncode}:\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"relay not started after {timeout}s:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def stop(self, *, timeout: float = 30.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)  # finishes the batch in hand, then exits 0
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
 
 @dataclass
 class Stack:
-    """The platform's services running together, wired to each other by URL and client credentials."""
+    """The platform's services running together, wired to each other by URL and client credentials,
+    with an outbox relay beside each service that emits events."""
 
     services: dict[str, LiveService]
+    relays: dict[str, LiveRelay] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> LiveService:
         return self.services[name]
 
     def stop(self) -> None:
+        for relay in self.relays.values():
+            relay.stop()
         for service in self.services.values():
             service.stop()
 
@@ -175,6 +241,10 @@ CLIENT_SCOPES = {
     "payments": ["notifications:publish"],
     "notifications": [],
 }
+
+
+# The services with an outbox, whose relays deliver to notifications.
+RELAYED = ("orders", "payments")
 
 
 def stack_start(workdir: Path, databases: Databases, names: tuple[str, ...]) -> Iterator[Stack]:
@@ -217,6 +287,9 @@ def stack_start(workdir: Path, databases: Databases, names: tuple[str, ...]) -> 
     try:
         for service in services.values():
             service.start()
+        for name in RELAYED:
+            if name in services and "notifications" in services:
+                stack.relays[name] = LiveRelay(services[name]).start()
         yield stack
     finally:
         stack.stop()

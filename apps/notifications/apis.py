@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.permissions import HasServiceScope, IsUser
-from apps.core.serializers import StrictInputSerializer
+from apps.core.serializers import StrictInputSerializer, StrictUUIDField
 from apps.notifications import selectors, services
 
 PROBLEM = OpenApiResponse(description="application/problem+json with the request id")
@@ -40,9 +40,9 @@ class EventPublishApi(APIView):
     required_scopes = ["notifications:publish"]
 
     class InputSerializer(StrictInputSerializer):
-        event_id = serializers.UUIDField()
+        event_id = StrictUUIDField()
         type = serializers.RegexField(EVENT_TYPE, max_length=64, help_text="e.g. order.paid")
-        user_id = serializers.UUIDField()
+        user_id = StrictUUIDField()
         data = serializers.DictField(required=False, default=dict)
 
         class Meta:

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from apps.core import idempotency
 from apps.core.money import AmountField, CurrencyField
 from apps.core.permissions import HasServiceScope, IsUser
-from apps.core.serializers import StrictInputSerializer
+from apps.core.serializers import StrictInputSerializer, StrictUUIDField
 from apps.payments import selectors, services
 from apps.payments.serializers import PaymentOutputSerializer, RefundWithPaymentOutputSerializer
 
@@ -33,8 +33,8 @@ class PaymentCreateApi(APIView):
     required_scopes = ["payments:charge"]
 
     class InputSerializer(StrictInputSerializer):
-        order_id = serializers.UUIDField()
-        user_id = serializers.UUIDField(help_text="The customer the order belongs to.")
+        order_id = StrictUUIDField()
+        user_id = StrictUUIDField(help_text="The customer the order belongs to.")
         amount = AmountField(help_text="The order's total in minor units.")
         currency = CurrencyField()
         payment_method = serializers.RegexField(PAYMENT_METHOD, help_text="e.g. pm_card_visa, pm_card_declined")

@@ -174,7 +174,12 @@ FORGERIES = [
 ]
 
 # One endpoint per service that requires a user's access token.
-PROTECTED = {"auth": "/api/auth/me/"}
+PROTECTED = {
+    "auth": "/api/auth/me/",
+    "orders": "/api/orders/",
+    "payments": "/api/payments/00000000-0000-4000-8000-000000000000/",
+    "notifications": "/api/notifications/",
+}
 
 
 @pytest.mark.parametrize("service", sorted(PROTECTED))
@@ -191,3 +196,21 @@ def test_bad_tokens_are_401_problems(stack, service, forge):
 def test_no_token_is_401(stack, service):
     response = requests.get(f"{stack[service].url}{PROTECTED[service]}", timeout=5)
     assert_problem(response, 401, "not_authenticated")
+
+
+def test_other_services_verify_tokens_without_calling_auth_per_request(stack):
+    from tests.e2e.test_metrics import requests_counted
+
+    _, tokens = register_and_login(stack["auth"].url)
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(f"{stack['orders'].url}/api/orders/", headers=headers, timeout=5).status_code == 200
+    before = requests_counted(requests.get(f"{stack['auth'].url}/metrics", timeout=5).text, "jwks")
+    for _ in range(20):
+        response = requests.get(
+            f"{stack['orders'].url}/api/orders/", headers={**headers, "Connection": "close"}, timeout=5
+        )
+        assert response.status_code == 200
+    after = requests_counted(requests.get(f"{stack['auth'].url}/metrics", timeout=5).text, "jwks")
+    # Each orders worker fetches the keys once and caches them: at most one fetch, by a worker that
+    # had not served a request yet, in twenty requests.
+    assert after - before <= 1
