@@ -319,8 +319,6 @@ def test_management_commands_used_are_these():
 
 @pytest.mark.parametrize("command", sorted(_management_commands_used()))
 def test_management_commands_used_exist(command):
-    if command == "outbox_relay" and command not in get_commands():
-        pytest.xfail("the relay command arrives with the transactional outbox (apps/core/management)")
     assert command in get_commands()
 
 
