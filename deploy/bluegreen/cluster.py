@@ -49,6 +49,7 @@ class Cluster:
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
+        self.discovery = client.DiscoveryV1Api(api_client)
 
     def _call(self, method, **kwargs) -> dict:
         try:
@@ -73,6 +74,13 @@ class Cluster:
 
     def read_lease(self, *, name: str) -> dict:
         return self._call(self.coordination.read_namespaced_lease, name=name)
+
+    def list_endpoint_slices(self, *, service: str) -> list[dict]:
+        """The EndpointSlices the control plane keeps for a Service: which pods its traffic goes to."""
+        answer = self._call(
+            self.discovery.list_namespaced_endpoint_slice, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        return answer.get("items") or []
 
     # --- writes -----------------------------------------------------------------------------------
     def patch_service(self, *, name: str, body: dict) -> dict:

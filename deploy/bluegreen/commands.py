@@ -35,6 +35,7 @@ from deploy.bluegreen.decisions import (
     color_state,
     deployment_name,
     drain_wait_seconds,
+    endpoints_only_on,
     history_with,
     lease_name,
     lock_held_error,
@@ -69,6 +70,16 @@ class Context:
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     poll_seconds: float = 2.0
+    endpoints_poll_seconds: float = 0.25
+    endpoints_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Switched:
+    """How long a switch took: the selector patch, and until the endpoints listed only the new color."""
+
+    patch_seconds: float
+    traffic_seconds: float | None  # None: the endpoints did not settle within the timeout
 
 
 # --- the lock ----------------------------------------------------------------------------------------
@@ -207,10 +218,9 @@ def status(ctx: Context, *, service: str) -> ServiceState:
     if not history:
         ctx.say("  no switches recorded")
     for record in history:
-        took = f" in {record['seconds']} s" if "seconds" in record else ""
         ctx.say(
             f"  {record['when']} {record['action']} {record['from']} -> {record['to']} "
-            f"version {record['version']} by {record['who']}{took}"
+            f"version {record['version']} by {record['who']}"
         )
     return state
 
@@ -417,8 +427,9 @@ def deploy(
 # --- switching -----------------------------------------------------------------------------------------
 
 
-def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, target: ColorState) -> float:
-    """Flip the stable Service to `to_color` in one compare-and-swap patch; returns the seconds it took."""
+def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, target: ColorState) -> Switched:
+    """Flip the stable Service to `to_color` in one compare-and-swap patch, and measure it: the patch,
+    then the time until the Service's endpoints are the new color's pods only."""
     service = state.service
     from_color = state.live
     record = switch_record(
@@ -448,11 +459,32 @@ def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, ta
             f"Service {service} changed while this {action} was deciding; nothing was switched",
             next_step=f"python -m deploy.bluegreen status {service}, then {action} again if it still applies",
         ) from None
-    seconds = ctx.monotonic() - started
-    ctx.say(f"{service}: traffic switched {from_color} -> {to_color} ({target.version}) in {seconds:.3f} s")
+    patch_seconds = ctx.monotonic() - started
+    ctx.say(f"{service}: selector switched {from_color} -> {to_color} ({target.version}) in {patch_seconds:.3f} s")
+    switched = Switched(
+        patch_seconds=patch_seconds,
+        traffic_seconds=_wait_for_endpoints(ctx, service=service, color=to_color, started=started),
+    )
     _after_switch(ctx, service=service, from_color=from_color, to_color=to_color, image=target.image)
-    _record_event(ctx, state=state, action=action, record=record, seconds=seconds)
-    return seconds
+    _record_event(ctx, state=state, action=action, record=record, switched=switched)
+    return switched
+
+
+def _wait_for_endpoints(ctx: Context, *, service: str, color: str, started: float) -> float | None:
+    """Seconds from the switch until the Service's endpoints are only `color`'s pods, or None on timeout."""
+    while True:
+        if endpoints_only_on(slices=ctx.cluster.list_endpoint_slices(service=service), service=service, color=color):
+            seconds = ctx.monotonic() - started
+            ctx.say(f"{service}: endpoints list only {color} pods {seconds:.3f} s after the switch")
+            return seconds
+        if ctx.monotonic() - started >= ctx.endpoints_timeout_seconds:
+            ctx.say(
+                f"warning: {ctx.endpoints_timeout_seconds:.0f} s after the switch the endpoints of Service {service} "
+                f"are not only {color} pods; check kubectl -n {ctx.cluster.namespace} get endpointslices "
+                f"-l kubernetes.io/service-name={service}"
+            )
+            return None
+        ctx.sleep(ctx.endpoints_poll_seconds)
 
 
 def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str, image: str) -> None:
@@ -486,11 +518,16 @@ def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str,
             )
 
 
-def _record_event(ctx: Context, *, state: ServiceState, action: str, record: dict, seconds: float) -> None:
+def _record_event(ctx: Context, *, state: ServiceState, action: str, record: dict, switched: Switched) -> None:
     now = ctx.now()
+    traffic = (
+        f"endpoints on {record['to']} after {switched.traffic_seconds:.3f} s"
+        if switched.traffic_seconds is not None
+        else "endpoints not settled"
+    )
     message = (
         f"{record['who']} {action}: {record['from']} -> {record['to']}, version {record['version']} "
-        f"({record['image']}), switched in {seconds:.3f} s"
+        f"({record['image']}), selector patched in {switched.patch_seconds:.3f} s, {traffic}"
     )
     event = {
         "apiVersion": "v1",
@@ -527,7 +564,7 @@ def promote(
     window: str = "5m",
     thresholds: GateThresholds | None = None,
     capacity_timeout_seconds: int = 300,
-) -> float:
+) -> Switched:
     """Send the service's traffic to the idle color, if it is fully available and passes the gate.
 
     The idle color first gets at least as many pods as the live one has: its HPA may have shrunk it
@@ -553,12 +590,12 @@ def promote(
             raise refusal
         if capacity_shortfall(live=state.live_state, idle=state.idle_state):
             _match_capacity(ctx, state=state, timeout_seconds=capacity_timeout_seconds)
-        seconds = _switch(ctx, state=state, action="promote", to_color=state.idle, target=state.idle_state)
+        switched = _switch(ctx, state=state, action="promote", to_color=state.idle, target=state.idle_state)
         ctx.say(
             f"{state.live} stays up for rollback (python -m deploy.bluegreen rollback {service}); free it later "
             f"with python -m deploy.bluegreen scale-down {service}"
         )
-        return seconds
+        return switched
 
 
 def _match_capacity(ctx: Context, *, state: ServiceState, timeout_seconds: int) -> None:
@@ -576,8 +613,8 @@ def _match_capacity(ctx: Context, *, state: ServiceState, timeout_seconds: int) 
     )
 
 
-def rollback(ctx: Context, *, service: str) -> float:
-    """Send the traffic back to the previous color in one step; returns the seconds the switch took."""
+def rollback(ctx: Context, *, service: str) -> Switched:
+    """Send the traffic back to the previous color in one step, and measure how long that took."""
     with service_lock(ctx, service=service, purpose="rollback", duration_seconds=120):
         state = read_state(ctx, service=service)
         refusal = rollback_refusal(service=service, previous=state.idle_state)

@@ -238,6 +238,18 @@ def promotion_refusal(*, service: str, idle: ColorState, gate: GateResult | None
     )
 
 
+def endpoints_only_on(*, slices: list[dict], service: str, color: str) -> bool:
+    """Whether a Service's EndpointSlices list ready pods, and only pods of `color`'s Deployment."""
+    prefix = f"{deployment_name(service=service, color=color)}-"
+    names = [
+        (endpoint.get("targetRef") or {}).get("name", "")
+        for endpoint_slice in slices
+        for endpoint in endpoint_slice.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready", True)
+    ]
+    return bool(names) and all(name.startswith(prefix) for name in names)
+
+
 def capacity_shortfall(*, live: ColorState, idle: ColorState) -> int:
     """Pods the idle color lacks to carry what the live color carries (its HPA may have shrunk it while idle)."""
     return max(0, live.desired - idle.desired)
@@ -331,9 +343,8 @@ def switch_record(
     to_color: str,
     version: str,
     image: str,
-    duration_seconds: float | None = None,
 ) -> dict:
-    record = {
+    return {
         "action": action,
         "who": actor,
         "when": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -342,9 +353,6 @@ def switch_record(
         "version": version,
         "image": image,
     }
-    if duration_seconds is not None:
-        record["seconds"] = round(duration_seconds, 3)
-    return record
 
 
 def history_with(*, history: list[dict], record: dict) -> list[dict]:

@@ -26,6 +26,7 @@ PLURALS = {
     "jobs": ("batch/v1", "Job"),
     "cronjobs": ("batch/v1", "CronJob"),
     "leases": ("coordination.k8s.io/v1", "Lease"),
+    "endpointslices": ("discovery.k8s.io/v1", "EndpointSlice"),
 }
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)"
@@ -98,6 +99,9 @@ class FakeKubernetes:
         # Called with (method, path) before a request is served: lets a test act as a concurrent client.
         self.before_request = None
         self.errors: list[str] = []  # exceptions of the fake itself; tests expect none
+        # After a Service's selector changes, this many lists of its EndpointSlices still show the old pods.
+        self.endpoints_lag = 0
+        self._old_selectors: dict[str, tuple[dict, int]] = {}
         self.proxy_overrides: dict[tuple[str, str], tuple[int, dict]] = {}
         self._reads_since_change: dict[str, int] = {}
         self._version = 1000
@@ -200,6 +204,25 @@ class FakeKubernetes:
         else:
             obj["status"] = {"active": 1}
 
+    def _endpoint_slices(self, namespace: str, service_name: str) -> dict:
+        """One EndpointSlice per Service: a ready endpoint per available pod of the selected Deployments."""
+        service = self.objects.get(("services", namespace, service_name))
+        selector = service["spec"].get("selector", {}) if service else {}
+        old_selector, lists_left = self._old_selectors.get(service_name, ({}, 0))
+        if lists_left > 0:
+            selector = old_selector
+            self._old_selectors[service_name] = (old_selector, lists_left - 1)
+        endpoints = [
+            {"addresses": [f"10.0.0.{index}"], "conditions": {"ready": True},
+             "targetRef": {"kind": "Pod", "name": f"{name}-5d8f7c-{index}"}}
+            for (plural, ns, name), obj in sorted(self.objects.items())
+            if plural == "deployments" and ns == namespace and selector
+            and all(obj["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
+            for index in range(obj.get("status", {}).get("availableReplicas", 0))
+        ]  # fmt: skip
+        items = [{"metadata": {"name": f"{service_name}-abcde"}, "endpoints": endpoints}] if service else []
+        return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList", "metadata": {}, "items": items}
+
     def _proxy(self, namespace: str, service_port: str, path: str) -> tuple[int, dict]:
         service_name = service_port.split(":", 1)[0]
         if (service_name, path) in self.proxy_overrides:
@@ -245,6 +268,9 @@ class FakeKubernetes:
             name = unquote(match["name"]) if match["name"] else None
             if match["proxy_path"] is not None:
                 return self._proxy(namespace, name, match["proxy_path"])
+            if plural == "endpointslices" and method == "GET" and name is None:
+                selector = parse_qs(urlparse(raw_path).query).get("labelSelector", [""])[0]
+                return 200, self._endpoint_slices(namespace, selector.removeprefix("kubernetes.io/service-name="))
             key = (plural, namespace, name)
             if method == "GET":
                 if key not in self.objects:
@@ -296,6 +322,8 @@ class FakeKubernetes:
             return 415, _status(415, "UnsupportedMediaType", f"the fake does not take {content_type}")
         if updated.get("spec") != current.get("spec"):
             updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        if key[0] == "services" and updated["spec"].get("selector") != current["spec"].get("selector"):
+            self._old_selectors[key[2]] = (current["spec"].get("selector", {}), self.endpoints_lag)
         self._bump(updated)
         self.objects[key] = updated
         return 200, updated

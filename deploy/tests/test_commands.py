@@ -273,7 +273,8 @@ def test_promote_writes_a_kubernetes_event_on_the_service(ctx, fake_kubernetes):
     assert (event["reason"], event["involvedObject"]["name"], event["message"]) == (
         "BlueGreenPromote",
         "orders",
-        f"alice promote: blue -> green, version 1.5.0 ({NEW_IMAGE}), switched in 0.000 s",
+        f"alice promote: blue -> green, version 1.5.0 ({NEW_IMAGE}), selector patched in 0.000 s, "
+        "endpoints on green after 0.000 s",
     )
 
 
@@ -495,10 +496,33 @@ def test_rollback_is_one_patch_of_the_stable_service(ctx, fake_kubernetes):
     assert len(fake_kubernetes.writes("services/orders")) - patches_before == 1
 
 
-def test_rollback_returns_how_long_the_switch_took(ctx, fake_kubernetes, clock):
+def test_rollback_measures_the_time_until_the_endpoints_are_the_old_colors(ctx, fake_kubernetes):
     _promoted(ctx, fake_kubernetes)
+    fake_kubernetes.endpoints_lag = 3
 
-    assert commands.rollback(ctx, service="orders") == 0.0
+    assert commands.rollback(ctx, service="orders") == commands.Switched(patch_seconds=0.0, traffic_seconds=0.75)
+
+
+def test_rollback_reports_endpoints_that_do_not_settle(ctx, fake_kubernetes, said):
+    _promoted(ctx, fake_kubernetes)
+    fake_kubernetes.endpoints_lag = 1000
+
+    switched = commands.rollback(ctx, service="orders")
+
+    assert (switched.traffic_seconds, said[-4]) == (
+        None,
+        "warning: 30 s after the switch the endpoints of Service orders are not only blue pods; check kubectl -n "
+        "platform get endpointslices -l kubernetes.io/service-name=orders",
+    )
+
+
+def test_a_rollback_that_did_not_settle_still_switched_the_selector(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    fake_kubernetes.endpoints_lag = 1000
+
+    commands.rollback(ctx, service="orders")
+
+    assert _selector_color(fake_kubernetes, "orders") == "blue"
 
 
 def test_rollback_is_recorded_in_the_history_after_the_promotion(ctx, fake_kubernetes):
@@ -727,7 +751,8 @@ def _verbs_used(requests: list[tuple[str, str, str]]) -> set[tuple[str, str, str
         resource = parts[5] if parts[1] == "api" else parts[6]
         if "/proxy/" in path:
             resource = f"{resource}/proxy"
-        verb = {"GET": "get", "POST": "create", "PATCH": "patch", "DELETE": "delete"}[method]
+        named = len(parts) > (6 if parts[1] == "api" else 7)
+        verb = {"GET": "get" if named else "list", "POST": "create", "PATCH": "patch", "DELETE": "delete"}[method]
         used.add((group, resource, verb))
     return used
 

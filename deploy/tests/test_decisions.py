@@ -240,6 +240,28 @@ def test_promotion_is_refused_when_the_gate_is_inconclusive():
     )
 
 
+def _slice(*pods: str, ready: bool = True) -> dict:
+    return {"endpoints": [{"conditions": {"ready": ready}, "targetRef": {"kind": "Pod", "name": pod}} for pod in pods]}
+
+
+def test_endpoints_of_only_the_new_colors_pods_are_settled():
+    slices = [_slice("orders-green-5d8f7c-abcde", "orders-green-5d8f7c-fghij")]
+
+    assert decisions.endpoints_only_on(slices=slices, service="orders", color="green") is True
+
+
+def test_endpoints_still_listing_an_old_colors_pod_are_not_settled():
+    slices = [_slice("orders-green-5d8f7c-abcde"), _slice("orders-blue-7b9d4e-klmno")]
+
+    assert decisions.endpoints_only_on(slices=slices, service="orders", color="green") is False
+
+
+def test_endpoints_without_a_ready_pod_are_not_settled():
+    slices = [_slice("orders-green-5d8f7c-abcde", ready=False)]
+
+    assert decisions.endpoints_only_on(slices=slices, service="orders", color="green") is False
+
+
 def test_capacity_shortfall_is_the_pods_the_idle_color_lacks():
     assert decisions.capacity_shortfall(live=_state(color="blue", desired=5), idle=_state(desired=2)) == 3
 
