@@ -7,7 +7,9 @@ import socket
 import sys
 from collections.abc import Sequence
 
+import urllib3
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from deploy.bluegreen import commands
 from deploy.bluegreen.cluster import Cluster
@@ -116,7 +118,28 @@ def main(argv: Sequence[str] | None = None, *, api_client: client.ApiClient | No
     except BlueGreenError as error:
         sys.stderr.write(f"error: {error}\n")
         return 1
+    except ApiException as error:
+        sys.stderr.write(f"error: {api_error(error, namespace=arguments.namespace)}\n")
+        return 1
+    except urllib3.exceptions.HTTPError as error:
+        sys.stderr.write(
+            f"error: the Kubernetes API did not answer ({error.__class__.__name__})\n"
+            "Next: check the cluster and your context: kubectl cluster-info\n"
+        )
+        return 1
     return 0
+
+
+def api_error(error: ApiException, *, namespace: str) -> BlueGreenError:
+    """An unexpected answer of the API server, with what usually causes it."""
+    if error.status in {401, 403}:
+        next_step = (
+            f"check the kubeconfig context, and that your identity is bound to Role bluegreen-operator in "
+            f"namespace {namespace} (kubectl auth can-i patch services -n {namespace})"
+        )
+    else:
+        next_step = "retry; if it persists, look at the API server's message above and the cluster's health"
+    return BlueGreenError(f"the Kubernetes API answered {error.status} {error.reason}", next_step=next_step)
 
 
 if __name__ == "__main__":

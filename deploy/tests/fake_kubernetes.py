@@ -98,6 +98,8 @@ class FakeKubernetes:
         self.job_outcome = "succeeded"
         # Called with (method, path) before a request is served: lets a test act as a concurrent client.
         self.before_request = None
+        # (method, path ending) -> HTTP status the fake answers instead, as an API server refusing.
+        self.refusals: dict[tuple[str, str], int] = {}
         self.errors: list[str] = []  # exceptions of the fake itself; tests expect none
         # After a Service's selector changes, this many lists of its EndpointSlices still show the old pods.
         self.endpoints_lag = 0
@@ -252,15 +254,12 @@ class FakeKubernetes:
         return 404, {"detail": "not found"}
 
     # --- HTTP ----------------------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, dict]:  # noqa: PLR0911
-        path = urlparse(raw_path).path
+    def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, dict]:
+        path, query = urlparse(raw_path).path, parse_qs(urlparse(raw_path).query)
         with self._lock:
-            if self.before_request is not None:
-                self.before_request(method, path)
-            self.requests.append((method, path, content_type))
-            if method in {"POST", "PATCH", "PUT"}:
-                manager = parse_qs(urlparse(raw_path).query).get("fieldManager", [""])[0]
-                self.field_managers.append((method, path, manager))
+            refused = self._observe(method, path, query, content_type)
+            if refused is not None:
+                return refused
             match = _PATH.match(path)
             if not match or match["plural"] not in PLURALS:
                 return 404, _status(404, "NotFound", f"the fake serves no {path}")
@@ -269,24 +268,38 @@ class FakeKubernetes:
             if match["proxy_path"] is not None:
                 return self._proxy(namespace, name, match["proxy_path"])
             if plural == "endpointslices" and method == "GET" and name is None:
-                selector = parse_qs(urlparse(raw_path).query).get("labelSelector", [""])[0]
+                selector = query.get("labelSelector", [""])[0]
                 return 200, self._endpoint_slices(namespace, selector.removeprefix("kubernetes.io/service-name="))
-            key = (plural, namespace, name)
-            if method == "GET":
-                if key not in self.objects:
-                    return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
-                if plural == "deployments":
-                    self._deployment_read(self.objects[key])
-                return 200, self.objects[key]
             if method == "POST":
                 return self._create(namespace, plural, json.loads(body))
-            if method == "PATCH":
-                return self._patch(key, content_type, json.loads(body))
-            if method == "DELETE":
-                if self.objects.pop(key, None) is None:
-                    return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
-                return 200, _status(200, "", "deleted", status="Success")
-            return 405, _status(405, "MethodNotAllowed", method)
+            return self._serve_object(method, (plural, namespace, name), content_type, body)
+
+    def _observe(self, method: str, path: str, query: dict, content_type: str) -> tuple[int, dict] | None:
+        """Record the request, let the test act first, and answer with a refusal the test asked for."""
+        if self.before_request is not None:
+            self.before_request(method, path)
+        self.requests.append((method, path, content_type))
+        if method in {"POST", "PATCH", "PUT"}:
+            self.field_managers.append((method, path, query.get("fieldManager", [""])[0]))
+        for (refused_method, ending), status in self.refusals.items():
+            if method == refused_method and path.endswith(ending):
+                return status, _status(status, "Forbidden" if status == 403 else "Refused", "refused by the fake")
+        return None
+
+    def _serve_object(self, method: str, key: tuple[str, str, str], content_type: str, body: bytes) -> tuple[int, dict]:
+        plural, _, name = key
+        if key not in self.objects:
+            return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
+        if method == "GET":
+            if plural == "deployments":
+                self._deployment_read(self.objects[key])
+            return 200, self.objects[key]
+        if method == "PATCH":
+            return self._patch(key, content_type, json.loads(body))
+        if method == "DELETE":
+            del self.objects[key]
+            return 200, _status(200, "", "deleted", status="Success")
+        return 405, _status(405, "MethodNotAllowed", method)
 
     def _create(self, namespace: str, plural: str, obj: dict) -> tuple[int, dict]:
         # Like the API server, take the kind from the URL when the body leaves it out.

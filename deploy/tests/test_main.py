@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from kubernetes import client
 
 from deploy.bluegreen.__main__ import build_parser, default_actor, main
 from deploy.bluegreen.decisions import LAST_SWITCH_ANNOTATION
@@ -95,3 +96,31 @@ def test_the_module_runs_as_a_command():
     )
 
     assert (completed.returncode, "{status,deploy,promote,rollback,scale-down}" in completed.stdout) == (0, True)
+
+
+def test_a_forbidden_answer_points_at_the_role(fake_kubernetes, clock, said, capsys):
+    fake_kubernetes.refusals[("PATCH", "/services/orders")] = 403
+    _run(fake_kubernetes, clock, said, "deploy", "orders", NEW_IMAGE)
+
+    exit_code = _run(fake_kubernetes, clock, said, "promote", "orders")
+
+    assert (exit_code, capsys.readouterr().err.splitlines()) == (
+        1,
+        [
+            "error: the Kubernetes API answered 403 Forbidden",
+            "Next: check the kubeconfig context, and that your identity is bound to Role bluegreen-operator in "
+            "namespace platform (kubectl auth can-i patch services -n platform)",
+        ],
+    )
+
+
+def test_an_unreachable_api_server_says_to_check_the_cluster(said, capsys):
+    api_client = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
+    api_client.rest_client.pool_manager.connection_pool_kw["retries"] = False
+
+    exit_code = main(["status", "auth"], api_client=api_client, say=said.append)
+
+    assert (exit_code, capsys.readouterr().err.splitlines()[1]) == (
+        1,
+        "Next: check the cluster and your context: kubectl cluster-info",
+    )
