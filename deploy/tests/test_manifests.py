@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from apps.core import probes
+from deploy.bluegreen.decisions import FOLLOWERS
 from deploy.tests.objects import (
     COLORS,
     SERVICES,
@@ -729,3 +730,21 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
 )  # fmt: skip
 def test_the_overlay_renders_these_objects(rendered, overlay, counts):
     assert dict(Counter(obj["kind"] for obj in rendered[overlay])) == counts
+
+
+@overlays
+def test_the_workloads_the_tool_moves_with_the_live_color_exist_with_those_containers(rendered, overlay):
+    found = {
+        (follower.kind, follower.name): any(
+            c["name"] == follower.container
+            for c in pod_template(by_name(rendered[overlay], follower.kind)[follower.name])["spec"]["containers"]
+        )
+        for followers in FOLLOWERS.values()
+        for follower in followers
+    }
+
+    assert found == {
+        ("Deployment", "orders-outbox-relay"): True,
+        ("CronJob", "orders-payments-settle"): True,
+        ("Deployment", "payments-outbox-relay"): True,
+    }
