@@ -1,8 +1,8 @@
 """Prometheus and Grafana configuration of the compose stack, checked against compose.yaml and the code.
 
-promtool (Debian's `prometheus` package) validates the Prometheus file where it is installed.
-Whether the dashboards' metric names exist is checked against a running service in
-test_image_process.py.
+Where promtool (Debian's `prometheus` package) is installed, it validates the config and the rules
+and runs the rules' unit tests in platform/prometheus/tests. Whether the metric names in dashboards
+and rules exist is checked against a running service in test_image_process.py.
 """
 
 import re
