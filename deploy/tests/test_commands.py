@@ -789,3 +789,11 @@ def test_deploy_stops_waiting_when_the_rollout_stopped_progressing(ctx, fake_kub
 
     with pytest.raises(BlueGreenError, match="orders green stopped progressing"):
         commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+
+def test_status_shows_who_holds_the_lock_and_does_not_wait_for_it(ctx, fake_kubernetes, said):
+    fake_kubernetes.put(_lease("bob deploy", "2026-03-02T08:59:00.000000Z"))
+
+    commands.status(ctx, service="orders")
+
+    assert said[3] == "  lock: held by bob deploy"
