@@ -6,7 +6,11 @@ PYTHON := $(VENV)/bin/python
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install up test lint format check-deploy migrations-check clean
+# Debian packages the tests use: promtool (rules and PromQL checks) comes with prometheus.
+DEBIAN_PACKAGES := prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install system-packages up test lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -18,6 +22,11 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	touch $@
 
 install: $(INSTALLED)  ## create the virtual environment and install the pinned packages
+
+system-packages:  ## install the Debian packages the tests need, if missing
+	@command -v promtool >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }
 
 up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001-8004 (Ctrl-C stops all)
 	PYTHON=$(PYTHON) platform/local-setup.sh
@@ -31,7 +40,7 @@ format: $(INSTALLED)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint  ## lint, then the whole pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
+test: lint system-packages  ## lint, then the whole pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
 	$(BIN)/pytest
 
 clean:  ## remove local databases and runtime state (keeps the virtual environment)
