@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -97,7 +98,7 @@ def _idempotent(*, client_id: str, key: str, fingerprint: str, work: Callable[[I
             record.completed_at = timezone.now()
             record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
             return answer
-    except exceptions.APIException:
+    except (exceptions.APIException, DjangoValidationError):
         # Refused requests are not stored: the key is free for a corrected request.
         IdempotencyRecord.objects.filter(pk=begun.pk, state=IdempotencyRecord.State.IN_FLIGHT).delete()
         raise

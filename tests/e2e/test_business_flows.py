@@ -2,6 +2,7 @@
 outbox relays running as separate `manage.py outbox_relay` processes."""
 
 import concurrent.futures
+import re
 import uuid
 
 import pytest
@@ -172,12 +173,12 @@ def test_payments_down_fails_the_order_cleanly_and_a_retry_settles_it(stack, ada
 
 def test_two_relays_at_once_never_deliver_an_event_twice(stack, ada):
     stack.relays["orders"].stop()
+    relays = [LiveRelay(stack["orders"], args=("--batch-size", "1", "--poll-interval", "0.05")) for _ in range(2)]
     try:
         placed = [ada.place(VISA).json() for _ in range(12)]
         order_ids = [order["id"] for order in placed]
         assert len(order_events(stack, order_ids)) == 12
-        relays = [LiveRelay(stack["orders"], args=("--batch-size", "1", "--poll-interval", "0.05")) for _ in range(2)]
-        for relay in relays:
+        for relay in relays:  # both start on the same backlog and drain it together
             relay.start()
         events = wait_for(
             lambda: (
@@ -190,9 +191,14 @@ def test_two_relays_at_once_never_deliver_an_event_twice(stack, ada):
         for relay in relays:
             assert relay.stop() == 0, relay.log_text()
     finally:
+        for relay in relays:
+            relay.stop()
         stack.relays["orders"] = LiveRelay(stack["orders"]).start()
     assert times_received(stack, events) == dict.fromkeys(events, 1)
     assert all(attempts == 1 for _, attempts, _ in events.values())
+    # Every event was claimed once in all: no relay took a row the other held.
+    claimed = [sum(map(int, re.findall(r"claimed (\d+)", relay.log_text()))) for relay in relays]
+    assert sum(claimed) == 12, claimed
 
 
 def test_the_relay_runs_once_and_exits(stack, ada):
