@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test lint format clean
+.PHONY: help install system-packages up test lint format check-deploy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ format: $(INSTALLED)  ## apply ruff's fixes and formatting
 
 test: lint system-packages  ## lint, then the whole pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
 	$(BIN)/pytest
+
+check-deploy: $(INSTALLED) system-packages  ## render, validate and test the Kubernetes manifests and the blue/green tool
+	$(BIN)/pytest deploy -q
 
 clean:  ## remove local databases and runtime state (keeps the virtual environment)
 	rm -rf data staticfiles .pytest_cache

@@ -4,13 +4,12 @@ django-prometheus exports them and labelled as the Kubernetes scrape job labels 
 import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from deploy.bluegreen.gate import ERRORS_QUERY, P95_QUERY, REQUESTS_QUERY
 
-PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)")
+# `make test` installs it (Debian's prometheus); a missing promtool fails these tests, never skips them.
+PROMTOOL = shutil.which("promtool") or "promtool"
 LABELS = 'service="orders",color="green"'
 RESPONSES = "django_http_responses_total_by_status_total"
 BUCKETS = "django_http_requests_latency_seconds_by_view_method_bucket"
