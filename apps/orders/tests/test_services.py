@@ -169,3 +169,18 @@ def test_cancelling_while_payments_is_down_keeps_the_order_paid(settings):
     assert (order.status, order.payment_lease_until) == ("paid", None)
     assert Refund.objects.count() == 0
     assert list(OrderEvent.objects.values_list("type", flat=True)) == ["order.paid"]
+
+
+def test_the_settle_command_reports_what_it_settled(settings, capsys):
+    from django.core.management import call_command
+
+    reachable = settings.PAYMENTS_URL
+    settings.PAYMENTS_URL = "http://127.0.0.1:9"
+    with pytest.raises(services.PaymentsUnavailable):
+        place()
+    call_command("order_payments_settle", "--older-than", "0")
+    assert capsys.readouterr().out.strip() == "settled 0, still pending 1"
+    settings.PAYMENTS_URL = reachable
+    call_command("order_payments_settle", "--older-than", "0")
+    assert capsys.readouterr().out.strip() == "settled 1, still pending 0"
+    assert Order.objects.get().status == "paid"
