@@ -2,7 +2,8 @@
 
 import re
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -100,7 +101,16 @@ class OrderListCreateApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        parameters=[idempotency.PARAMETER],
+        parameters=[
+            idempotency.PARAMETER,
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[503],
+                description="Seconds to wait before retrying with the same Idempotency-Key",
+            ),
+        ],
         responses={
             201: OrderOutputSerializer,
             400: PROBLEM,

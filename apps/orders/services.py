@@ -175,7 +175,7 @@ def order_payment_settle(*, order: Order, lease_held: bool) -> Order:
         logger.warning("payments unreachable; order stays pending", extra={"order_id": str(order.id)})
         raise PaymentsUnavailable(extensions=_order_problem_members(order), headers=_retry_after()) from error
     payment = _json_body(response)
-    if response.status_code in (200, 201) and payment.get("status") in ("succeeded", "declined"):
+    if response.status_code in (200, 201) and _is_payment_of(payment, order):
         return _payment_outcome_record(order=order, payment=payment)
     _lease_release(order)
     logger.warning(
@@ -185,6 +185,16 @@ def order_payment_settle(*, order: Order, lease_held: bool) -> Order:
     if response.status_code == 409 and payment.get("code") == "idempotency_key_in_use":
         raise _in_progress(order)
     raise PaymentsUnavailable(extensions=_order_problem_members(order), headers=_retry_after())
+
+
+def _is_payment_of(payment: dict, order: Order) -> bool:
+    """A decided payment for exactly this order's total; anything else is not a decision to record."""
+    return (
+        payment.get("status") in ("succeeded", "declined")
+        and payment.get("order_id") == str(order.id)
+        and payment.get("amount") == order.total
+        and payment.get("currency") == order.currency
+    )
 
 
 def _json_body(response) -> dict:
