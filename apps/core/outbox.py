@@ -30,6 +30,7 @@ from datetime import timedelta
 from django.apps import apps
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -178,7 +179,7 @@ def _record(
 ) -> str:
     now = timezone.now()
     attempts = event.attempts + 1
-    changes = {"attempts": attempts, "last_attempt_at": now, "last_status": result.status, "claimed_by": ""}
+    changes = {"attempts": F("attempts") + 1, "last_attempt_at": now, "last_status": result.status, "claimed_by": ""}
     if result.delivered:
         changes.update(delivered_at=now, last_error="")
         outcome = "delivered"
