@@ -93,3 +93,19 @@ def times_received(stack: Stack, event_ids) -> dict[uuid.UUID, int]:
     wanted = {as_uuid(event_id) for event_id in event_ids}
     rows = stack["notifications"].sql("SELECT event_id, times_received FROM notifications_processedevent")
     return {as_uuid(row[0]): row[1] for row in rows if as_uuid(row[0]) in wanted}
+
+
+def service_token(stack: Stack, client_id: str) -> str:
+    """A client-credentials token of one of the stack's service clients (its secret is in its env)."""
+    service = stack[client_id]
+    response = requests.post(
+        f"{stack['auth'].url}/api/auth/token/",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": service.env["SERVICE_CLIENT_ID"],
+            "client_secret": service.env["SERVICE_CLIENT_SECRET"],
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]

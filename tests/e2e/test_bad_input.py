@@ -5,7 +5,7 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.flows import customer
+from tests.e2e.flows import customer, service_token
 from tests.e2e.test_auth_flow import assert_problem
 
 pytestmark = pytest.mark.e2e
@@ -75,22 +75,6 @@ def test_bad_input_is_a_4xx_problem(stack, bob, case):
         assert response.status_code == status, response.text
         return
     assert_problem(response, status, code)
-
-
-def service_token(stack, client_id: str) -> str:
-    """A client-credentials token for one of the stack's service clients (secrets are in its env)."""
-    service = stack[client_id]
-    response = requests.post(
-        f"{stack['auth'].url}/api/auth/token/",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": service.env["SERVICE_CLIENT_ID"],
-            "client_secret": service.env["SERVICE_CLIENT_SECRET"],
-        },
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import re
 import uuid
 
 import pytest
+import requests
 
 from tests.e2e.flows import (
     DECLINED,
@@ -14,6 +15,7 @@ from tests.e2e.flows import (
     customer,
     order_events,
     payments_of_order,
+    service_token,
     times_received,
     wait_for,
 )
@@ -212,3 +214,26 @@ def test_the_relay_runs_once_and_exits(stack, ada):
     events = order_events(stack, [order["id"]])
     assert [(kind, delivered) for kind, _, delivered in events.values()] == [("order.payment_failed", True)]
     assert times_received(stack, events) == dict.fromkeys(events, 1)
+
+
+def test_payments_replays_a_charge_and_refuses_a_key_in_flight_or_reused(stack):
+    """Straight to payments, as the orders service: 10 identical charges at once, one key."""
+    headers = {"Authorization": f"Bearer {service_token(stack, 'orders')}", "Idempotency-Key": str(uuid.uuid4())}
+    charge = {"order_id": str(uuid.uuid4()), "user_id": str(uuid.uuid4()), "amount": 990, "currency": "USD"}
+    url = f"{stack['payments'].url}/api/payments/"
+
+    def post(body):
+        return requests.post(url, json=body, headers=headers, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        responses = list(pool.map(post, [{**charge, "payment_method": VISA}] * 10))
+    assert {response.status_code for response in responses} <= {201, 409}
+    answers = [response for response in responses if response.status_code == 201]
+    assert len({response.json()["id"] for response in answers}) == 1
+    assert [response.headers.get("Idempotent-Replayed") for response in answers].count(None) <= 1
+    for conflict in (response for response in responses if response.status_code == 409):
+        assert_problem(conflict, 409, "idempotency_key_in_use")
+    replay = post({**charge, "payment_method": VISA})
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (201, "true")
+    assert_problem(post({**charge, "payment_method": DECLINED}), 422, "idempotency_key_reused")
+    assert payments_of_order(stack, charge["order_id"]) == [(replay.json()["id"], "succeeded", 990)]
