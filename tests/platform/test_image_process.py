@@ -17,6 +17,7 @@ are moved into a temporary folder instead. What differs from the image is only w
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -48,7 +49,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-# A container's filesystem: the root read-only, /tmp a fresh tmpfs, DATA_DIR writable like a volume.
+def _read_only_root_script() -> str:
+    """A container's filesystem: the root read-only, /tmp a fresh tmpfs, DATA_DIR writable like a volume.
+
+    The image has its venv in /opt/venv; here it is the repository's .venv, which a checkout under /tmp
+    would lose under the fresh tmpfs. Such a venv is parked on a bind mount and moved back on top.
+    """
+    venv = shlex.quote(str(VENV_BIN.parent))
+    keep_venv = VENV_BIN.parent.is_relative_to("/tmp")  # noqa: S108
+    script = 'mount --bind "$DATA_DIR" "$DATA_DIR"; '
+    if keep_venv:
+        script += f'mkdir -p "$DATA_DIR/.venv-parked"; mount --bind {venv} "$DATA_DIR/.venv-parked"; '
+    script += "mount -o remount,bind,ro /; mount -t tmpfs -o mode=1777,size=64m tmpfs /tmp; "
+    if keep_venv:
+        script += f'mkdir -p {venv}; mount --no-mtab --move "$DATA_DIR/.venv-parked" {venv}; '
+    return script + 'exec "$@"'
+
+
 READ_ONLY_ROOT = [
     "unshare",
     "--mount",
@@ -56,8 +73,7 @@ READ_ONLY_ROOT = [
     "private",
     "sh",
     "-ec",
-    'mount --bind "$DATA_DIR" "$DATA_DIR"; mount -o remount,bind,ro /; '
-    'mount -t tmpfs -o mode=1777,size=64m tmpfs /tmp; exec "$@"',
+    _read_only_root_script(),
     "read-only-root",
 ]
 
