@@ -77,15 +77,39 @@ class Databases:
 
 
 @dataclass
-class LiveService:
+class LoggedProcess:
+    """A child process whose output goes to a log file, stopped with SIGTERM as an orchestrator would."""
+
+    process: subprocess.Popen | None = field(default=None, kw_only=True)
+    log_path: Path | None = field(default=None, kw_only=True)
+
+    def spawn(self, command: list[str], *, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self, *, timeout: float = 30.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+
+@dataclass
+class LiveService(LoggedProcess):
     """One service as gunicorn serves it in production, on a free port of 127.0.0.1."""
 
     name: str
     env: dict[str, str]
     workdir: Path
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-    log_path: Path | None = None
 
     @property
     def url(self) -> str:
@@ -119,14 +143,10 @@ class LiveService:
         return result
 
     def start(self, *, timeout: float = 30.0) -> LiveService:
-        self.log_path = self.workdir / f"{self.name}-{self.port}.log"
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        self.spawn(
             [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONFIG)],
-            cwd=REPO,
             env=self.process_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            log_path=self.workdir / f"{self.name}-{self.port}.log",
         )
         self.wait_ready(timeout=timeout)
         return self
@@ -141,19 +161,6 @@ class LiveService:
                     return
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_text()}")
-
-    def stop(self, *, timeout: float = 30.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         """Rows of a read-only query on this service's own database (`%s` placeholders), for assertions."""
@@ -174,23 +181,20 @@ RELAY_ARGS = ("--poll-interval", "0.1", "--backoff-base", "0.2", "--backoff-max"
 
 
 @dataclass
-class LiveRelay:
-    """`manage.py outbox_relay` of a service, a separate process with the service's own environment."""
+class LiveRelay(LoggedProcess):
+    """`manage.py outbox_relay` of a service, a separate process with the service's own environment.
+
+    SIGTERM lets it finish the batch in hand, then it exits 0.
+    """
 
     service: LiveService
     args: tuple[str, ...] = RELAY_ARGS
-    process: subprocess.Popen | None = None
-    log_path: Path | None = None
 
     def start(self) -> LiveRelay:
-        self.log_path = self.service.workdir / f"{self.service.name}-relay-{uuid.uuid4().hex[:6]}.log"
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        self.spawn(
             [sys.executable, str(REPO / "manage.py"), "outbox_relay", *self.args],
-            cwd=REPO,
             env=self.service.process_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            log_path=self.service.workdir / f"{self.service.name}-relay-{uuid.uuid4().hex[:6]}.log",
         )
         return self
 
@@ -203,19 +207,6 @@ class LiveRelay:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"relay not started after {timeout}s:\n{self.log_text()}")
             time.sleep(0.05)
-
-    def stop(self, *, timeout: float = 30.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)  # finishes the batch in hand, then exits 0
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
 
 @dataclass

@@ -4,30 +4,9 @@ the events it emitted and whether they were delivered), all read-only."""
 from django.contrib import admin
 from django.utils.html import format_html_join
 
+from apps.core.admin import ReadOnlyAdmin, ReadOnlyInline
 from apps.core.outbox import outbox_event_retry
 from apps.orders.models import Order, OrderEvent, OrderLine, OrderStatusChange
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class OrderLineInline(ReadOnlyInline):

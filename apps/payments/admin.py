@@ -5,29 +5,14 @@ Everything is read-only: money moves through the API only, so every change has i
 
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdmin, ReadOnlyInline
 from apps.core.outbox import outbox_event_retry
 from apps.payments.models import IdempotencyRecord, Payment, PaymentEvent, Refund
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyInline):
     model = Refund
-    extra = 0
-    can_delete = False
     readonly_fields = ["id", "amount", "reason", "created_by", "created_at"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Payment)
