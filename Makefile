@@ -30,6 +30,7 @@ system-packages:  ## install the Debian packages the tests need, if missing
 
 up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001-8004 (Ctrl-C stops all)
 	PYTHON=$(PYTHON) platform/local-setup.sh
+	GIT_SHA=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
 
 lint: $(INSTALLED)  ## ruff lint and format check

@@ -25,7 +25,6 @@ ORDERS_CLIENT_SECRET=$(secret)
 PAYMENTS_CLIENT_SECRET=$(secret)
 NOTIFICATIONS_CLIENT_SECRET=$(secret)
 APP_VERSION=local
-GIT_SHA=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ENV
   echo "wrote $ENV_FILE"
 fi
