@@ -573,7 +573,7 @@ def run(arguments: argparse.Namespace) -> int:
     machine = machine_description(arguments.db, database_url)
     results = Path(arguments.results)
     results.mkdir(parents=True, exist_ok=True)
-    stem = f"{arguments.date}-{scenario.name}-{arguments.db}"
+    stem = f"{arguments.date}-{scenario.name}-{arguments.db}" + (f"-{arguments.tag}" if arguments.tag else "")
 
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         databases = Databases(Path(workdir), database_url)
@@ -639,6 +639,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--vus", type=int, default=8, help="auth: closed-loop virtual users")
     parser.add_argument("--results", default=str(PERF / "results"), help="folder of the result files")
     parser.add_argument("--date", default=dt.datetime.now(tz=dt.UTC).date().isoformat())
+    parser.add_argument(
+        "--tag", type=lambda text: re.fullmatch(r"[a-z0-9-]{1,30}", text)[0], help="suffix of the result file name"
+    )
     arguments = parser.parse_args(argv)
     if arguments.duration:
         try:
