@@ -358,9 +358,22 @@ def machine_description(database: str, database_url: str | None) -> dict[str, st
 
 
 def git_commit() -> str:
-    command = ["git", "rev-parse", "--short", "HEAD"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)  # noqa: S603
-    return result.stdout.strip() or "unknown"
+    """The commit the run measured, marked when the working tree differed from it."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{commit or 'unknown'}{' with uncommitted changes' if changed else ''}"
 
 
 # --- the report -----------------------------------------------------------------------------------
