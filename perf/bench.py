@@ -147,10 +147,15 @@ def postgres_pids() -> list[int]:
 
 
 def machine_cpu() -> tuple[float, float]:
-    """(busy, total) seconds of all cores since boot, from /proc/stat."""
-    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    idle = values[3] + values[4]  # idle, iowait
-    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+    """(busy, stolen) seconds of all cores since boot, from /proc/stat.
+
+    Busy is what this machine ran; stolen is time the hypervisor gave its virtual cores to someone else,
+    which a run on a shared host loses and should show.
+    """
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
 @dataclass
@@ -194,7 +199,7 @@ class Sampler:
             cpu["postgres"] = sum(cpu_seconds(pid, with_reaped_children=True) for pid in postgres_pids())
         if self.k6_pid is not None and _stat(self.k6_pid) is not None:
             cpu["k6"] = cpu_seconds(self.k6_pid)
-        cpu["whole machine"] = machine_cpu()[0]
+        cpu["whole machine"], cpu["stolen by the hypervisor"] = machine_cpu()
         self.samples.append((time.monotonic(), cpu))
         for group in self.groups:
             master, workers = group.rss()
@@ -367,7 +372,8 @@ def git_commit() -> str:
         check=False,
     ).stdout.strip()
     changed = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        # Result files are what runs write, not what they run.
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)perf/results"],  # noqa: S607
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -558,10 +564,12 @@ def report_resources(run: Run) -> list[str]:
         lines.append(f"| {name} | {used:.1f} | {cores.get(name, 0.0):.2f} | {rss} | {peak} | {seen} | {levels} |")
     k6_used = run.after.k6_cpu - run.before.k6_cpu
     busy = run.after.machine[0] - run.before.machine[0]
+    stolen = run.after.machine[1] - run.before.machine[1]
     return [
         *lines,
         f"| k6 | {k6_used:.1f} | {cores.get('k6', 0.0):.2f} | — | — | — | — |",
         f"| whole machine | {busy:.1f} | {cores['whole machine']:.2f} | — | — | — | — |",
+        f"| stolen by the hypervisor | {stolen:.1f} | {cores['stolen by the hypervisor']:.2f} | — | — | — | — |",
         "",
         '"workers seen" counts the distinct worker processes sampled: more than the configured workers '
         "means some were recycled (`max_requests`) during the run. Log lines are the services' JSON lines by "
