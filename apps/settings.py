@@ -279,5 +279,18 @@ if not SECURE_HSTS_PRELOAD:
     # Joining browsers' preload list binds the whole domain for months: the operator opts in.
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# --- email (notifications) ---------------------------------------------------------------------------
+# Development prints emails; production sends them through an SMTP relay. The console backend is never
+# the production default: it would write every recipient and message into the logs and send nothing.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+# A mail relay that hangs must not hold a worker thread: sending happens within the event's request.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "no-reply@platform.local")

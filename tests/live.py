@@ -253,6 +253,8 @@ def stack_start(workdir: Path, databases: Databases, names: tuple[str, ...]) -> 
         "GIT_SHA": "0000000",
         "DEPLOY_COLOR": "blue",
         "LOG_LEVEL": "INFO",
+        # No mail relay here: emails are kept in the process's memory (recorded as sent).
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "DATA_DIR": str(workdir),
         **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
     }

@@ -122,3 +122,33 @@ def test_a_service_process_installs_only_its_own_app(service):
         check=True,
     )
     assert result.stdout.strip() == str(sorted(["apps.core", f"apps.{service}"]))
+
+
+@pytest.mark.parametrize(
+    ("debug", "backend"),
+    [
+        ("false", "django.core.mail.backends.smtp.EmailBackend"),
+        ("true", "django.core.mail.backends.console.EmailBackend"),
+    ],
+)
+def test_production_sends_email_by_smtp_and_development_prints_it(debug, backend):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; print(settings.EMAIL_BACKEND, settings.EMAIL_TIMEOUT)",
+        ],
+        cwd=REPO,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "apps.settings",
+            **PRODUCTION,
+            "SERVICE": "notifications",
+            "DEBUG": debug,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == [backend, "10"]

@@ -722,7 +722,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             "production",
             {
                 "ConfigMap": 1, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 12, "PodDisruptionBudget": 8, "Role": 1, "Secret": 5, "Service": 8,
+                "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 5, "Service": 8,
                 "ServiceAccount": 4,
             },
         ),

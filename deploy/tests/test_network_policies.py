@@ -38,6 +38,7 @@ EXTERNAL = {
 }
 CONTROL_PLANE_IP = {"kind": "172.18.0.2", "production": "10.20.0.4"}
 MANAGED_DATABASE_IP = "10.20.8.4"
+MAIL_RELAY_IP = "10.20.9.4"
 
 
 def _peers(objects: list[dict], overlay: str) -> dict[str, dict]:
@@ -55,6 +56,7 @@ def _peers(objects: list[dict], overlay: str) -> dict[str, dict]:
     peers["control-plane"] = {"ip": CONTROL_PLANE_IP[overlay]}
     if overlay == "production":
         peers["managed-postgresql"] = {"ip": MANAGED_DATABASE_IP, "ports": [("TCP", 5432)]}
+        peers["mail-relay"] = {"ip": MAIL_RELAY_IP, "ports": [("TCP", 587)]}
     return peers
 
 
@@ -155,6 +157,8 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
     flows |= {(caller, "payments/api", "TCP", 8000) for caller in ("orders/api", "orders/payments-settle")}
     flows |= {(relay, "notifications/api", "TCP", 8000) for relay in ("orders/outbox-relay", "payments/outbox-relay")}
     flows |= {(role, database, "TCP", 5432) for role in APP_ROLES}
+    if overlay == "production":  # notifications sends email (apps/notifications/services.py: send_mail)
+        flows.add(("notifications/api", "mail-relay", "TCP", 587))
     return flows
 
 
