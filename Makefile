@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test lint format check-deploy clean
+.PHONY: help install system-packages up test lint format check-deploy bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test: lint system-packages  ## lint, then the whole pytest suite (SQLite; Postgr
 
 check-deploy: $(INSTALLED) system-packages  ## render, validate and test the Kubernetes manifests and the blue/green tool
 	$(BIN)/pytest deploy -q
+
+bench: $(INSTALLED)  ## k6 load test against freshly started services (PostgreSQL); results in perf/results
+	$(PYTHON) perf/bench.py $(BENCH_ARGS)
 
 clean:  ## remove local databases and runtime state (keeps the virtual environment)
 	rm -rf data staticfiles .pytest_cache

@@ -35,7 +35,14 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
-from tests.live import Databases, Stack, stack_start  # noqa: E402
+from tests.live import GUNICORN_CONFIG, Databases, Stack, stack_start  # noqa: E402
+
+
+def gunicorn_default(name: str) -> str:
+    """A default of platform/gunicorn.conf.py (`name = int(os.environ.get("VAR", "value"))`)."""
+    match = re.search(rf'^{name} = int\(os\.environ\.get\("\w+", "(\d+)"\)\)$', GUNICORN_CONFIG.read_text(), re.M)
+    return match.group(1) if match else "?"
+
 
 logger = logging.getLogger("bench")
 
@@ -459,7 +466,8 @@ def report_header(run: Run) -> list[str]:
         "- Services: auth, orders, payments, notifications, each its own gunicorn server with "
         f"`platform/gunicorn.conf.py` (gthread), **{env['WEB_CONCURRENCY']} workers x {env['GUNICORN_THREADS']} "
         f"threads** per service (`WEB_CONCURRENCY`, `GUNICORN_THREADS`), `DEBUG` off, JSON logs at "
-        f"{env['LOG_LEVEL']} to a file, the config's `max_requests` (2000, jitter 200).",
+        f"{env['LOG_LEVEL']} to a file, the config's `max_requests` ({gunicorn_default('max_requests')}, "
+        f"jitter {gunicorn_default('max_requests_jitter')}).",
         f"- Outbox relays: {', '.join(run.stack.relays)} (`manage.py outbox_relay`, poll interval 0.1 s).",
         f"- Databases: {databases}",
         f"- Load: `{run.scenario.script.relative_to(REPO)}`, {load}.",

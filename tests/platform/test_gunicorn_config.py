@@ -57,7 +57,7 @@ def test_timeouts(defaults):
 
 
 def test_workers_are_recycled_with_jitter(defaults):
-    assert (defaults["max_requests"], defaults["max_requests_jitter"]) == ("2000", "200")
+    assert (defaults["max_requests"], defaults["max_requests_jitter"]) == ("20000", "2000")
 
 
 def test_app_is_loaded_in_each_worker(defaults):
