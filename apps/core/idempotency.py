@@ -22,6 +22,15 @@ PARAMETER = OpenApiParameter(
 )
 
 
+REPLAYED_PARAMETER = OpenApiParameter(
+    name=REPLAYED_HEADER,
+    type=OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    response=[201],
+    description="`true` when this answers an earlier request with the same Idempotency-Key (nothing was done again)",
+)
+
+
 def idempotency_key_from(request: Request) -> str:
     """The request's Idempotency-Key; a missing or malformed one is a 400 naming the header."""
     key = request.headers.get(HEADER, "")

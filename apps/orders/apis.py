@@ -103,6 +103,7 @@ class OrderListCreateApi(APIView):
         request=InputSerializer,
         parameters=[
             idempotency.PARAMETER,
+            idempotency.REPLAYED_PARAMETER,
             OpenApiParameter(
                 "Retry-After",
                 OpenApiTypes.INT,
@@ -129,8 +130,9 @@ class OrderListCreateApi(APIView):
         key = idempotency.idempotency_key_from(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.order_create(customer_id=request.user.subject, idempotency_key=key, **data.validated_data)
-        return Response(_order_body(order), status=status.HTTP_201_CREATED)
+        placement = services.order_create(customer_id=request.user.subject, idempotency_key=key, **data.validated_data)
+        headers = {idempotency.REPLAYED_HEADER: "true"} if placement.replayed else {}
+        return Response(_order_body(placement.order), status=status.HTTP_201_CREATED, headers=headers)
 
 
 class OrderDetailApi(APIView):

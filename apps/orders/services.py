@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -78,6 +79,12 @@ def customer_email_fetch() -> str:
     return email if isinstance(email, str) else ""
 
 
+@dataclass(frozen=True)
+class OrderPlacement:
+    order: Order
+    replayed: bool  # an earlier request with this Idempotency-Key created the order
+
+
 def order_create(
     *,
     customer_id: str,
@@ -86,7 +93,7 @@ def order_create(
     lines: list[dict],
     payment_method: str,
     customer_email: str | None = None,
-) -> Order:
+) -> OrderPlacement:
     """Place an order and settle its payment; a retry with the same key returns the same order.
 
     Raises 422 if the key was used for a different order, 409 while another request with the key
@@ -120,14 +127,14 @@ def order_create(
             if existing is None:
                 raise
         else:
-            return order_payment_settle(order=order, lease_held=True)
+            return OrderPlacement(order=order_payment_settle(order=order, lease_held=True), replayed=False)
     if existing.request_fingerprint != fingerprint:
         raise UnprocessableEntity(
             "This Idempotency-Key was already used for a different order.", code="idempotency_key_reused"
         )
     if existing.status != Order.Status.PENDING:
-        return existing
-    return order_payment_settle(order=existing, lease_held=False)
+        return OrderPlacement(order=existing, replayed=True)
+    return OrderPlacement(order=order_payment_settle(order=existing, lease_held=False), replayed=True)
 
 
 def _lease_acquire(order: Order) -> bool:

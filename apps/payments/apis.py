@@ -6,8 +6,7 @@ is the authority on what an order costs. A user may read their own payments.
 
 import re
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,13 +20,6 @@ from apps.payments.serializers import PaymentOutputSerializer, RefundWithPayment
 
 PROBLEM = OpenApiResponse(description="application/problem+json with the request id")
 PAYMENT_METHOD = re.compile(r"^pm_[a-z0-9_]{1,60}$")
-REPLAYED = OpenApiParameter(
-    idempotency.REPLAYED_HEADER,
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    response=[201],
-    description="`true` when the answer is the one stored for this Idempotency-Key (nothing was done again)",
-)
 
 
 def _answer(answer: services.Answer) -> Response:
@@ -52,7 +44,7 @@ class PaymentCreateApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        parameters=[idempotency.PARAMETER, REPLAYED],
+        parameters=[idempotency.PARAMETER, idempotency.REPLAYED_PARAMETER],
         responses={
             201: PaymentOutputSerializer,
             400: PROBLEM,
@@ -100,7 +92,7 @@ class PaymentRefundApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        parameters=[idempotency.PARAMETER, REPLAYED],
+        parameters=[idempotency.PARAMETER, idempotency.REPLAYED_PARAMETER],
         responses={
             201: RefundWithPaymentOutputSerializer,
             400: PROBLEM,

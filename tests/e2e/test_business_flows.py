@@ -61,6 +61,7 @@ def test_a_retried_order_with_the_same_key_is_the_same_order_charged_once(stack,
     again = ada.place(VISA, key=key)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
+    assert (first.headers.get("Idempotent-Replayed"), again.headers.get("Idempotent-Replayed")) == (None, "true")
     assert payments_of_order(stack, first.json()["id"]) == [(first.json()["payment_id"], "succeeded", TOTAL)]
 
 

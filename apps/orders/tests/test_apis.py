@@ -39,6 +39,16 @@ def test_placing_an_order_is_201_with_the_contract_fields(customer):
 
 
 @pytest.mark.usefixtures("live_platform")
+def test_a_retry_is_the_same_order_marked_as_replayed(customer):
+    _, client = customer
+    first = place(client)
+    again = place(client)
+    assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])
+    assert "Idempotent-Replayed" not in first
+    assert again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.usefixtures("live_platform")
 def test_a_declined_card_is_still_201_with_status_payment_failed(customer):
     _, client = customer
     response = place(client, {**BODY, "payment_method": "pm_card_declined"})

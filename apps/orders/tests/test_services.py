@@ -25,7 +25,7 @@ def place(key="order-key-1", **overrides) -> Order:
         "customer_email": "ada@example.com",
         **overrides,
     }
-    return services.order_create(**arguments)
+    return services.order_create(**arguments).order
 
 
 def history(order: Order) -> list[tuple[str, str]]:
@@ -68,6 +68,18 @@ def test_a_retry_with_the_same_key_returns_the_same_order_and_charges_once():
     assert Order.objects.count() == 1
     assert Payment.objects.count() == 1
     assert OrderEvent.objects.count() == 1
+
+
+def test_only_a_retry_is_reported_as_replayed():
+    arguments = {
+        "customer_id": CUSTOMER,
+        "idempotency_key": "order-key-replay",
+        "currency": "EUR",
+        "lines": LINES,
+        "payment_method": "pm_card_visa",
+        "customer_email": "ada@example.com",
+    }
+    assert [services.order_create(**arguments).replayed for _ in range(2)] == [False, True]
 
 
 def test_the_same_key_for_a_different_order_is_422_and_changes_nothing():
