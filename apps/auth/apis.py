@@ -1,6 +1,6 @@
 """HTTP API of the auth service: one view per operation, validate -> service -> serialize."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny
@@ -8,10 +8,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.auth import keys, selectors, services
+from apps.core.api import PROBLEM
 from apps.core.permissions import IsUser
 from apps.core.serializers import StrictInputSerializer
-
-PROBLEM = OpenApiResponse(description="application/problem+json with the request id")
 
 
 class UserOutputSerializer(serializers.Serializer):

@@ -3,23 +3,17 @@
 import re
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api import PROBLEM, Pagination
 from apps.core.permissions import HasServiceScope, IsUser
 from apps.core.serializers import StrictInputSerializer, StrictUUIDField
 from apps.notifications import selectors, services
 
-PROBLEM = OpenApiResponse(description="application/problem+json with the request id")
 EVENT_TYPE = re.compile(r"^[a-z][a-z_]{0,30}(\.[a-z][a-z_]{0,30}){1,2}$")
-
-
-class InboxPagination(PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = 100
 
 
 class NotificationOutputSerializer(serializers.Serializer):
@@ -99,7 +93,7 @@ class NotificationListApi(APIView):
         if unread not in {"true", "false", "1", "0"}:
             raise serializers.ValidationError({"unread": ["Use true or false."]})
         notifications = selectors.notification_list(user_id=request.user.subject, unread_only=unread in {"true", "1"})
-        paginator = InboxPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(notifications, request, view=self)
         return paginator.get_paginated_response(NotificationOutputSerializer(page, many=True).data)
 

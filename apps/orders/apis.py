@@ -5,24 +5,18 @@ import re
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core import idempotency
+from apps.core.api import PROBLEM, Pagination
 from apps.core.money import MAX_AMOUNT, AmountField, CurrencyField
 from apps.core.permissions import IsUser
 from apps.core.serializers import StrictInputSerializer, StrictIntegerField
 from apps.orders import selectors, services
 
-PROBLEM = OpenApiResponse(description="application/problem+json with the request id")
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PAYMENT_METHOD = re.compile(r"^pm_[a-z0-9_]{1,60}$")
-
-
-class OrderPagination(PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = 100
 
 
 class OrderLineOutputSerializer(serializers.Serializer):
@@ -95,7 +89,7 @@ class OrderListCreateApi(APIView):
         summary="The caller's orders, newest first (paginated: ?page=, ?page_size= up to 100)",
     )
     def get(self, request):
-        paginator = OrderPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(selectors.order_list(customer_id=request.user.subject), request, view=self)
         return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
 

@@ -12,13 +12,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core import idempotency
+from apps.core.api import PROBLEM
 from apps.core.money import AmountField, CurrencyField
 from apps.core.permissions import HasServiceScope, IsUser
 from apps.core.serializers import StrictInputSerializer, StrictUUIDField
 from apps.payments import selectors, services
 from apps.payments.serializers import PaymentOutputSerializer, RefundWithPaymentOutputSerializer
 
-PROBLEM = OpenApiResponse(description="application/problem+json with the request id")
 PAYMENT_METHOD = re.compile(r"^pm_[a-z0-9_]{1,60}$")
 
 
