@@ -16,6 +16,7 @@ import {
   URLS,
   envInt,
   jsonHeaders,
+  latencyThreshold,
   runIdentifier,
   summaryOutputs,
   usersLogin,
@@ -55,11 +56,11 @@ export const options = {
     checks: ['rate>0.99'],
     // Placing an order is two services and two databases in series (orders stores it, payments
     // charges it under its idempotency record, both write an outbox row): it gets the widest budget.
-    'http_req_duration{name:order_create}': ['p(95)<800'],
+    'http_req_duration{name:order_create}': latencyThreshold('p(95)<800'),
     // Reads are one service and a couple of indexed queries.
-    'http_req_duration{name:order_list}': ['p(95)<300'],
-    'http_req_duration{name:order_detail}': ['p(95)<300'],
-    'http_req_duration{name:inbox}': ['p(95)<300'],
+    'http_req_duration{name:order_list}': latencyThreshold('p(95)<300'),
+    'http_req_duration{name:order_detail}': latencyThreshold('p(95)<300'),
+    'http_req_duration{name:inbox}': latencyThreshold('p(95)<300'),
   },
 };
 
