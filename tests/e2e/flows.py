@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.e2e.test_auth_flow import register_and_login
+from tests.client import register_and_login
 from tests.live import Stack
 
 VISA = "pm_card_visa"

@@ -13,30 +13,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.client import PASSWORD, assert_problem, register_and_login, requests_counted
+
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "correct horse battery staple"
-
-
-def register_and_login(auth_url: str) -> tuple[str, dict]:
-    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-    registered = requests.post(
-        f"{auth_url}/api/auth/register/", json={"email": email, "password": PASSWORD}, timeout=10
-    )
-    assert registered.status_code == 201, registered.text
-    token = requests.post(f"{auth_url}/api/auth/token/", json={"email": email, "password": PASSWORD}, timeout=10)
-    assert token.status_code == 200, token.text
-    return email, token.json()
-
-
-def assert_problem(response: requests.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    return body
 
 
 def signed(stack, claims: dict, *, headers: dict | None = None, key=None) -> str:
@@ -199,18 +178,16 @@ def test_no_token_is_401(stack, service):
 
 
 def test_other_services_verify_tokens_without_calling_auth_per_request(stack):
-    from tests.e2e.test_metrics import requests_counted
-
     _, tokens = register_and_login(stack["auth"].url)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert requests.get(f"{stack['orders'].url}/api/orders/", headers=headers, timeout=5).status_code == 200
-    before = requests_counted(requests.get(f"{stack['auth'].url}/metrics", timeout=5).text, "jwks")
+    before = requests_counted(stack["auth"].url, "jwks")
     for _ in range(20):
         response = requests.get(
             f"{stack['orders'].url}/api/orders/", headers={**headers, "Connection": "close"}, timeout=5
         )
         assert response.status_code == 200
-    after = requests_counted(requests.get(f"{stack['auth'].url}/metrics", timeout=5).text, "jwks")
+    after = requests_counted(stack["auth"].url, "jwks")
     # Each orders worker fetches the keys once and caches them: at most one fetch, by a worker that
     # had not served a request yet, in twenty requests.
     assert after - before <= 1

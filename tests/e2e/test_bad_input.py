@@ -5,8 +5,8 @@ import uuid
 import pytest
 import requests
 
+from tests.client import assert_problem
 from tests.e2e.flows import customer, service_token
-from tests.e2e.test_auth_flow import assert_problem
 
 pytestmark = pytest.mark.e2e
 

@@ -6,16 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.client import PASSWORD, assert_problem
+
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "correct horse battery staple"
-
-
-def assert_problem(response: requests.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/problem+json"
-    assert response.json()["request_id"] == response.headers["X-Request-ID"]
-    return response.json()
 
 
 @pytest.mark.parametrize(

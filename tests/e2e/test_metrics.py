@@ -2,27 +2,20 @@
 
 import json
 import os
-import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from tests.client import requests_counted
+
 pytestmark = pytest.mark.e2e
-
-
-def requests_counted(metrics_text: str, view: str) -> float:
-    """Sum of django-prometheus' per-view request counter for `view` (names as scraped, with `_total`)."""
-    pattern = re.compile(
-        r"^django_http_requests_total_by_view_transport_method_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE
-    )
-    return sum(float(value) for labels, value in pattern.findall(metrics_text) if f'view="{view}"' in labels)
 
 
 def test_metrics_count_requests_served_by_different_workers_together(stack):
     auth = stack["auth"]
-    before = requests_counted(requests.get(f"{auth.url}/metrics", timeout=5).text, "jwks")
+    before = requests_counted(auth.url, "jwks")
     log_offset = len(auth.log_text())
     sent = 40
 
@@ -34,7 +27,7 @@ def test_metrics_count_requests_served_by_different_workers_together(stack):
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(fetch, range(sent))) == [200] * sent
-    after = requests_counted(requests.get(f"{auth.url}/metrics", timeout=5).text, "jwks")
+    after = requests_counted(auth.url, "jwks")
 
     access_lines = [
         json.loads(line)
@@ -51,10 +44,10 @@ def test_metrics_survive_a_worker_restart_without_losing_counts(stack):
     orders = stack["orders"]
     for _ in range(10):
         requests.get(f"{orders.url}/api/schema/", headers={"Connection": "close"}, timeout=5)
-    before = requests_counted(requests.get(f"{orders.url}/metrics", timeout=5).text, "schema")
+    before = requests_counted(orders.url, "schema")
     # SIGTTOU asks the gunicorn master to remove one worker, SIGTTIN to add one: a worker replaced.
     os.kill(orders.process.pid, signal.SIGTTOU)
     os.kill(orders.process.pid, signal.SIGTTIN)
     orders.wait_ready()
-    after = requests_counted(requests.get(f"{orders.url}/metrics", timeout=5).text, "schema")
+    after = requests_counted(orders.url, "schema")
     assert after == before

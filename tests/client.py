@@ -1,0 +1,49 @@
+"""Speaking HTTP to the running services in tests: a fresh user, the problem+json shape, /metrics counts."""
+
+import re
+import uuid
+
+import requests
+
+PASSWORD = "correct horse battery staple"
+
+# django-prometheus' per-view counter, as scraped: the name carries an extra `_total`.
+_REQUESTS_BY_VIEW = re.compile(
+    r'^django_http_requests_total_by_view_transport_method_total\{method="([A-Z]+)",transport="http",view="([^"]*)"\} '
+    r"([0-9.e+]+)$",
+    re.MULTILINE,
+)
+
+
+def register_and_login(auth_url: str) -> tuple[str, dict]:
+    """A new user's email and the token answer of their first login."""
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    registered = requests.post(
+        f"{auth_url}/api/auth/register/", json={"email": email, "password": PASSWORD}, timeout=10
+    )
+    assert registered.status_code == 201, registered.text
+    token = requests.post(f"{auth_url}/api/auth/token/", json={"email": email, "password": PASSWORD}, timeout=10)
+    assert token.status_code == 200, token.text
+    return email, token.json()
+
+
+def assert_problem(response: requests.Response, status: int, code: str | None = None) -> dict:
+    """The response is a problem+json of this status (and code), carrying its request id."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+def requests_counted(service_url: str, view: str, method: str | None = None) -> int:
+    """Requests a service counted for a view (and method), summed over all its gunicorn workers."""
+    text = requests.get(f"{service_url}/metrics", timeout=5).text
+    return sum(
+        int(float(value))
+        for counted_method, counted_view, value in _REQUESTS_BY_VIEW.findall(text)
+        if counted_view == view and method in (None, counted_method)
+    )
