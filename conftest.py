@@ -24,7 +24,9 @@ def api_client() -> APIClient:
 
 @pytest.fixture
 def password() -> str:
-    return "correct horse battery staple"
+    from apps.core.testing import PASSWORD
+
+    return PASSWORD
 
 
 @pytest.fixture
@@ -43,6 +45,6 @@ def user_tokens(user, password):
 
 @pytest.fixture
 def user_client(user_tokens) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_tokens.access_token}")
-    return client
+    from apps.core.testing import bearer_client
+
+    return bearer_client(user_tokens.access_token)
