@@ -19,6 +19,7 @@ VETH_NODE=pcl-node
 HOST_IP=10.213.0.1
 NODE_IP=10.213.0.2
 VETH_PREFIX=30
+SERVICE_LINK=pcl-svc
 POD_CIDR=10.214.0.0/24
 POD_GATEWAY=10.214.0.1
 SERVICE_CIDR=10.215.0.0/24
@@ -76,4 +77,8 @@ wait_for() {
 }
 
 kubectl_admin() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
-ctr_node() { "$BIN_DIR/ctr" --address "$RUN_DIR/containerd/containerd.sock" --namespace k8s.io "$@"; }
+# ctr warns on every call that cgroup v1 is deprecated: those lines are dropped.
+ctr_node() {
+	{ "$BIN_DIR/ctr" --address "$RUN_DIR/containerd/containerd.sock" --namespace k8s.io "$@" 2>&1 1>&3 3>&- |
+		sed '/DEPRECATION: The support for cgroup v1/d' >&2; } 3>&1
+}

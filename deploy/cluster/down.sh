@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Removes everything up.sh made: processes, pod and daemon mounts, cgroups, the node's network
+# namespace and veth, the host firewall chain, and the kernel settings kubelet changed. Safe to
+# run twice and after a failed start. Keeps the binary cache and, unless --purge, the state dir
+# (certificates, etcd data, images), so the next up.sh is fast.
+# usage: down.sh [--purge]
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+purge=false
+case ${1:-} in
+--purge) purge=true ;;
+"") ;;
+*) die "usage: down.sh [--purge]" ;;
+esac
+[[ $(id -u) == 0 ]] || die "down.sh needs root"
+
+# Every process the cluster started, and everything they started, is in our cgroup tree.
+cluster_pids() {
+	[[ -d /sys/fs/cgroup/pids/$CGROUP_NAME ]] || return 0
+	find "/sys/fs/cgroup/pids/$CGROUP_NAME" -name cgroup.procs -exec cat {} + | sort -un
+}
+stop_daemon() { # stop_daemon NAME: TERM, up to 15 s, then KILL; only if the pid still runs our binary
+	local name=$1 pid i
+	pid=$(cat "$RUN_DIR/$name.pid" 2>/dev/null) || return 0
+	if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$BIN_DIR/$name" ]]; then
+		log "stopping $name (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 30; i++)); do
+			[[ -e /proc/$pid ]] || break
+			sleep 0.5
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$RUN_DIR/$name.pid"
+}
+
+shopt -s nullglob
+# The kubelet first, so it restarts no pod; then the rest of the control plane and the node.
+stop_daemon kubelet
+for name in kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd etcd; do
+	stop_daemon "$name"
+done
+
+# What is left in the tree is the pods and containerd's shims.
+for ((i = 0; i < 20; i++)); do
+	pids=$(cluster_pids)
+	[[ -z $pids ]] && break
+	log "killing the pods and shims left in the cluster's cgroups: $(echo $pids)"
+	kill -KILL $pids 2>/dev/null || true
+	sleep 0.5
+done
+[[ -z $(cluster_pids) ]] || log "warning: processes still in the cluster's cgroups: $(echo $(cluster_pids))"
+# A killed shim leaves its socket in /run/containerd/s, a directory every containerd on the host
+# shares; the name is sha256(<containerd socket>/<namespace>/<sandbox or task id>), so remove ours.
+containerd_state=$RUN_DIR/containerd/state
+for bundle in "$containerd_state"/io.containerd.grpc.v1.cri/sandboxes/* "$containerd_state"/io.containerd.runtime.v2.task/k8s.io/*; do
+	socket_digest=$(printf '%s' "$RUN_DIR/containerd/containerd.sock/k8s.io/$(basename "$bundle")" | sha256sum | cut -d' ' -f1)
+	rm -f "/run/containerd/s/$socket_digest"
+done
+
+# Mounts: pod volumes, netns bind mounts, overlay rootfs, shm, the kubelet's rshared root.
+for ((i = 0; i < 5; i++)); do
+	mounts=$(awk '{print $5}' /proc/self/mountinfo | grep -F "$STATE_DIR/" | sort -r || true)
+	[[ -z $mounts ]] && break
+	while read -r mount_point; do
+		umount "$mount_point" 2>/dev/null || umount -l "$mount_point" 2>/dev/null || true
+	done <<<"$mounts"
+done
+[[ -z ${mounts:-} ]] || log "warning: mounts still under $STATE_DIR: $(echo $mounts)"
+
+# cgroups, deepest first, in every hierarchy.
+for controller in $CGROUP_CONTROLLERS; do
+	root=/sys/fs/cgroup/$controller/$CGROUP_NAME
+	[[ -d $root ]] || continue
+	find "$root" -depth -type d -exec rmdir {} \; 2>/dev/null || log "warning: could not remove cgroups under $root"
+done
+
+# The network: the namespace (its veth end, bridge and kube-proxy's rules go with it), the host
+# end of the veth, and the host's firewall chain.
+if [[ -e $NETNS_PATH ]]; then
+	ip netns delete "$NETNS" || log "warning: could not delete network namespace $NETNS"
+fi
+if ip link show "$VETH_HOST" >/dev/null 2>&1; then ip link delete "$VETH_HOST"; fi
+if command -v iptables >/dev/null; then
+	for chain in INPUT FORWARD; do
+		while iptables -D "$chain" -i "$VETH_HOST" -j "$HOST_CHAIN" 2>/dev/null; do :; done
+	done
+	iptables -F "$HOST_CHAIN" 2>/dev/null || true
+	iptables -X "$HOST_CHAIN" 2>/dev/null || true
+fi
+
+# Kernel settings the kubelet changed, and host paths it or containerd created.
+if [[ -s $STATE_DIR/host-sysctls ]]; then
+	sysctl -q -w $(cat "$STATE_DIR/host-sysctls") || log "warning: could not restore $(cat "$STATE_DIR/host-sysctls")"
+	rm -f "$STATE_DIR/host-sysctls"
+fi
+for link in /var/log/containers/*.log; do
+	[[ $(readlink "$link") == "$STATE_DIR/"* ]] && rm -f "$link"
+done
+if [[ -f $STATE_DIR/created-paths ]]; then
+	while read -r path; do
+		case $path in
+		/run/containerd) rmdir /run/containerd/s /run/containerd 2>/dev/null || true ;;
+		*) rm -rf "$path" ;;
+		esac
+	done <"$STATE_DIR/created-paths"
+	rm -f "$STATE_DIR/created-paths"
+fi
+
+if $purge; then
+	log "removing $STATE_DIR"
+	rm -rf "$STATE_DIR"
+fi
+log "cluster is down"
