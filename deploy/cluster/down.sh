@@ -15,42 +15,33 @@ case ${1:-} in
 esac
 [[ $(id -u) == 0 ]] || die "down.sh needs root"
 
-# Every process the cluster started, and everything they started, is in our cgroup tree.
-cluster_pids() {
-	[[ -d /sys/fs/cgroup/pids/$CGROUP_NAME ]] || return 0
-	find "/sys/fs/cgroup/pids/$CGROUP_NAME" -name cgroup.procs -exec cat {} + | sort -un
+# Every process the cluster started, and everything they started, is in our cgroup tree:
+# daemons and shims under system/, pods under kubepods/.
+cluster_pids() { # cluster_pids [SUBTREE]
+	local root=/sys/fs/cgroup/pids/$CGROUP_NAME${1:+/$1}
+	[[ -d $root ]] || return 0
+	find "$root" -name cgroup.procs -exec cat {} + | sort -un
 }
-stop_daemon() { # stop_daemon NAME: TERM, up to 15 s, then KILL; only if the pid still runs our binary
-	local name=$1 pid i
-	pid=$(cat "$RUN_DIR/$name.pid" 2>/dev/null) || return 0
-	if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$BIN_DIR/$name" ]]; then
-		log "stopping $name (pid $pid)"
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 30; i++)); do
-			[[ -e /proc/$pid ]] || break
-			sleep 0.5
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	rm -f "$RUN_DIR/$name.pid"
+kill_tree() { # kill_tree [SUBTREE]: SIGKILL until empty, bounded
+	local pids i
+	for ((i = 0; i < 20; i++)); do
+		pids=$(cluster_pids "$@")
+		[[ -z $pids ]] && return 0
+		log "killing what is left in cgroup $CGROUP_NAME/${1:-}: $(echo $pids)"
+		kill -KILL $pids 2>/dev/null || true
+		sleep 0.5
+	done
+	log "warning: processes still in cgroup $CGROUP_NAME/${1:-}: $(echo $(cluster_pids "$@"))"
 }
 
 shopt -s nullglob
-# The kubelet first, so it restarts no pod; then the rest of the control plane and the node.
-stop_daemon kubelet
-for name in kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd etcd; do
-	stop_daemon "$name"
-done
-
-# What is left in the tree is the pods and containerd's shims.
-for ((i = 0; i < 20; i++)); do
-	pids=$(cluster_pids)
-	[[ -z $pids ]] && break
-	log "killing the pods and shims left in the cluster's cgroups: $(echo $pids)"
-	kill -KILL $pids 2>/dev/null || true
-	sleep 0.5
-done
-[[ -z $(cluster_pids) ]] || log "warning: processes still in the cluster's cgroups: $(echo $(cluster_pids))"
+# The kubelet first, so it restarts no pod; then the pods, so no watch holds up the API
+# server's shutdown; then the control plane and containerd; then the shims.
+stop_daemons kubelet
+kill_tree kubepods
+stop_daemons kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd
+stop_daemons etcd
+kill_tree
 # A killed shim leaves its socket in /run/containerd/s, a directory every containerd on the host
 # shares; the name is sha256(<containerd socket>/<namespace>/<sandbox or task id>), so remove ours.
 containerd_state=$RUN_DIR/containerd/state
@@ -70,8 +61,8 @@ done
 [[ -z ${mounts:-} ]] || log "warning: mounts still under $STATE_DIR: $(echo $mounts)"
 
 # cgroups, deepest first, in every hierarchy.
-for controller in $CGROUP_CONTROLLERS; do
-	root=/sys/fs/cgroup/$controller/$CGROUP_NAME
+for hierarchy in $CGROUP_HIERARCHIES; do
+	root=/sys/fs/cgroup/$hierarchy/$CGROUP_NAME
 	[[ -d $root ]] || continue
 	find "$root" -depth -type d -exec rmdir {} \; 2>/dev/null || log "warning: could not remove cgroups under $root"
 done

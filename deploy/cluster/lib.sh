@@ -39,6 +39,8 @@ KUBECONFIG_ADMIN=$STATE_DIR/admin.kubeconfig
 # Every cgroup the cluster makes (daemons under system/, pods under kubepods/) sits below this one.
 CGROUP_NAME=platform-cluster
 CGROUP_CONTROLLERS="cpu cpuacct cpuset memory devices freezer blkio pids systemd"
+# runc also mirrors each container's cgroup into the (controller-less) cgroup2 mount.
+CGROUP_HIERARCHIES="$CGROUP_CONTROLLERS unified"
 
 # The cache key covers every pin: the tool modules (go.mod, go.sum, sources) and the image packer.
 cluster_cache_key() {
@@ -74,6 +76,31 @@ wait_for() {
 	done
 	log "gave up waiting for $what after $tries tries, ${pause}s apart"
 	return 1
+}
+
+daemon_running() { # daemon_running NAME: the recorded pid is alive and still runs our binary
+	local pid
+	pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 1
+	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$BIN_DIR/$1" ]]
+}
+stop_daemons() { # stop_daemons NAME...: TERM them all, wait up to 15 s, then KILL what still runs
+	local name pid pids=() i alive
+	for name; do
+		if daemon_running "$name"; then
+			pid=$(cat "$RUN_DIR/$name.pid")
+			log "stopping $name (pid $pid)"
+			kill -TERM "$pid" 2>/dev/null || true
+			pids+=("$pid")
+		fi
+		rm -f "$RUN_DIR/$name.pid"
+	done
+	for ((i = 0; i < 30; i++)); do
+		alive=0
+		for pid in "${pids[@]}"; do [[ -e /proc/$pid ]] && alive=1; done
+		((alive)) || return 0
+		sleep 0.5
+	done
+	kill -KILL "${pids[@]}" 2>/dev/null || true
 }
 
 kubectl_admin() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

@@ -66,7 +66,7 @@ setup_cgroups() {
 	local controller root
 	for controller in $CGROUP_CONTROLLERS; do
 		root=/sys/fs/cgroup/$controller
-		[[ -d $root ]] || die "cgroup v1 controller $controller is not mounted at $root"
+		[[ -d $root ]] || die "cgroup v1 hierarchy $controller is not mounted at $root; the kubelet runs on cgroup v1 here"
 		mkdir -p "$root/$CGROUP_NAME/system"
 		if [[ $controller == cpuset ]]; then # a cpuset cgroup takes no task until it has cpus and mems
 			cat "$root/cpuset.cpus" >"$root/$CGROUP_NAME/cpuset.cpus"
@@ -268,17 +268,26 @@ EOF
 }
 
 # --- daemons -------------------------------------------------------------------------------------
-daemon_running() { # daemon_running NAME: the recorded pid is alive and still runs our binary
-	local pid
-	pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 1
-	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$BIN_DIR/$1" ]]
+# config_changed NAME ARGS...: a file of the state dir among the arguments (a configuration,
+# a certificate) is newer than the running daemon.
+config_changed() {
+	local pid_file=$RUN_DIR/$1.pid argument
+	shift
+	for argument; do
+		[[ $argument == "$STATE_DIR"/* && -f $argument && $argument -nt $pid_file ]] && return 0
+	done
+	return 1
 }
 start_daemon() { # start_daemon NAME ARGS...: in the node netns, in cgroup /$CGROUP_NAME/system
 	local name=$1
 	shift
 	if daemon_running "$name"; then
-		log "$name is running (pid $(cat "$RUN_DIR/$name.pid"))"
-		return
+		if ! config_changed "$name" "$@"; then
+			log "$name is running (pid $(cat "$RUN_DIR/$name.pid"))"
+			return
+		fi
+		log "$name has a new configuration"
+		stop_daemons "$name"
 	fi
 	log "starting $name (log: $LOG_DIR/$name.log)"
 	CGROUP_NAME=$CGROUP_NAME CGROUP_CONTROLLERS=$CGROUP_CONTROLLERS PATH="$BIN_DIR:$PATH" \
