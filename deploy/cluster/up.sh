@@ -53,9 +53,11 @@ setup_network() {
 		net.bridge.bridge-nf-call-ip6tables=1 net.ipv4.conf.all.route_localnet=1
 
 	# The node may answer the host but never open a connection to it or through it.
-	iptables -N "$HOST_CHAIN" 2>/dev/null || iptables -F "$HOST_CHAIN"
-	iptables -A "$HOST_CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-	iptables -A "$HOST_CHAIN" -j DROP
+	# Rules are only ever added (never flushed and rebuilt), so a rerun leaves no gap.
+	iptables -N "$HOST_CHAIN" 2>/dev/null || true
+	iptables -C "$HOST_CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT 2>/dev/null ||
+		iptables -I "$HOST_CHAIN" 1 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+	iptables -C "$HOST_CHAIN" -j DROP 2>/dev/null || iptables -A "$HOST_CHAIN" -j DROP
 	local chain
 	for chain in INPUT FORWARD; do
 		iptables -C "$chain" -i "$VETH_HOST" -j "$HOST_CHAIN" 2>/dev/null || iptables -I "$chain" 1 -i "$VETH_HOST" -j "$HOST_CHAIN"
@@ -366,12 +368,15 @@ start_node() {
 		kubectl_admin wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s || die "the node is not Ready; see $LOG_DIR/kubelet.log"
 }
 
+cluster_dns_resolves() { # cluster_dns_resolves NAME: the cluster DNS gives NAME an address
+	[[ -n $(in_node dig +short +time=2 +tries=1 "@$CLUSTER_DNS_IP" "$1" A) ]]
+}
+
 deploy_addons() {
 	kubectl_admin apply --server-side --force-conflicts -f "$CLUSTER_DIR/addons/" >/dev/null
 	kubectl_admin -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null ||
 		die "CoreDNS is not available; kubectl -n kube-system describe pods -l k8s-app=kube-dns"
-	wait_for "CoreDNS to answer" 30 2 \
-		in_node dig +short +time=2 +tries=1 "@$CLUSTER_DNS_IP" "kubernetes.default.svc.$CLUSTER_DOMAIN" A ||
+	wait_for "CoreDNS to resolve kubernetes.default" 30 2 cluster_dns_resolves "kubernetes.default.svc.$CLUSTER_DOMAIN" ||
 		die "CoreDNS does not answer at $CLUSTER_DNS_IP"
 	kubectl_admin -n kube-system rollout status deployment/metrics-server --timeout=180s >/dev/null ||
 		die "metrics-server is not available; kubectl -n kube-system logs deploy/metrics-server"
