@@ -130,6 +130,18 @@ def stages(path: Path = DOCKERFILE) -> list[Stage]:
     return found
 
 
+def global_args(path: Path = DOCKERFILE) -> dict[str, str]:
+    """The ARGs declared before the first FROM (usable in FROM lines), with their defaults."""
+    values = {}
+    for instruction in instructions(path.read_text()):
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, _, default = instruction.arguments.partition("=")
+            values[name.strip()] = _unquote(default)
+    return values
+
+
 def key_value_pairs(arguments: str) -> dict[str, str]:
     pairs = {}
     for word in shlex.split(arguments):

@@ -1,10 +1,11 @@
 """platform/Dockerfile and .dockerignore: lint-clean, and built the way the platform's contracts require.
 
-No Docker engine runs where these tests run, so the image is not built here: these tests read the
-Dockerfile, and test_image_process.py runs its command as a real process.
+These tests read the Dockerfile and so run everywhere, in seconds; tests/containers builds the image
+for real and runs it, and test_image_process.py runs its command as a process without an engine.
 """
 
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,12 +36,17 @@ def test_two_stages_builder_then_runtime():
     assert [stage.name for stage in STAGES] == ["builder", "runtime"]
 
 
-def test_both_stages_use_the_same_pinned_python_image():
-    assert {stage.base for stage in STAGES} == {"python:3.11.7-slim-bookworm"}
+def test_both_stages_are_built_on_the_base_image_argument():
+    assert {stage.base for stage in STAGES} == {"${BASE_IMAGE}"}
 
 
-def test_image_python_is_the_python_the_tests_run_on():
-    assert RUNTIME.base.split(":")[1].split("-")[0] == platform.python_version()
+def test_the_default_base_is_the_official_python_image_pinned_by_digest():
+    assert re.fullmatch(r"python:3\.11\.7-slim-bookworm@sha256:[0-9a-f]{64}", dockerfile.global_args()["BASE_IMAGE"])
+
+
+def test_the_default_base_carries_the_python_the_tests_run_on():
+    tag = dockerfile.global_args()["BASE_IMAGE"].split("@")[0]
+    assert tag.split(":")[1].split("-")[0] == platform.python_version()
 
 
 def test_runtime_takes_only_the_venv_from_the_builder():
@@ -50,7 +56,21 @@ def test_runtime_takes_only_the_venv_from_the_builder():
 
 def test_builder_installs_the_pinned_requirements_from_wheels():
     (run,) = BUILDER.all("RUN")
-    assert "--only-binary=:all: -r /tmp/requirements.txt" in run.arguments
+    assert '--only-binary=:all: "$@" -r /tmp/requirements.txt' in run.arguments
+
+
+def test_builder_installs_only_from_the_wheelhouse_when_it_holds_wheels():
+    (run,) = BUILDER.all("RUN")
+    assert run.arguments.startswith(
+        "if ls /tmp/wheelhouse/*.whl >/dev/null 2>&1; then set -- --no-index --find-links=/tmp/wheelhouse; fi"
+    )
+
+
+def test_the_wheelhouse_is_empty_in_git():
+    tracked = subprocess.run(
+        ["git", "ls-files", "platform/wheelhouse"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert tracked.stdout.split() == ["platform/wheelhouse/.gitignore", "platform/wheelhouse/README.md"]
 
 
 def test_runtime_user_is_numeric_and_non_root():
@@ -141,7 +161,13 @@ def _copied_sources() -> list[str]:
 
 
 def test_the_dockerfile_copies_these_paths():
-    assert _copied_sources() == ["requirements.txt", "manage.py", "apps", "platform/gunicorn.conf.py"]
+    assert _copied_sources() == [
+        "requirements.txt",
+        "platform/wheelhouse/",
+        "manage.py",
+        "apps",
+        "platform/gunicorn.conf.py",
+    ]
 
 
 @pytest.mark.parametrize(
