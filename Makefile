@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test lint format check-deploy bench clean
+.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,16 +33,30 @@ up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001
 	GIT_SHA=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
 
-lint: $(INSTALLED)  ## ruff lint and format check
+# Every shell script of the repository: the platform's, CI's and the deploy tooling's.
+SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh)
+
+lint: $(INSTALLED)  ## ruff lint and format check, shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 
 format: $(INSTALLED)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint system-packages  ## lint, then the whole pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
+test: lint test-suite test-containers  ## lint, the whole suite, then the image and the compose stack for real
+
+test-suite: $(INSTALLED) system-packages  ## the pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
 	$(BIN)/pytest
+
+image: $(INSTALLED)  ## build the one image (platform-app:local; IMAGE=, APP_VERSION= to change)
+	PYTHON=$(PYTHON) platform/containers/image.sh
+
+# The session builds the image (and, with no registry, the stand-in base images) before the first
+# test: the timeout covers that cold build, not only the test.
+test-containers: $(INSTALLED)  ## build the image, run the compose stack, the journey through it, tear it down
+	$(BIN)/pytest -m containers --timeout=2400 tests/containers
 
 check-deploy: $(INSTALLED) system-packages  ## render, validate and test the Kubernetes manifests and the blue/green tool
 	$(BIN)/pytest deploy -q
