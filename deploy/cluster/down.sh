@@ -50,15 +50,17 @@ for bundle in "$containerd_state"/io.containerd.grpc.v1.cri/sandboxes/* "$contai
 	rm -f "/run/containerd/s/$socket_digest"
 done
 
-# Mounts: pod volumes, netns bind mounts, overlay rootfs, shm, the kubelet's rshared root.
+# Mounts: pod volumes, netns bind mounts, overlay rootfs, shm, the kubelet's rshared root;
+# deepest first, and again while unmounting one uncovers another.
+state_mounts() { awk '{print $5}' /proc/self/mountinfo | grep -F "$STATE_DIR/" | sort -r || true; }
 for ((i = 0; i < 5; i++)); do
-	mounts=$(awk '{print $5}' /proc/self/mountinfo | grep -F "$STATE_DIR/" | sort -r || true)
+	mounts=$(state_mounts)
 	[[ -z $mounts ]] && break
 	while read -r mount_point; do
 		umount "$mount_point" 2>/dev/null || umount -l "$mount_point" 2>/dev/null || true
 	done <<<"$mounts"
 done
-[[ -z ${mounts:-} ]] || log "warning: mounts still under $STATE_DIR: $(echo $mounts)"
+[[ -z $(state_mounts) ]] || log "warning: mounts still under $STATE_DIR: $(echo $(state_mounts))"
 
 # cgroups, deepest first, in every hierarchy.
 for hierarchy in $CGROUP_HIERARCHIES; do
@@ -75,7 +77,9 @@ fi
 if ip link show "$VETH_HOST" >/dev/null 2>&1; then ip link delete "$VETH_HOST"; fi
 if command -v iptables >/dev/null; then
 	for chain in INPUT FORWARD; do
-		while iptables -D "$chain" -i "$VETH_HOST" -j "$HOST_CHAIN" 2>/dev/null; do :; done
+		for ((i = 0; i < 10; i++)); do
+			iptables -D "$chain" -i "$VETH_HOST" -j "$HOST_CHAIN" 2>/dev/null || break
+		done
 	done
 	iptables -F "$HOST_CHAIN" 2>/dev/null || true
 	iptables -X "$HOST_CHAIN" 2>/dev/null || true

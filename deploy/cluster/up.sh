@@ -25,7 +25,8 @@ install_packages() {
 # that did not exist before is recorded, so down.sh removes exactly those.
 record_created_paths() {
 	local path
-	for path in /var/log/containers /var/lib/cni /run/containerd; do
+	# /var/lib/kubelet/device-plugins is fixed in the kubelet whatever its --root-dir.
+	for path in /var/log/containers /var/lib/cni /var/lib/kubelet /run/containerd; do
 		# One that exists was there before, or was made and recorded by an earlier start.
 		[[ -e $path ]] || echo "$path" >>"$STATE_DIR/created-paths"
 	done
