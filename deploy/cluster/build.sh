@@ -3,6 +3,7 @@
 # per machine, into $CLUSTER_CACHE/<key>/. A warm cache (all binaries, all images and a stamp
 # of the key) builds nothing. A cold build takes about 20 to 30 minutes on two cores.
 set -euo pipefail
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
 source "$(dirname "$0")/lib.sh"
 
 stamp=$CACHE_KEY_DIR/stamp
@@ -27,11 +28,11 @@ started=$(date +%s)
 # The modules' go.mod and go.sum are the pins: never let a build change them or a toolchain.
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 tools=$CLUSTER_DIR/tools
-go_build() { # go_build MODULE OUTPUT PACKAGE... (extra go flags in $GO_EXTRA)
+go_build() { # go_build MODULE OUTPUT PACKAGE... (extra flags through GOFLAGS, extra -X through LDFLAGS_EXTRA)
 	local module=$1 output=$2
 	shift 2
 	log "building $* (log: $CACHE_KEY_DIR/build.log)"
-	(cd "$tools/$module" && nice -n 10 go build -trimpath ${GO_EXTRA:-} -ldflags="-s -w ${LDFLAGS_EXTRA:-}" -o "$output" "$@") \
+	(cd "$tools/$module" && nice -n 10 go build -trimpath -ldflags="-s -w ${LDFLAGS_EXTRA:-}" -o "$output" "$@") \
 		>>"$CACHE_KEY_DIR/build.log" 2>&1 || die "go build of $* failed; see $CACHE_KEY_DIR/build.log"
 }
 
@@ -50,7 +51,7 @@ LDFLAGS_EXTRA="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION
 
 export CGO_ENABLED=0
 go_build etcd "$BIN_DIR/etcd" .
-GO_EXTRA="-tags=no_btrfs,no_devmapper,no_zfs" go_build containerd "$BIN_DIR/" \
+GOFLAGS="$GOFLAGS -tags=no_btrfs,no_devmapper,no_zfs" go_build containerd "$BIN_DIR/" \
 	github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
 	github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 go_build cni "$CNI_BIN_DIR/" \

@@ -5,6 +5,7 @@
 # (certificates, etcd data, images), so the next up.sh is fast.
 # usage: down.sh [--purge]
 set -euo pipefail
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
 source "$(dirname "$0")/lib.sh"
 
 purge=false
@@ -25,13 +26,13 @@ cluster_pids() { # cluster_pids [SUBTREE]
 kill_tree() { # kill_tree [SUBTREE]: SIGKILL until empty, bounded
 	local pids i
 	for ((i = 0; i < 20; i++)); do
-		pids=$(cluster_pids "$@")
-		[[ -z $pids ]] && return 0
-		log "killing what is left in cgroup $CGROUP_NAME/${1:-}: $(echo $pids)"
-		kill -KILL $pids 2>/dev/null || true
+		mapfile -t pids < <(cluster_pids "$@")
+		((${#pids[@]})) || return 0
+		log "killing what is left in cgroup $CGROUP_NAME/${1:-}: ${pids[*]}"
+		kill -KILL "${pids[@]}" 2>/dev/null || true
 		sleep 0.5
 	done
-	log "warning: processes still in cgroup $CGROUP_NAME/${1:-}: $(echo $(cluster_pids "$@"))"
+	log "warning: processes still in cgroup $CGROUP_NAME/${1:-}: $(cluster_pids "$@" | tr '\n' ' ')"
 }
 
 shopt -s nullglob
@@ -60,7 +61,7 @@ for ((i = 0; i < 5; i++)); do
 		umount "$mount_point" 2>/dev/null || umount -l "$mount_point" 2>/dev/null || true
 	done <<<"$mounts"
 done
-[[ -z $(state_mounts) ]] || log "warning: mounts still under $STATE_DIR: $(echo $(state_mounts))"
+[[ -z $(state_mounts) ]] || log "warning: mounts still under $STATE_DIR: $(state_mounts | tr '\n' ' ')"
 
 # cgroups, deepest first, in every hierarchy.
 for hierarchy in $CGROUP_HIERARCHIES; do
@@ -87,7 +88,8 @@ fi
 
 # Kernel settings the kubelet changed, and host paths it or containerd created.
 if [[ -s $STATE_DIR/host-sysctls ]]; then
-	sysctl -q -w $(cat "$STATE_DIR/host-sysctls") || log "warning: could not restore $(cat "$STATE_DIR/host-sysctls")"
+	mapfile -t saved_sysctls <"$STATE_DIR/host-sysctls"
+	sysctl -q -w "${saved_sysctls[@]}" || log "warning: could not restore ${saved_sysctls[*]}"
 	rm -f "$STATE_DIR/host-sysctls"
 fi
 for link in /var/log/containers/*.log; do

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the settings are used by the scripts that source this file
 # Shared settings and helpers of the local single-node cluster, sourced by its scripts.
 # The node lives in a network namespace of its own, joined to the host by one veth pair on a
 # private /30; pods and Services use private ranges that exist only inside that namespace.

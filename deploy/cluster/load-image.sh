@@ -3,6 +3,7 @@
 # pods find them without any registry (use imagePullPolicy: IfNotPresent or Never).
 # usage: load-image.sh TARBALL...
 set -euo pipefail
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
 source "$(dirname "$0")/lib.sh"
 
 (($# > 0)) || die "usage: load-image.sh TARBALL..."

@@ -4,6 +4,7 @@
 # through CoreDNS, restricted Pod Security refuses a privileged pod and admits a restricted one,
 # kubectl top has numbers, and a deleted pod is replaced. Leaves nothing behind in the cluster.
 set -euo pipefail
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
 source "$(dirname "$0")/lib.sh"
 
 export KUBECONFIG=$KUBECONFIG_ADMIN

@@ -5,20 +5,21 @@
 # and it is safe after a failed start (down.sh removes everything it makes).
 # Env: PLATFORM_CACHE (binary cache root), PLATFORM_CLUSTER_STATE (state, default /var/lib/platform-cluster).
 set -euo pipefail
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
 source "$(dirname "$0")/lib.sh"
 
 [[ $(id -u) == 0 ]] || die "up.sh needs root: it makes a network namespace, cgroups and mounts"
 started=$(date +%s)
 
 install_packages() {
-	local wanted="iptables conntrack runc jq openssl gcc libc6-dev curl bind9-dnsutils" missing="" package
-	for package in $wanted; do
-		dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=" $package"
+	local wanted=(iptables conntrack runc jq openssl gcc libc6-dev curl bind9-dnsutils) missing=() package
+	for package in "${wanted[@]}"; do
+		dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 	done
-	[[ -z $missing ]] && return
-	log "installing Debian packages:$missing"
+	((${#missing[@]})) || return 0
+	log "installing Debian packages: ${missing[*]}"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # Host paths that kubelet and containerd insist on whatever their configuration says. Each one
@@ -293,12 +294,12 @@ start_daemon() { # start_daemon NAME ARGS...: in the node netns, in cgroup /$CGR
 		stop_daemons "$name"
 	fi
 	log "starting $name (log: $LOG_DIR/$name.log)"
-	CGROUP_NAME=$CGROUP_NAME CGROUP_CONTROLLERS=$CGROUP_CONTROLLERS PATH="$BIN_DIR:$PATH" \
-		nsenter --net="$NETNS_PATH" -- setsid bash -c '
-			for controller in $CGROUP_CONTROLLERS; do
-				echo $$ >"/sys/fs/cgroup/$controller/$CGROUP_NAME/system/cgroup.procs"
-			done
-			exec "$@"' _ "$BIN_DIR/$name" "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+	# The inner shell joins the cgroups, then becomes the daemon: its $$ and "$@" are its own.
+	# shellcheck disable=SC2016
+	PATH="$BIN_DIR:$PATH" nsenter --net="$NETNS_PATH" -- setsid bash -c '
+		for procs in /sys/fs/cgroup/*/"$1"/system/cgroup.procs; do echo $$ >"$procs"; done
+		shift
+		exec "$@"' _ "$CGROUP_NAME" "$BIN_DIR/$name" "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
 	echo $! >"$RUN_DIR/$name.pid"
 }
 
