@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent
-OVERLAYS = ("kind", "production")
+OVERLAYS = ("kind", "local", "production")
 # The oldest Kubernetes minor version the manifests must be valid for, and the newest we checked.
 KUBERNETES_VERSIONS = ("1.33", "1.35")
 
@@ -22,10 +22,12 @@ def render_overlay(*, overlay: str, workdir: Path) -> list[dict]:
     if not tree.exists():
         shutil.copytree(DEPLOY_DIR, tree, ignore=shutil.ignore_patterns("__pycache__", "secrets", "tests"))
     overlay_dir = tree / "overlays" / overlay
-    secrets = overlay_dir / "secrets"
-    if not secrets.exists():
-        shutil.copytree(overlay_dir / "secrets.example", secrets)
-        (secrets / "auth-signing-key.pem").write_text("placeholder, not a key\n")
+    # Every overlay's, since one overlay may build on another's (local on kind).
+    for example in (tree / "overlays").glob("*/secrets.example"):
+        secrets = example.parent / "secrets"
+        if not secrets.exists():
+            shutil.copytree(example, secrets)
+            (secrets / "auth-signing-key.pem").write_text("placeholder, not a key\n")
     output = subprocess.run(
         ["kubectl", "kustomize", str(overlay_dir)], check=True, capture_output=True, text=True, timeout=60
     ).stdout

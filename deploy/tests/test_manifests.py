@@ -101,11 +101,24 @@ def test_the_namespace_enforces_the_restricted_pod_security_profile(rendered, ov
     }
 
 
+CLUSTER_SCOPED = {"Namespace", "PersistentVolume"}
+
+
 @overlays
-def test_every_object_lives_in_the_platform_namespace(rendered, overlay):
-    namespaces = {obj["metadata"].get("namespace") for obj in rendered[overlay] if obj["kind"] != "Namespace"}
+def test_every_namespaced_object_lives_in_the_platform_namespace(rendered, overlay):
+    namespaces = {obj["metadata"].get("namespace") for obj in rendered[overlay] if obj["kind"] not in CLUSTER_SCOPED}
 
     assert namespaces == {"platform"}
+
+
+def test_the_local_overlay_adds_one_cluster_scoped_object_the_volume_of_its_database(rendered):
+    cluster_scoped = [
+        (obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace")) for obj in rendered["local"]
+    ]
+    assert [entry for entry in cluster_scoped if entry[0] in CLUSTER_SCOPED] == [
+        ("Namespace", "platform", None),
+        ("PersistentVolume", "platform-postgresql-data", None),
+    ]
 
 
 @overlays

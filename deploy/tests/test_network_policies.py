@@ -36,7 +36,8 @@ EXTERNAL = {
     "other-namespace": {"namespace": "default", "labels": {"app": "curious"}, "ports": [("TCP", 8000)]},
     "internet": {"ip": "203.0.113.10", "ports": [("TCP", 443)]},
 }
-CONTROL_PLANE_IP = {"kind": "172.18.0.2", "production": "10.20.0.4"}
+# Where the API server's service proxy comes from: a kind node, the local node's pod bridge, AKS's subnet.
+CONTROL_PLANE_IP = {"kind": "172.18.0.2", "local": "10.214.0.1", "production": "10.20.0.4"}
 MANAGED_DATABASE_IP = "10.20.8.4"
 MAIL_RELAY_IP = "10.20.9.4"
 
@@ -138,8 +139,9 @@ def allowed_flows(objects: list[dict], overlay: str) -> set[tuple[str, str, str,
 
 
 def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
-    database = "postgresql/database" if overlay == "kind" else "managed-postgresql"
-    inside = [*APP_ROLES, "postgresql/database"] if overlay == "kind" else list(APP_ROLES)
+    in_cluster_database = overlay in {"kind", "local"}
+    database = "postgresql/database" if in_cluster_database else "managed-postgresql"
+    inside = [*APP_ROLES, "postgresql/database"] if in_cluster_database else list(APP_ROLES)
     callers_of_auth = [
         "orders/api",
         "payments/api",
