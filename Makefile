@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers bench clean
+.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,12 +34,12 @@ up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
 
 # Every shell script of the repository: the platform's, CI's and the deploy tooling's.
-SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh)
+SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh deploy/cluster/*.sh)
 
 lint: $(INSTALLED)  ## ruff lint and format check, shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/shellcheck $(SHELL_SCRIPTS)
+	$(BIN)/shellcheck --external-sources $(SHELL_SCRIPTS)
 
 format: $(INSTALLED)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -60,6 +60,13 @@ test-containers: $(INSTALLED)  ## build the image, run the compose stack, the jo
 
 check-deploy: $(INSTALLED) system-packages  ## render, validate and test the Kubernetes manifests and the blue/green tool
 	$(BIN)/pytest deploy -q
+
+cluster-up: $(INSTALLED)  ## the local single-node Kubernetes (built from source once) with the platform deployed
+	deploy/cluster/up.sh
+	PYTHON=$(abspath $(PYTHON)) deploy/cluster/platform.sh
+
+cluster-down:  ## stop the local cluster and remove everything it made (binaries stay cached)
+	deploy/cluster/down.sh
 
 bench: $(INSTALLED)  ## k6 load test against freshly started services (PostgreSQL); results in perf/results
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)

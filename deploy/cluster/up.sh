@@ -40,6 +40,9 @@ setup_network() {
 	fi
 	ip addr replace "$HOST_IP/$VETH_PREFIX" dev "$VETH_HOST"
 	ip link set "$VETH_HOST" up
+	# This machine reaches Services as a client outside the cluster would reach a load balancer:
+	# through the node, where kube-proxy picks a pod. It goes away with the veth.
+	ip route replace "$SERVICE_CIDR" via "$NODE_IP" dev "$VETH_HOST"
 	in_node ip link set lo up
 	in_node ip addr replace "$NODE_IP/$VETH_PREFIX" dev "$VETH_NODE"
 	in_node ip link set "$VETH_NODE" up

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Deploys the platform onto the running local cluster the way deploy/README.md tells an operator:
+# the real image built (platform/containers/image.sh) and loaded into the node with the PostgreSQL
+# stand-in, the overlay's secrets made once, `kubectl apply --server-side -k deploy/overlays/local`,
+# the migration Jobs waited for, the idle green colors scaled to zero by the blue/green tool.
+# Safe to run again: images already loaded are kept, and fields the blue/green tool has taken over
+# since (live color, images, replicas) are left to it.
+# Env: APP_VERSION (default dev), PYTHON (the venv's python, for the blue/green tool).
+set -euo pipefail
+shopt -s inherit_errexit
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
+source "$(dirname "$0")/lib.sh"
+
+REPO=$(cd "$CLUSTER_DIR/../.." && pwd)
+PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+APP_IMAGE=platform-app:dev
+POSTGRES_IMAGE=platform-local/postgres:15
+OVERLAY=$REPO/deploy/overlays/local
+SERVICES="auth orders payments notifications"
+export KUBECONFIG=$KUBECONFIG_ADMIN
+kubectl() { "$BIN_DIR/kubectl" "$@"; }
+
+[[ $(id -u) == 0 ]] || die "platform.sh needs root (the node's containerd and volumes)"
+kubectl get --raw /readyz >/dev/null 2>&1 || die "no API server at $API_SERVER; run deploy/cluster/up.sh first"
+[[ $STATE_DIR == /var/lib/platform-cluster ]] ||
+	die "deploy/overlays/local/postgresql-volume.yaml names /var/lib/platform-cluster/volumes; PLATFORM_CLUSTER_STATE=$STATE_DIR differs"
+
+# load_image REFERENCE: `docker save` into the node's containerd, unless this very image is there.
+load_image() {
+	local reference=$1 id stamp name
+	id=$(docker image inspect --format '{{.Id}}' "$reference")
+	stamp="$STATE_DIR/images/$(tr '/:' '__' <<<"$reference").id"
+	# How containerd names what `docker save` wrote: Docker Hub's implicit registry and library/.
+	name=docker.io/$reference
+	[[ $reference == */* ]] || name=docker.io/library/$reference
+	if [[ -f $stamp && $(cat "$stamp") == "$id" ]] && ctr_node images ls -q | grep -qxF "$name"; then
+		log "image $reference already in the node"
+		return
+	fi
+	mkdir -p "$STATE_DIR/images"
+	log "loading $reference into the node"
+	docker save "$reference" | ctr_node images import --platform linux/amd64 - >/dev/null
+	echo "$id" >"$stamp"
+}
+
+images_build_and_load() {
+	eval "$("$REPO/platform/containers/engine.sh" up)"
+	if [[ $ENGINE_STARTED == 1 ]]; then
+		trap '"$REPO/platform/containers/engine.sh" down' EXIT
+	fi
+	IMAGE=$APP_IMAGE APP_VERSION=${APP_VERSION:-dev} PYTHON=$PYTHON "$REPO/platform/containers/image.sh"
+	docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
+	load_image "$APP_IMAGE"
+	load_image "$POSTGRES_IMAGE"
+}
+
+apply_overlay() {
+	[[ -d $REPO/deploy/overlays/kind/secrets ]] || "$REPO/deploy/overlays/kind/make-secrets.sh"
+	# The database's volume: a directory on the node, owned by the database's uid (hostPath volumes
+	# get no fsGroup).
+	install -d -o 999 -g 999 -m 0700 "$STATE_DIR/volumes/postgresql"
+	# A first-apply Job that failed (an earlier start that did not finish) is made again by this apply.
+	local job
+	for job in $(kubectl -n platform get jobs -o jsonpath='{range .items[?(@.status.failed)]}{.metadata.name}{"\n"}{end}' 2>/dev/null); do
+		if [[ $job == *-migrate || $job == auth-service-clients ]]; then
+			log "deleting failed Job $job, to run it again"
+			kubectl -n platform delete job "$job" --wait=true >/dev/null
+		fi
+	done
+	local output
+	if ! output=$(kubectl apply --server-side --field-manager=platform -k "$OVERLAY" 2>&1); then
+		# After a release the tool owns the live color, images and replicas: a conflict on those
+		# fields, and only on those, means the cluster is where the tool put it.
+		if grep -q 'conflict with "bluegreen"' <<<"$output" && ! grep -v 'conflict with "bluegreen"' <<<"$output" | grep -qi conflict; then
+			log "manifests applied; fields the blue/green tool owns since its last release kept"
+		else
+			echo "$output" >&2
+			die "kubectl apply --server-side -k $OVERLAY failed"
+		fi
+	fi
+}
+
+wait_for_platform() {
+	log "waiting for the migration Jobs"
+	kubectl -n platform wait --for=condition=complete job -l app.kubernetes.io/component=migrate --timeout=600s >/dev/null ||
+		die "a migration Job did not complete; kubectl -n platform get jobs,pods"
+	kubectl -n platform wait --for=condition=complete job/auth-service-clients --timeout=300s >/dev/null ||
+		die "the service clients Job did not complete; kubectl -n platform logs job/auth-service-clients"
+	local service live
+	for service in $SERVICES; do
+		live=$(kubectl -n platform get service "$service" -o jsonpath='{.spec.selector.color}')
+		kubectl -n platform rollout status "deployment/$service-$live" --timeout=300s >/dev/null ||
+			die "$service-$live is not available; kubectl -n platform describe deployment $service-$live"
+	done
+	for relay in orders-outbox-relay payments-outbox-relay; do
+		kubectl -n platform rollout status "deployment/$relay" --timeout=300s >/dev/null ||
+			die "$relay is not available"
+	done
+}
+
+idle_colors_scale_down() {
+	local service
+	for service in $SERVICES; do
+		"$PYTHON" -m deploy.bluegreen --kubeconfig "$KUBECONFIG" scale-down "$service" --no-wait >&2 ||
+			log "$service: the idle color stays up (see above)"
+	done
+}
+
+started=$(date +%s)
+images_build_and_load
+apply_overlay
+wait_for_platform
+(cd "$REPO" && idle_colors_scale_down)
+log "platform deployed in $(($(date +%s) - started))s"
+kubectl -n platform get deployments,services
+cat <<EOF
+export KUBECONFIG=$KUBECONFIG_ADMIN   # API server $API_SERVER
+# Services from this machine: http://<ClusterIP> with Host: <service>.platform.svc.cluster.local
+EOF
