@@ -45,7 +45,7 @@ format: $(INSTALLED)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint test-suite test-containers  ## lint, the whole suite, then the image and the compose stack for real
+test: lint test-suite test-containers cluster-test  ## lint, the whole suite, the image and compose stack, the cluster suite: all for real
 
 test-suite: $(INSTALLED) system-packages  ## the pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
 	$(BIN)/pytest
@@ -67,6 +67,11 @@ cluster-up: $(INSTALLED)  ## the local single-node Kubernetes (built from source
 
 cluster-down:  ## stop the local cluster and remove everything it made (binaries stay cached)
 	deploy/cluster/down.sh
+
+# Starts the cluster first (and stops it after) when none is running with the platform deployed;
+# the timeout covers that cold start, which builds Kubernetes from source once per machine.
+cluster-test: $(INSTALLED)  ## releases and rollbacks of every service under k6 load on the real cluster, pod kills
+	$(BIN)/pytest -m cluster --timeout=3600 tests/cluster
 
 bench: $(INSTALLED)  ## k6 load test against freshly started services (PostgreSQL); results in perf/results
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)

@@ -15,14 +15,13 @@ _REQUESTS_BY_VIEW = re.compile(
 )
 
 
-def register_and_login(auth_url: str) -> tuple[str, dict]:
-    """A new user's email and the token answer of their first login."""
+def register_and_login(auth_url: str, *, http=requests) -> tuple[str, dict]:
+    """A new user's email and the token answer of their first login (through `http`: the requests
+    module, or a Session that adds what a deployment needs, such as a Host header)."""
     email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-    registered = requests.post(
-        f"{auth_url}/api/auth/register/", json={"email": email, "password": PASSWORD}, timeout=10
-    )
+    registered = http.post(f"{auth_url}/api/auth/register/", json={"email": email, "password": PASSWORD}, timeout=10)
     assert registered.status_code == 201, registered.text
-    token = requests.post(f"{auth_url}/api/auth/token/", json={"email": email, "password": PASSWORD}, timeout=10)
+    token = http.post(f"{auth_url}/api/auth/token/", json={"email": email, "password": PASSWORD}, timeout=10)
     assert token.status_code == 200, token.text
     return email, token.json()
 

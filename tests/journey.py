@@ -28,8 +28,8 @@ class JourneyResult:
     inbox_types_by_order: dict[str, str]
 
 
-def order_place(orders_url: str, token: str, payment_method: str) -> dict:
-    response = requests.post(
+def order_place(orders_url: str, token: str, payment_method: str, *, http=requests) -> dict:
+    response = http.post(
         f"{orders_url}/api/orders/",
         json={"currency": "EUR", "lines": LINES, "payment_method": payment_method},
         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
@@ -39,19 +39,20 @@ def order_place(orders_url: str, token: str, payment_method: str) -> dict:
     return response.json()
 
 
-def journey_run(urls: Mapping[str, str], *, delivery_timeout: float = 60.0) -> JourneyResult:
-    """Walk the journey through `urls` (service name -> base URL) and assert each step's answer."""
-    email, tokens = register_and_login(urls["auth"])
+def journey_run(urls: Mapping[str, str], *, http=requests, delivery_timeout: float = 60.0) -> JourneyResult:
+    """Walk the journey through `urls` (service name -> base URL) and assert each step's answer;
+    `http` is the requests module or a Session that adds what the deployment needs."""
+    email, tokens = register_and_login(urls["auth"], http=http)
     token = tokens["access_token"]
-    paid = order_place(urls["orders"], token, "pm_card_visa")
-    declined = order_place(urls["orders"], token, "pm_card_declined")
+    paid = order_place(urls["orders"], token, "pm_card_visa", http=http)
+    declined = order_place(urls["orders"], token, "pm_card_declined", http=http)
     assert (paid["status"], paid["total"], paid["currency"]) == ("paid", TOTAL, "EUR")
     assert (declined["status"], declined["decline_code"]) == ("payment_failed", "card_declined")
 
     wanted = {paid["id"], declined["id"]}
     deadline = time.monotonic() + delivery_timeout
     while True:
-        inbox = requests.get(
+        inbox = http.get(
             f"{urls['notifications']}/api/notifications/",
             headers={"Authorization": f"Bearer {token}"},
             params={"page_size": 100},

@@ -14,7 +14,6 @@ source "$(dirname "$0")/lib.sh"
 REPO=$(cd "$CLUSTER_DIR/../.." && pwd)
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 APP_IMAGE=platform-app:dev
-POSTGRES_IMAGE=platform-local/postgres:15
 OVERLAY=$REPO/deploy/overlays/local
 SERVICES="auth orders payments notifications"
 export KUBECONFIG=$KUBECONFIG_ADMIN
@@ -25,33 +24,9 @@ kubectl get --raw /readyz >/dev/null 2>&1 || die "no API server at $API_SERVER; 
 [[ $STATE_DIR == /var/lib/platform-cluster ]] ||
 	die "deploy/overlays/local/postgresql-volume.yaml names /var/lib/platform-cluster/volumes; PLATFORM_CLUSTER_STATE=$STATE_DIR differs"
 
-# load_image REFERENCE: `docker save` into the node's containerd, unless this very image is there.
-load_image() {
-	local reference=$1 id stamp name
-	id=$(docker image inspect --format '{{.Id}}' "$reference")
-	stamp="$STATE_DIR/images/$(tr '/:' '__' <<<"$reference").id"
-	# How containerd names what `docker save` wrote: Docker Hub's implicit registry and library/.
-	name=docker.io/$reference
-	[[ $reference == */* ]] || name=docker.io/library/$reference
-	if [[ -f $stamp && $(cat "$stamp") == "$id" ]] && ctr_node images ls -q | grep -qxF "$name"; then
-		log "image $reference already in the node"
-		return
-	fi
-	mkdir -p "$STATE_DIR/images"
-	log "loading $reference into the node"
-	docker save "$reference" | ctr_node images import --platform linux/amd64 - >/dev/null
-	echo "$id" >"$stamp"
-}
-
 images_build_and_load() {
-	eval "$("$REPO/platform/containers/engine.sh" up)"
-	if [[ $ENGINE_STARTED == 1 ]]; then
-		trap '"$REPO/platform/containers/engine.sh" down' EXIT
-	fi
-	IMAGE=$APP_IMAGE APP_VERSION=${APP_VERSION:-dev} PYTHON=$PYTHON "$REPO/platform/containers/image.sh"
-	docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
-	load_image "$APP_IMAGE"
-	load_image "$POSTGRES_IMAGE"
+	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" app "$APP_IMAGE" "${APP_VERSION:-dev}"
+	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" postgres
 }
 
 apply_overlay() {

@@ -1,0 +1,103 @@
+// Constant load through the stable Services of a cluster, while releases, rollbacks and pod deletions
+// happen: every iteration reads through all four services (an order, the caller, their inbox, a
+// payment: each verifies the token), and every ORDER_EVERY-th one places an order (orders calls
+// payments, and both relays deliver to notifications). Run by tests/cluster, which stops it with
+// SIGINT when its releases are done and judges every request logged before that moment.
+//
+//   HOSTS='{"auth.platform.svc.cluster.local": "10.215.0.12", ...}' \
+//   AUTH_URL=http://auth.platform.svc.cluster.local ... k6 run --console-output=requests.log perf/k6/cluster.js
+//
+// Environment: HOSTS (JSON: service host name -> ClusterIP, k6 resolves names with it), AUTH_URL,
+// ORDERS_URL, PAYMENTS_URL, NOTIFICATIONS_URL, RATE (iterations started per second, default 6),
+// ORDER_EVERY (default 6), USERS (default 4), DURATION (an upper bound, default 30m), SUMMARY_FILE.
+// One JSON line per response goes to the console: {t: end time in ms, n: request name, s: status,
+// e: k6 error code, d: duration in ms, v: the X-Request-ID}.
+import http from 'k6/http';
+import { check, fail } from 'k6';
+import exec from 'k6/execution';
+import { REQUEST_TIMEOUT, TREND_STATS, URLS, envInt, jsonHeaders, runIdentifier, summaryOutputs, usersLogin } from './lib.js';
+
+const RATE = envInt('RATE', 6);
+const ORDER_EVERY = envInt('ORDER_EVERY', 6);
+const USERS = envInt('USERS', 4);
+const LINES = [{ sku: 'BOOK-42', quantity: 1, unit_price: 1250 }];
+
+export const options = {
+  hosts: JSON.parse(__ENV.HOSTS || '{}'),
+  scenarios: {
+    through_releases: {
+      executor: 'constant-arrival-rate',
+      rate: RATE,
+      timeUnit: '1s',
+      duration: __ENV.DURATION || '30m',
+      preAllocatedVUs: RATE * 4,
+      maxVUs: RATE * 10,
+      gracefulStop: '20s',
+    },
+  },
+  setupTimeout: '120s',
+  summaryTrendStats: TREND_STATS,
+  // The verdict is the caller's (0 failed requests); these keep a broken run from looking fine.
+  thresholds: { http_req_failed: ['rate<0.01'], checks: ['rate>0.99'] },
+};
+
+function logged(response, name) {
+  console.log(
+    JSON.stringify({
+      t: Date.now(),
+      n: name,
+      s: response.status,
+      e: response.error_code,
+      d: Math.round(response.timings.duration * 10) / 10,
+      v: response.headers['X-Request-Id'] || '',
+    }),
+  );
+  return response;
+}
+
+function orderPlace(user, key) {
+  const response = http.post(
+    `${URLS.orders}/api/orders/`,
+    JSON.stringify({ currency: 'EUR', lines: LINES, payment_method: 'pm_card_visa' }),
+    { headers: jsonHeaders(user.token, { 'Idempotency-Key': key }), tags: { name: 'order_create' }, timeout: REQUEST_TIMEOUT },
+  );
+  return logged(response, 'order_create');
+}
+
+export function setup() {
+  const runId = runIdentifier();
+  const users = usersLogin(USERS, runId);
+  for (const user of users) {
+    const placed = orderPlace(user, `${runId}-setup-${user.id}`);
+    if (placed.status !== 201) {
+      fail(`setup order for ${user.email}: ${placed.status} ${placed.body}`);
+    }
+    user.orderId = placed.json('id');
+    user.paymentId = placed.json('payment_id');
+  }
+  return { runId, users };
+}
+
+export default function (data) {
+  const iteration = exec.scenario.iterationInTest;
+  const user = data.users[iteration % data.users.length];
+  const params = (name) => ({ headers: jsonHeaders(user.token), tags: { name }, timeout: REQUEST_TIMEOUT });
+  const reads = [
+    ['order_detail', `${URLS.orders}/api/orders/${user.orderId}/`],
+    ['me', `${URLS.auth}/api/auth/me/`],
+    ['inbox', `${URLS.notifications}/api/notifications/`],
+    ['payment_detail', `${URLS.payments}/api/payments/${user.paymentId}/`],
+  ];
+  for (const [name, url] of reads) {
+    const response = logged(http.get(url, params(name)), name);
+    check(response, { [`${name}: 200`]: (r) => r.status === 200 });
+  }
+  if (iteration % ORDER_EVERY === 0) {
+    const placed = orderPlace(user, `${data.runId}-${iteration}`);
+    check(placed, { 'order_create: 201 paid': (r) => r.status === 201 && r.json('status') === 'paid' });
+  }
+}
+
+export function handleSummary(data) {
+  return summaryOutputs(data);
+}

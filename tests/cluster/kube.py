@@ -1,0 +1,130 @@
+"""How the cluster tests reach the cluster: the API through the official client, the blue/green tool
+as an operator runs it, and the stable Services over HTTP by ClusterIP with their in-cluster names."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from kubernetes import client
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_DIR = REPO / "deploy" / "cluster"
+STATE_DIR = Path(os.environ.get("PLATFORM_CLUSTER_STATE", "/var/lib/platform-cluster"))
+KUBECONFIG = Path(os.environ.get("CLUSTER_TEST_KUBECONFIG", STATE_DIR / "admin.kubeconfig"))
+NAMESPACE = "platform"
+SERVICES = ("auth", "orders", "payments", "notifications")
+COLORS = ("blue", "green")
+# The version every release of the suite deploys to the idle color, then promotes and rolls back.
+NEXT_IMAGE = "platform-app:next"
+NEXT_VERSION = "next"
+
+
+def other_color(color: str) -> str:
+    return "green" if color == "blue" else "blue"
+
+
+def host_name(service: str) -> str:
+    return f"{service}.{NAMESPACE}.svc.cluster.local"
+
+
+class ServiceSession(requests.Session):
+    """HTTP to Services by ClusterIP with the Service's name as Host, as the platform's settings
+    (ALLOWED_HOSTS) expect of every caller inside the cluster."""
+
+    def __init__(self, hosts_by_address: dict[str, str]):
+        super().__init__()
+        self.hosts_by_address = hosts_by_address
+
+    def request(self, method, url, *args, headers=None, **kwargs):
+        headers = {"Host": self.hosts_by_address[urlsplit(url).hostname], **(headers or {})}
+        return super().request(method, url, *args, headers=headers, **kwargs)
+
+
+@dataclass
+class Cluster:
+    api: client.ApiClient
+    kubeconfig: Path
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def autoscaling(self) -> client.AutoscalingV2Api:
+        return client.AutoscalingV2Api(self.api)
+
+    def live_color(self, service: str) -> str:
+        return self.core.read_namespaced_service(service, NAMESPACE).spec.selector["color"]
+
+    def cluster_ip(self, service: str) -> str:
+        return self.core.read_namespaced_service(service, NAMESPACE).spec.cluster_ip
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {service: f"http://{self.cluster_ip(service)}" for service in SERVICES}
+
+    def session(self) -> ServiceSession:
+        return ServiceSession({self.cluster_ip(service): host_name(service) for service in SERVICES})
+
+    def version(self, service: str) -> dict:
+        """/version through the stable Service, on a new connection (kube-proxy picks a pod per connection)."""
+        with self.session() as session:
+            return session.get(f"{self.urls[service]}/version", timeout=5).json()
+
+    def bluegreen(self, *arguments: str, timeout: float = 900) -> str:
+        """Runs the blue/green tool as an operator would; its output, or a failure with it."""
+        command = [
+            sys.executable,
+            "-m",
+            "deploy.bluegreen",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--actor",
+            "cluster-test",
+            *arguments,
+        ]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{shlex.join(arguments)} exited {result.returncode}:\n{output}"
+        return output
+
+    def pods(self, service: str, color: str) -> list[client.V1Pod]:
+        selector = f"app.kubernetes.io/name={service},app.kubernetes.io/component=api,color={color}"
+        return self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+
+
+def wait_until(condition, *, timeout: float, interval: float = 1.0, message: str):
+    """Poll `condition()` until it is truthy (returned) or `timeout` seconds passed (a failure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {message}", pytrace=False)
+        time.sleep(interval)
+
+
+SWITCH_LINE = re.compile(r"selector switched (\w+) -> (\w+) \(([^)]*)\) in ([0-9.]+) s")
+ENDPOINTS_LINE = re.compile(r"endpoints list only (\w+) pods ([0-9.]+) s after the switch")
+
+
+def switch_seconds(output: str) -> tuple[float, float]:
+    """(selector patch, until the endpoints list only the new color) from the tool's output."""
+    patched, settled = SWITCH_LINE.search(output), ENDPOINTS_LINE.search(output)
+    assert patched and settled, output
+    return float(patched.group(4)), float(settled.group(2))

