@@ -44,10 +44,12 @@ apply_overlay() {
 	done
 	local output
 	if ! output=$(kubectl apply --server-side --field-manager=platform -k "$OVERLAY" 2>&1); then
-		# After a release the tool owns the live color, images and replicas: a conflict on those
-		# fields, and only on those, means the cluster is where the tool put it.
-		if grep -q 'conflict with "bluegreen"' <<<"$output" && ! grep -v 'conflict with "bluegreen"' <<<"$output" | grep -qi conflict; then
-			log "manifests applied; fields the blue/green tool owns since its last release kept"
+		# After a release the tool owns the live color, images and replicas: conflicts on those fields
+		# with "bluegreen", and nothing else, mean the cluster is where the tool put it.
+		local failures
+		failures=$(grep -E '^(Apply failed|error|Error from server)' <<<"$output" || true)
+		if [[ -n $failures ]] && ! grep -Evq 'conflicts? with "bluegreen"' <<<"$failures"; then
+			log "manifests applied; $(wc -l <<<"$failures") objects keep the fields the blue/green tool owns since its last release"
 		else
 			echo "$output" >&2
 			die "kubectl apply --server-side -k $OVERLAY failed"
