@@ -59,6 +59,13 @@ go_build cni "$CNI_BIN_DIR/" \
 	github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/meta/portmap
 go_build coredns "$BIN_DIR/coredns" github.com/coredns/coredns
 go_build metrics-server "$BIN_DIR/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server
+# kube-router reports the version its go.mod pins and, for a reproducible binary, the time of
+# that version's commit where its release build puts the build date.
+kube_router=github.com/cloudnativelabs/kube-router/v2
+read -r kube_router_version kube_router_time < <(cd "$tools/kube-router" &&
+	go list -m -f '{{.Version}} {{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$kube_router")
+LDFLAGS_EXTRA="-X $kube_router/pkg/version.Version=$kube_router_version -X $kube_router/pkg/version.BuildDate=$kube_router_time" \
+	go_build kube-router "$BIN_DIR/kube-router" "$kube_router/cmd/kube-router"
 go_build hello "$BIN_DIR/hello" .
 
 # The pause container, from the C source that ships inside the pinned kubernetes module.

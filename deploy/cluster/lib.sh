@@ -23,6 +23,7 @@ VETH_PREFIX=30
 SERVICE_LINK=pcl-svc
 POD_CIDR=10.214.0.0/24
 POD_GATEWAY=10.214.0.1
+POD_BRIDGE=pcl0
 SERVICE_CIDR=10.215.0.0/24
 KUBERNETES_SERVICE_IP=10.215.0.1
 CLUSTER_DNS_IP=10.215.0.10
@@ -56,7 +57,7 @@ CNI_BIN_DIR=$BIN_DIR/cni
 IMAGE_DIR=$CACHE_KEY_DIR/images
 
 CLUSTER_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-etcd containerd containerd-shim-runc-v2 ctr coredns metrics-server hello pause
+etcd containerd containerd-shim-runc-v2 ctr coredns metrics-server kube-router hello pause
 cni/bridge cni/host-local cni/loopback cni/portmap"
 CLUSTER_IMAGES="pause coredns metrics-server hello"
 
