@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Removes everything up.sh made: processes, pod and daemon mounts, cgroups, the node's network
-# namespace and veth, the host firewall chain, and the kernel settings kubelet changed. Safe to
-# run twice and after a failed start. Keeps the binary cache and, unless --purge, the state dir
-# (certificates, etcd data, images), so the next up.sh is fast.
+# namespace (kube-router's chains and ipsets in it first) and veth, the host firewall chain, and
+# the kernel settings kubelet changed. Safe to run twice and after a failed start. Keeps the
+# binary cache and, unless --purge, the state dir (certificates, etcd data, images), so the next
+# up.sh is fast.
 # usage: down.sh [--purge]
 set -euo pipefail
 # shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
@@ -40,7 +41,7 @@ shopt -s nullglob
 # server's shutdown; then the control plane and containerd; then the shims.
 stop_daemons kubelet
 kill_tree kubepods
-stop_daemons kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd
+stop_daemons kube-router kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd
 stop_daemons etcd
 kill_tree
 # A killed shim leaves its socket in /run/containerd/s, a directory every containerd on the host
@@ -70,9 +71,35 @@ for hierarchy in $CGROUP_HIERARCHIES; do
 	find "$root" -depth -type d -exec rmdir {} \; 2>/dev/null || log "warning: could not remove cgroups under $root"
 done
 
+# kube-router's chains and ipsets in the node would go with the namespace, but not while some
+# process still holds it, so they are removed first: the jumps from the built-in chains, its
+# chains (flushed before deleted, as they jump to one another), then its ipsets (TMP- ones are
+# left by an interrupted ipset restore).
+remove_network_policy_rules() {
+	local filter chains sets set
+	filter=$(in_node iptables-save -t filter) || return 0
+	mapfile -t chains < <(awk '/^:(KUBE-ROUTER-|KUBE-POD-FW-|KUBE-NWPLCY-)/ {print substr($1, 2)}' <<<"$filter")
+	if ((${#chains[@]})); then
+		{
+			echo '*filter'
+			grep -E '^-A (INPUT|FORWARD|OUTPUT) .*-j KUBE-ROUTER-(INPUT|FORWARD|OUTPUT)$' <<<"$filter" | sed 's/^-A /-D /' || true
+			printf -- '-F %s\n' "${chains[@]}"
+			printf -- '-X %s\n' "${chains[@]}"
+			echo COMMIT
+		} | in_node iptables-restore --noflush || log "warning: could not remove kube-router's chains ${chains[*]}"
+	fi
+	command -v ipset >/dev/null || return 0
+	mapfile -t sets < <(in_node ipset list -n | grep -E '^(KUBE-SRC-|KUBE-DST-|TMP-)' || true)
+	for set in "${sets[@]}"; do
+		in_node ipset destroy "$set" || log "warning: could not destroy ipset $set"
+	done
+	((${#chains[@]} + ${#sets[@]} == 0)) || log "removed kube-router's ${#chains[@]} chains and ${#sets[@]} ipsets"
+}
+
 # The network: the namespace (its veth end, bridge and kube-proxy's rules go with it), the host
 # end of the veth, and the host's firewall chain.
 if [[ -e $NETNS_PATH ]]; then
+	remove_network_policy_rules
 	ip netns delete "$NETNS" || log "warning: could not delete network namespace $NETNS"
 fi
 if ip link show "$VETH_HOST" >/dev/null 2>&1; then ip link delete "$VETH_HOST"; fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Starts the local single-node Kubernetes cluster: etcd, the control plane, containerd, kubelet
-# and kube-proxy, all inside the network namespace $NETNS, reachable from the host only at
-# $API_SERVER; then CoreDNS and metrics-server as pods. Idempotent: what already runs is kept,
-# and it is safe after a failed start (down.sh removes everything it makes).
+# Starts the local single-node Kubernetes cluster: etcd, the control plane, containerd, kubelet,
+# kube-proxy and kube-router's network policy controller, all inside the network namespace
+# $NETNS, reachable from the host only at $API_SERVER; then CoreDNS and metrics-server as pods.
+# Idempotent: what already runs is kept, and it is safe after a failed start (down.sh removes
+# everything it makes).
 # Env: PLATFORM_CACHE (binary cache root), PLATFORM_CLUSTER_STATE (state, default /var/lib/platform-cluster).
 set -euo pipefail
 # shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
@@ -12,7 +13,7 @@ source "$(dirname "$0")/lib.sh"
 started=$(date +%s)
 
 install_packages() {
-	local wanted=(iptables conntrack runc jq openssl gcc libc6-dev curl bind9-dnsutils) missing=() package
+	local wanted=(iptables ipset conntrack runc jq openssl gcc libc6-dev curl bind9-dnsutils) missing=() package
 	for package in "${wanted[@]}"; do
 		dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 	done
@@ -121,6 +122,7 @@ make_pki() {
 	new_cert ca controller-manager /CN=system:kube-controller-manager clientAuth
 	new_cert ca scheduler /CN=system:kube-scheduler clientAuth
 	new_cert ca kube-proxy /CN=system:kube-proxy clientAuth
+	new_cert ca kube-router /CN=kube-router clientAuth
 	new_cert ca kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
 	new_cert ca kubelet-serving "/O=system:nodes/CN=system:node:$NODE_NAME" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
 	new_cert front-proxy-ca front-proxy-client /CN=front-proxy-client clientAuth
@@ -165,7 +167,7 @@ EOF
 
 write_configs() {
 	local name
-	for name in admin controller-manager scheduler kube-proxy; do write_kubeconfig "$name" "$name"; done
+	for name in admin controller-manager scheduler kube-proxy kube-router; do write_kubeconfig "$name" "$name"; done
 	write_kubeconfig kubelet kubelet-client
 	mkdir -p "$STATE_DIR/cni/net.d" "$STATE_DIR/cni/networks"
 
@@ -175,7 +177,7 @@ write_configs() {
   "name": "platform",
   "plugins": [
     {
-      "type": "bridge", "bridge": "pcl0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+      "type": "bridge", "bridge": "$POD_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
       "ipam": {
         "type": "host-local", "dataDir": "$STATE_DIR/cni/networks",
         "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GATEWAY"}]],
@@ -373,6 +375,32 @@ start_node() {
 		kubectl_admin wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s || die "the node is not Ready; see $LOG_DIR/kubelet.log"
 }
 
+# NetworkPolicies are enforced by kube-router's network policy controller alone (no routing, no
+# service proxy: the bridge CNI and kube-proxy do those), in the node's filter table: it jumps
+# from INPUT, FORWARD and OUTPUT to chains per local pod, with ipsets of the pods each policy
+# selects. It reads its Node at start, so it starts once the node is registered. Its health
+# server would listen on every address of the node, pprof included, so it is off; the first
+# full sync is what up.sh waits for (it ends with the ACCEPT of traffic the policies allow).
+# A sync that fails (the kernel can still hold an ipset it swaps as busy) is retried at the
+# next change or the periodic full sync: every minute rather than every five.
+# That ACCEPT comes before kube-proxy's REJECT of a Service without endpoints, so a pod's
+# connection to one would hang until its timeout: a pod's packet still addressed to a Service IP
+# after kube-proxy's DNAT is refused by routing instead (ICMP unreachable), at once, as before.
+network_policy_synced() {
+	daemon_running kube-router &&
+		in_node iptables -w 5 -S KUBE-ROUTER-FORWARD | grep -q -- '--mark 0x20000/0x20000 -j ACCEPT'
+}
+start_network_policy() {
+	[[ -n $(in_node ip rule show pref 1000) ]] ||
+		in_node ip rule add pref 1000 iif "$POD_BRIDGE" to "$SERVICE_CIDR" unreachable
+	kubectl_admin apply --server-side --force-conflicts -f "$CLUSTER_DIR/addons/kube-router.yaml" >/dev/null
+	start_daemon kube-router --kubeconfig "$STATE_DIR/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+		--run-firewall=true --run-router=false --run-service-proxy=false \
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 --iptables-sync-period 1m
+	wait_for "kube-router's first NetworkPolicy sync" 60 1 network_policy_synced ||
+		die "NetworkPolicies are not enforced; see $LOG_DIR/kube-router.log"
+}
+
 cluster_dns_resolves() { # cluster_dns_resolves NAME: the cluster DNS gives NAME an address
 	[[ -n $(in_node dig +short +time=2 +tries=1 "@$CLUSTER_DNS_IP" "$1" A) ]]
 }
@@ -399,6 +427,7 @@ make_pki
 write_configs
 start_control_plane
 start_node
+start_network_policy
 deploy_addons
 log "cluster is up in $(($(date +%s) - started))s"
 cat <<EOF
