@@ -39,6 +39,7 @@ EXTERNAL = {
 # Where the API server's service proxy comes from: a kind node, the local node's pod bridge, AKS's subnet.
 CONTROL_PLANE_IP = {"kind": "172.18.0.2", "local": "10.214.0.1", "production": "10.20.0.4"}
 MANAGED_DATABASE_IP = "10.20.8.4"
+LOCAL_MACHINE_IP = "10.213.0.1"
 MAIL_RELAY_IP = "10.20.9.4"
 
 
@@ -55,6 +56,8 @@ def _peers(objects: list[dict], overlay: str) -> dict[str, dict]:
         peers[role] = {"namespace": NAMESPACE, "labels": labels, "ports": ports}
     peers.update(EXTERNAL)
     peers["control-plane"] = {"ip": CONTROL_PLANE_IP[overlay]}
+    if overlay == "local":  # the machine the single-node cluster runs on, its public entry
+        peers["machine"] = {"ip": LOCAL_MACHINE_IP}
     if overlay == "production":
         peers["managed-postgresql"] = {"ip": MANAGED_DATABASE_IP, "ports": [("TCP", 5432)]}
         peers["mail-relay"] = {"ip": MAIL_RELAY_IP, "ports": [("TCP", 587)]}
@@ -159,6 +162,8 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
     flows |= {(caller, "payments/api", "TCP", 8000) for caller in ("orders/api", "orders/payments-settle")}
     flows |= {(relay, "notifications/api", "TCP", 8000) for relay in ("orders/outbox-relay", "payments/outbox-relay")}
     flows |= {(role, database, "TCP", 5432) for role in APP_ROLES}
+    if overlay == "local":
+        flows |= {("machine", api, "TCP", 8000) for api in API_ROLES}
     if overlay == "production":  # notifications sends email (apps/notifications/services.py: send_mail)
         flows.add(("notifications/api", "mail-relay", "TCP", 587))
     return flows
