@@ -732,6 +732,14 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             },
         ),
         (
+            "local",
+            {
+                "ConfigMap": 2, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 14, "PersistentVolume": 1, "PodDisruptionBudget": 8, "Role": 1,
+                "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
+            },
+        ),
+        (
             "production",
             {
                 "ConfigMap": 1, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
@@ -761,3 +769,37 @@ def test_the_workloads_the_tool_moves_with_the_live_color_exist_with_those_conta
         ("CronJob", "orders-payments-settle"): True,
         ("Deployment", "payments-outbox-relay"): True,
     }
+
+
+# PostgreSQL's default: three of them are kept for superusers.
+SUPERUSER_RESERVED_CONNECTIONS = 3
+
+
+def connections_at_most(objects: list[dict]) -> int:
+    """Connections the platform can open at once: every gunicorn thread of every web pod at its HPA's
+    maximum keeps one (CONN_MAX_AGE), each relay replica one, each Job and CronJob one."""
+    config = _config(objects)
+    per_pod = int(config["WEB_CONCURRENCY"]) * int(config["GUNICORN_THREADS"])
+    maxima = {
+        hpa["spec"]["scaleTargetRef"]["name"]: hpa["spec"]["maxReplicas"]
+        for hpa in of_kind(objects, "HorizontalPodAutoscaler")
+    }
+    web = sum(maxima[deployment["metadata"]["name"]] * per_pod for deployment in web_deployments(objects))
+    relays = sum(
+        d["spec"].get("replicas", 1) for d in of_kind(objects, "Deployment") if d not in web_deployments(objects)
+    )
+    jobs = len(of_kind(objects, "Job")) + len(of_kind(objects, "CronJob"))
+    return web + relays + jobs
+
+
+@pytest.mark.parametrize("overlay", ["kind", "local"])
+def test_the_in_cluster_database_admits_every_connection_the_platform_can_open(rendered, overlay):
+    (database,) = of_kind(rendered[overlay], "StatefulSet")
+    arguments = container(database, "postgresql")["args"]
+    settings = dict(argument.split("=", 1) for argument in arguments if "=" in argument)
+    assert connections_at_most(rendered[overlay]) <= int(settings["max_connections"]) - SUPERUSER_RESERVED_CONNECTIONS
+
+
+def test_the_connection_count_of_the_local_overlay_is_its_web_threads_relays_and_jobs(rendered):
+    """8 web Deployments x 4 pods at most x 2 workers x 4 threads, 2 relays, 5 Jobs, 1 CronJob."""
+    assert connections_at_most(rendered["local"]) == 8 * 4 * 2 * 4 + 2 + 5 + 1
