@@ -396,7 +396,7 @@ start_network_policy() {
 	kubectl_admin apply --server-side --force-conflicts -f "$CLUSTER_DIR/addons/kube-router.yaml" >/dev/null
 	start_daemon kube-router --kubeconfig "$STATE_DIR/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
 		--run-firewall=true --run-router=false --run-service-proxy=false \
-		--service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 --iptables-sync-period 1m
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 --iptables-sync-period 1m --v=1
 	wait_for "kube-router's first NetworkPolicy sync" 60 1 network_policy_synced ||
 		die "NetworkPolicies are not enforced; see $LOG_DIR/kube-router.log"
 }
