@@ -24,9 +24,23 @@ KUBECONFIG = Path(os.environ.get("CLUSTER_TEST_KUBECONFIG", STATE_DIR / "admin.k
 NAMESPACE = "platform"
 SERVICES = ("auth", "orders", "payments", "notifications")
 COLORS = ("blue", "green")
-# The version every release of the suite deploys to the idle color, then promotes and rolls back.
+# The image `make cluster-up` deploys first, and the version every release of the suite deploys to
+# the idle color, then promotes and rolls back.
+FIRST_IMAGE = "platform-app:dev"
+FIRST_VERSION = "dev"
 NEXT_IMAGE = "platform-app:next"
 NEXT_VERSION = "next"
+
+
+def kubectl() -> Path:
+    """The cluster's own kubectl, built with it (deploy/cluster/lib.sh's BIN_DIR)."""
+    found = subprocess.run(
+        ["bash", "-c", f"source {CLUSTER_DIR / 'lib.sh'} && echo $BIN_DIR/kubectl"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(found.stdout.strip())
 
 
 def other_color(color: str) -> str:

@@ -1,9 +1,14 @@
 """The platform as deployed on the cluster: every service ready on its live color, the journey
-through the stable Services, and the autoscalers reading real metrics from metrics-server."""
+through the stable Services, the autoscalers reading real metrics from metrics-server, and the
+NetworkPolicies in force and enforced."""
 
+import subprocess
+
+import yaml
 from kubernetes import client
+from kubernetes.stream import stream
 
-from tests.cluster.kube import NAMESPACE, SERVICES, wait_until
+from tests.cluster.kube import NAMESPACE, REPO, SERVICES, kubectl, wait_until
 from tests.journey import journey_run
 
 
@@ -67,3 +72,53 @@ def test_every_live_autoscaler_reads_cpu_from_metrics_server(cluster):
     found = wait_until(utilizations, timeout=180, interval=5, message="a CPU utilization on every live HPA")
     assert set(found) == set(SERVICES)
     assert all(isinstance(value, int) and value >= 0 for value in found.values())
+
+
+def test_the_overlays_network_policies_are_the_ones_in_force(cluster):
+    rendered = subprocess.run(
+        [str(kubectl()), "kustomize", str(REPO / "deploy" / "overlays" / "local")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    wanted = {doc["metadata"]["name"] for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "NetworkPolicy"}
+    applied = {
+        policy.metadata.name
+        for policy in client.NetworkingV1Api(cluster.api).list_namespaced_network_policy(NAMESPACE).items
+    }
+    assert applied == wanted
+    assert "default-deny" in applied
+
+
+def connects(cluster, *, source_pod: str, address: str, port: int) -> str:
+    """From inside `source_pod`, whether a TCP connection to address:port opens ("open" or the error)."""
+    program = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('{address}', {port}), timeout=3).close()\n"
+        "    print('open')\n"
+        "except OSError as error:\n"
+        "    print(type(error).__name__)\n"
+    )
+    output = stream(
+        cluster.core.connect_get_namespaced_pod_exec,
+        source_pod,
+        NAMESPACE,
+        command=["python", "-c", program],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+    return output.strip()
+
+
+def test_the_network_policies_are_enforced_allowed_flows_open_and_others_refused(cluster):
+    """kube-router's policy controller enforces them on this cluster: orders may call payments,
+    payments may not call orders (no call in the code goes that way)."""
+    orders = cluster.pods("orders", cluster.live_color("orders"))[0]
+    payments = cluster.pods("payments", cluster.live_color("payments"))[0]
+    assert connects(cluster, source_pod=orders.metadata.name, address=payments.status.pod_ip, port=8000) == "open"
+    refused = connects(cluster, source_pod=payments.metadata.name, address=orders.status.pod_ip, port=8000)
+    assert refused in {"ConnectionRefusedError", "TimeoutError"}
