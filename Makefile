@@ -65,8 +65,10 @@ cluster-up: $(INSTALLED)  ## the local single-node Kubernetes (built from source
 	deploy/cluster/up.sh
 	PYTHON=$(abspath $(PYTHON)) deploy/cluster/platform.sh
 
+# --purge: the next cluster-up starts from nothing (etcd, the database's volume, certificates), so
+# it never meets data made with other secrets. Only the built binaries and images stay cached.
 cluster-down:  ## stop the local cluster and remove everything it made (binaries stay cached)
-	deploy/cluster/down.sh
+	deploy/cluster/down.sh --purge
 
 # Starts the cluster first (and stops it after) when none is running with the platform deployed;
 # the timeout covers that cold start, which builds Kubernetes from source once per machine.

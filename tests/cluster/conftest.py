@@ -86,7 +86,8 @@ def cluster(request) -> Iterator[Cluster]:
         yield Cluster(api=config.new_client_from_config(str(KUBECONFIG)), kubeconfig=KUBECONFIG)
     finally:
         if started:
-            subprocess.run([str(CLUSTER_DIR / "down.sh")], timeout=600, check=False)
+            # As `make cluster-down`: nothing of this session's cluster is left, its data included.
+            subprocess.run([str(CLUSTER_DIR / "down.sh"), "--purge"], timeout=600, check=False)
 
 
 @pytest.fixture(scope="session")
