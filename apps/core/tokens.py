@@ -31,6 +31,7 @@ class Principal:
     kind: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     token_id: str = ""
+    email: str = ""  # a user's address for receipts, from the token: no call to auth to learn it
     is_authenticated: ClassVar[bool] = True  # what DRF's IsAuthenticated looks at
 
     @property
@@ -155,6 +156,7 @@ def access_token_verify(token: str) -> Principal:
         kind=kind,
         scopes=frozenset(str(claims.get("scope", "")).split()),
         token_id=str(claims["jti"]),
+        email=claims["email"] if kind == USER and isinstance(claims.get("email"), str) else "",
     )
 
 
