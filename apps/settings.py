@@ -92,9 +92,16 @@ JWT_LEEWAY_SECONDS = env_int("JWT_LEEWAY_SECONDS", 10)  # tolerated clock skew b
 ACCESS_TOKEN_TTL_SECONDS = env_int("ACCESS_TOKEN_TTL_SECONDS", 300)
 CLIENT_TOKEN_TTL_SECONDS = env_int("CLIENT_TOKEN_TTL_SECONDS", 600)
 REFRESH_TOKEN_TTL_SECONDS = env_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600)
-# How long a JWKS answer is trusted, and how often an unknown `kid` may trigger a refetch.
-JWKS_CACHE_SECONDS = env_int("JWKS_CACHE_SECONDS", 600)
-JWKS_MIN_REFRESH_INTERVAL_SECONDS = env_int("JWKS_MIN_REFRESH_INTERVAL_SECONDS", 5)
+# How long a JWKS answer is fresh; older keys stay in use while a background refresh fetches new ones.
+JWKS_CACHE_SECONDS = env_float("JWKS_CACHE_SECONDS", 600)
+# At most one JWKS fetch per process per this many seconds, whatever asks (expiry, an unknown kid).
+JWKS_MIN_REFRESH_INTERVAL_SECONDS = env_float("JWKS_MIN_REFRESH_INTERVAL_SECONDS", 5)
+# After failed fetches the pause doubles from the interval up to this: an outage costs auth nothing.
+JWKS_MAX_BACKOFF_SECONDS = env_float("JWKS_MAX_BACKOFF_SECONDS", 60)
+# Read timeout of one JWKS fetch attempt (it runs in the background, so it only bounds the fetch).
+JWKS_FETCH_TIMEOUT_SECONDS = env_float("JWKS_FETCH_TIMEOUT_SECONDS", 2.0)
+# How long a request with an unknown kid (or a process with no key yet) waits on the fetch under way.
+JWKS_FETCH_WAIT_SECONDS = env_float("JWKS_FETCH_WAIT_SECONDS", 3.0)
 # The auth service's private signing key: a PEM file (a mounted Secret) or the PEM itself.
 AUTH_SIGNING_KEY_FILE = os.environ.get("AUTH_SIGNING_KEY_FILE", "")
 AUTH_SIGNING_KEY = os.environ.get("AUTH_SIGNING_KEY", "")
@@ -291,6 +298,11 @@ EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-# A mail relay that hangs must not hold a worker thread: sending happens within the event's request.
+# Seconds per SMTP socket operation. Only the email worker (`manage.py email_deliver`) waits on it,
+# never a request: its lease on one email is derived from it (apps/notifications/services.py).
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "no-reply@platform.local")
+
+# --- payments' simulated processor ---------------------------------------------------------------------
+# Drills only: while this file exists the simulated processor fails every call, as on an outage.
+PAYMENTS_PROVIDER_FAULT_FILE = os.environ.get("PAYMENTS_PROVIDER_FAULT_FILE", "")

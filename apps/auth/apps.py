@@ -1,3 +1,5 @@
+"""The auth service's Django app: its label, and the key loader it lends the kernel."""
+
 from django.apps import AppConfig
 
 
@@ -6,3 +8,11 @@ class AuthServiceConfig(AppConfig):
     # `auth` is django.contrib.auth's label; this service's tables are identity_*.
     label = "identity"
     verbose_name = "Auth service"
+
+    def ready(self) -> None:
+        from apps.auth import keys  # noqa: PLC0415 (models are ready only now)
+        from apps.core import tokens  # noqa: PLC0415
+
+        # The process that signs tokens verifies them with the keys it publishes, read from its own
+        # database: no HTTP call to itself, and the kernel never has to know the auth app.
+        tokens.local_key_loader_register(keys.jwks)

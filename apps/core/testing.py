@@ -1,29 +1,53 @@
-"""Helpers for the services' tests: API clients holding real tokens issued by the auth service code.
+"""Helpers for the services' tests: API clients holding real tokens issued by the auth service.
 
-Tests run with SERVICE=all, so the auth app is installed and tokens are signed and verified for real.
+Tests run with SERVICE=all, so auth's API is served in the test process. These helpers reach auth
+as any other service would, through its HTTP API and its management commands, never by importing
+it: the kernel depends on no service app.
 """
 
+import io
+import os
 import uuid
 
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (test users only)
 
 
-def service_client_token(*, client_id: str, scopes: list[str]) -> str:
-    from apps.auth.services import client_token_issue, service_client_ensure  # noqa: PLC0415
+def _post(path: str, body: dict) -> dict:
+    response = APIClient().post(path, body, format="json")
+    if response.status_code not in {200, 201}:
+        raise AssertionError(f"POST {path}: {response.status_code} {response.content!r}")
+    return response.json()
 
+
+def service_client_provision(*, client_id: str, secret: str, scopes: list[str]) -> None:
+    """Create or update a service client, as the deployment does (`manage.py service_client_ensure`)."""
+    variable = f"TEST_CLIENT_SECRET_{uuid.uuid4().hex}"
+    os.environ[variable] = secret
+    try:
+        args = [client_id, "--secret-env", variable]
+        for scope in scopes:
+            args += ["--scope", scope]
+        call_command("service_client_ensure", *args, stdout=io.StringIO())
+    finally:
+        del os.environ[variable]
+
+
+def service_client_token(*, client_id: str, scopes: list[str]) -> str:
+    """A client-credentials access token of a service client provisioned with these scopes."""
     secret = uuid.uuid4().hex * 2
-    service_client_ensure(client_id=client_id, secret=secret, scopes=scopes)
-    return client_token_issue(client_id=client_id, client_secret=secret).access_token
+    service_client_provision(client_id=client_id, secret=secret, scopes=scopes)
+    body = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    return _post("/api/auth/token/", body)["access_token"]
 
 
 def user_token(*, email: str | None = None) -> tuple[str, str]:
     """(user id, access token) of a freshly registered user."""
-    from apps.auth.services import user_login, user_register  # noqa: PLC0415
-
-    user = user_register(email=email or f"user-{uuid.uuid4().hex[:10]}@example.com", password=PASSWORD)
-    return str(user.id), user_login(email=user.email, password=PASSWORD, remote_addr="127.0.0.1").access_token
+    credentials = {"email": email or f"user-{uuid.uuid4().hex[:10]}@example.com", "password": PASSWORD}
+    user = _post("/api/auth/register/", credentials)
+    return user["id"], _post("/api/auth/token/", credentials)["access_token"]
 
 
 def bearer_client(token: str) -> APIClient:

@@ -1,26 +1,48 @@
 """Local verification of access tokens against auth's published keys (JWKS).
 
-Services never call auth per request: public keys are cached for JWKS_CACHE_SECONDS and refetched
-early only when a token names a `kid` the cache lacks (key rotation), at most once per
-JWKS_MIN_REFRESH_INTERVAL_SECONDS so that random `kid`s cannot turn into a flood of fetches.
+Services never call auth per request: public keys are cached for JWKS_CACHE_SECONDS. Verification
+must outlive an auth outage, so the cache degrades instead of failing:
+
+- A request whose `kid` is cached never waits on auth, even when the cache is older than its time
+  to live: one background thread refreshes it while every request goes on with the keys in hand.
+- Fetches are single-flight and spaced: at most one per JWKS_MIN_REFRESH_INTERVAL_SECONDS, whatever
+  the trigger (an expired cache or a `kid` the cache lacks), and after a failure the next attempt
+  waits longer each time (exponential, capped at JWKS_MAX_BACKOFF_SECONDS). Random `kid`s therefore
+  cost auth at most one fetch per interval, and an outage costs it nothing more than the backoff.
+- Each good key set is kept in the service's own database (`KeySetSnapshot`), so a fresh worker or
+  pod starts verifying from it while auth is down.
+
+Keys are never dropped for being old, only replaced by a newer answer: during an outage no new
+tokens are issued, and the ones in circulation expire within ACCESS_TOKEN_TTL_SECONDS anyway.
 """
 
+from __future__ import annotations
+
+import logging
+import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from datetime import UTC, datetime
+from typing import ClassVar, Protocol
 
 import jwt
 from django.conf import settings
+from django.db import DatabaseError, connections
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from apps.core import service_calls
 from apps.core.errors import ServiceUnavailable
 
+logger = logging.getLogger(__name__)
+
 USER = "user"
 SERVICE = "service"
+# Claims that are NumericDate values (RFC 7519 section 2): a JSON number, never a string.
+NUMERIC_DATE_CLAIMS = ("exp", "iat", "nbf")
 
 
 @dataclass(frozen=True)
@@ -43,120 +65,358 @@ class InvalidToken(exceptions.AuthenticationFailed):
     default_code = "invalid_token"
 
 
-class KeySet:
-    """Public keys by `kid`, loaded by `loader` (a JWKS document) and cached with a time to live."""
+class SigningKeysUnavailable(ServiceUnavailable):
+    """503 with Retry-After: this process has no key yet and auth cannot be reached."""
 
-    def __init__(self, loader: Callable[[], dict], *, ttl: float, min_refresh_interval: float):
+    default_detail = "Signing keys could not be loaded from the auth service; retry later."
+
+    def __init__(self, *, retry_after: float):
+        super().__init__()
+        self.headers = {"Retry-After": str(max(1, round(retry_after)))}
+
+
+class KeysUnavailable(Exception):
+    """No key has ever been loaded in this process and auth cannot be reached now."""
+
+    def __init__(self, retry_after: float):
+        super().__init__("no signing keys loaded and auth unreachable")
+        self.retry_after = retry_after
+
+
+class KeySetStore(Protocol):
+    """Where the last good JWKS document survives the process (see `KeySetSnapshotStore`)."""
+
+    def load(self) -> tuple[dict, float] | None:
+        """The document and its age in seconds, or None when nothing was kept."""
+
+    def save(self, document: dict) -> None: ...
+
+
+def keys_from_document(document: dict) -> dict[str, object]:
+    """The RSA signature keys of a JWKS document by `kid`; entries of any other kind are skipped."""
+    keys = {}
+    for jwk in document.get("keys", []) if isinstance(document, dict) else []:
+        if not isinstance(jwk, dict):
+            continue
+        if isinstance(jwk.get("kid"), str) and jwk.get("kty") == "RSA" and jwk.get("use", "sig") == "sig":
+            try:
+                keys[jwk["kid"]] = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
+            except (jwt.InvalidKeyError, ValueError, KeyError, TypeError):
+                logger.warning("JWKS entry skipped: not a usable RSA key", extra={"kid": jwk["kid"]})
+    return keys
+
+
+class KeySet:
+    """Public keys by `kid`, loaded by `loader` (a JWKS document), cached, refreshed without blocking.
+
+    `background`: fetch in a thread of its own (a remote loader, whose answer may take seconds or
+    never come) rather than in the calling thread (auth's loader reads its own database).
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[], dict],
+        *,
+        ttl: float,
+        min_refresh_interval: float,
+        max_backoff: float,
+        wait: float,
+        store: KeySetStore | None = None,
+        background: bool = True,
+    ):
         self._loader = loader
         self._ttl = ttl
         self._min_refresh_interval = min_refresh_interval
+        self._max_backoff = max(max_backoff, min_refresh_interval)
+        self._wait = wait
+        self._store = store
+        self._background = background
         self._keys: dict[str, object] = {}
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")  # monotonic time the keys were fetched
+        self._next_fetch_at = float("-inf")  # no fetch starts before this
+        self._failures = 0  # consecutive failed fetches
+        self._flight: threading.Event | None = None  # set when the fetch under way ends
+        self._restored = store is None
+        self._lock = threading.Lock()  # guards the fields above; never held during I/O
 
-    def _refresh(self) -> None:
-        document = self._loader()
-        keys = {}
-        for jwk in document.get("keys", []):
-            if jwk.get("kid") and jwk.get("kty") == "RSA" and jwk.get("use", "sig") == "sig":
-                keys[jwk["kid"]] = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
-        self._keys = keys
-        self._loaded_at = time.monotonic()
-
+    # --- what verification asks ------------------------------------------------------------------
     def get(self, kid: str):
-        """The public key for `kid`, or None if auth does not publish it."""
+        """The public key for `kid`, or None if auth does not publish it.
+
+        Raises KeysUnavailable only when no key set was ever had (nothing kept, auth unreachable).
+        """
+        self._restore_once()
+        started = None
         with self._lock:
-            age = time.monotonic() - self._loaded_at
-            stale = age > self._ttl
-            unknown_and_may_refetch = kid not in self._keys and age > self._min_refresh_interval
-            if stale or unknown_and_may_refetch:
-                try:
-                    self._refresh()
-                except Exception:
-                    if not self._keys:
-                        raise
-                    # Auth unreachable: keep verifying with the keys we have rather than fail closed.
+            now = time.monotonic()
+            key = self._keys.get(kid)
+            stale = now - self._loaded_at > self._ttl
+            flight = self._flight
+            if flight is None and now >= self._next_fetch_at and (stale or key is None):
+                flight = started = self._fetch_reserve(now)
+        if started is not None:
+            self._fetch_launch(started)
+        if key is not None:
+            return key  # a known kid never waits, whatever the fetch is doing
+        if flight is not None:
+            flight.wait(self._wait)  # the fetch under way may bring a rotated key
+        with self._lock:
+            if not self._keys:
+                raise KeysUnavailable(retry_after=max(1.0, self._next_fetch_at - time.monotonic()))
             return self._keys.get(kid)
+
+    def fetches_blocked_for(self) -> float:
+        """Seconds until the next fetch may start (0 when one may start now)."""
+        with self._lock:
+            return max(0.0, self._next_fetch_at - time.monotonic())
+
+    # --- fetching --------------------------------------------------------------------------------
+    def _fetch_reserve(self, now: float) -> threading.Event:
+        """With the lock held: take the one fetch slot, and space the next one by the interval."""
+        flight = threading.Event()
+        self._flight = flight
+        self._next_fetch_at = now + self._min_refresh_interval
+        return flight
+
+    def _fetch_launch(self, flight: threading.Event) -> None:
+        if self._background:
+            threading.Thread(target=self._fetch, args=(flight,), name="jwks-refresh", daemon=True).start()
+        else:
+            self._fetch(flight)
+
+    def _fetch(self, flight: threading.Event) -> None:
+        try:
+            document = self._loader()
+            keys = keys_from_document(document)
+            if not keys:
+                raise ValueError("the JWKS document has no usable key")
+        except Exception as error:
+            with self._lock:
+                self._failures += 1
+                # Exponential backoff with a little jitter upward, so that workers and pods that failed
+                # together do not retry together; never sooner than the interval.
+                delay = min(self._max_backoff, self._min_refresh_interval * 2 ** (self._failures - 1))
+                delay *= random.uniform(1.0, 1.2)  # noqa: S311 (spreading retries, not cryptography)
+                self._next_fetch_at = time.monotonic() + delay
+                kept = len(self._keys)
+            logger.warning(
+                "JWKS refresh failed; verifying with the keys in hand",
+                extra={"error": repr(error), "keys_kept": kept, "failures": self._failures, "retry_in_s": delay},
+            )
+        else:
+            with self._lock:
+                self._keys = keys
+                self._loaded_at = self._next_fetch_at = time.monotonic()
+                self._next_fetch_at += self._min_refresh_interval
+                self._failures = 0
+            self._store_save(document)
+        finally:
+            with self._lock:
+                self._flight = None
+            flight.set()
+            if self._background:
+                connections.close_all()  # this thread's own connections, if the store opened one
+
+    # --- the kept copy ---------------------------------------------------------------------------
+    def _restore_once(self) -> None:
+        if self._restored:
+            return
+        with self._lock:
+            if self._restored:
+                return
+            self._restored = True
+            try:
+                kept = self._store.load()
+            except DatabaseError as error:
+                logger.warning("kept JWKS unreadable", extra={"error": repr(error)})
+                return
+            if kept is None:
+                return
+            document, age = kept
+            keys = keys_from_document(document)
+            if keys and not self._keys:
+                self._keys = keys
+                self._loaded_at = time.monotonic() - age  # stale when it is: then refreshed in the background
+
+    def _store_save(self, document: dict) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.save(document)
+        except DatabaseError as error:
+            logger.warning("JWKS could not be kept", extra={"error": repr(error)})
+
+
+class KeySetSnapshotStore:
+    """Keeps the last good JWKS of one source in the service's own database (`core.KeySetSnapshot`)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def load(self) -> tuple[dict, float] | None:
+        from apps.core.models import KeySetSnapshot  # noqa: PLC0415 (models load after the app registry)
+
+        snapshot = KeySetSnapshot.objects.filter(source=self.source).first()
+        if snapshot is None:
+            return None
+        return snapshot.document, max(0.0, (datetime.now(tz=UTC) - snapshot.fetched_at).total_seconds())
+
+    def save(self, document: dict) -> None:
+        from apps.core.models import KeySetSnapshot  # noqa: PLC0415
+
+        KeySetSnapshot.objects.update_or_create(
+            source=self.source, defaults={"document": document, "fetched_at": datetime.now(tz=UTC)}
+        )
 
 
 def _load_remote_jwks() -> dict:
-    response = service_calls.call("GET", settings.AUTH_URL, "/.well-known/jwks.json", auth=None)
+    response = service_calls.call(
+        "GET",
+        settings.AUTH_URL,
+        "/.well-known/jwks.json",
+        auth=None,
+        timeout=(settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.JWKS_FETCH_TIMEOUT_SECONDS),
+    )
     response.raise_for_status()
     return response.json()
 
 
-def _load_local_jwks() -> dict:
-    from apps.auth.keys import jwks  # noqa: PLC0415 (the auth app is installed only in the auth process)
-
-    return jwks()
-
-
+# A service that holds the keys itself (auth) registers how to read them; everyone else fetches them.
+_local_loader: Callable[[], dict] | None = None
 _key_set: KeySet | None = None
 _key_set_lock = threading.Lock()
 
 
+def local_key_loader_register(loader: Callable[[], dict] | None) -> Callable[[], dict] | None:
+    """Verify with keys this process publishes itself (the auth app registers its loader when it is
+    installed); None goes back to fetching them from auth. Returns the loader registered before."""
+    global _local_loader, _key_set
+    with _key_set_lock:
+        previous, _local_loader = _local_loader, loader
+        _key_set = None
+        return previous
+
+
 def key_set() -> KeySet:
-    """The process's key cache: read from the database in the auth process, over HTTP elsewhere."""
+    """The process's key cache: auth's registered loader in the auth process, HTTP elsewhere."""
     global _key_set
     with _key_set_lock:
         if _key_set is None:
-            loader = _load_local_jwks if "auth" in settings.SERVED_NAMES else _load_remote_jwks
-            _key_set = KeySet(
-                loader, ttl=settings.JWKS_CACHE_SECONDS, min_refresh_interval=settings.JWKS_MIN_REFRESH_INTERVAL_SECONDS
-            )
+            common = {
+                "ttl": settings.JWKS_CACHE_SECONDS,
+                "min_refresh_interval": settings.JWKS_MIN_REFRESH_INTERVAL_SECONDS,
+                "max_backoff": settings.JWKS_MAX_BACKOFF_SECONDS,
+                "wait": settings.JWKS_FETCH_WAIT_SECONDS,
+            }
+            if _local_loader is not None:
+                _key_set = KeySet(_local_loader, background=False, **common)
+            else:
+                jwks_url = f"{settings.AUTH_URL}/.well-known/jwks.json"
+                _key_set = KeySet(_load_remote_jwks, store=KeySetSnapshotStore(jwks_url), **common)
         return _key_set
 
 
 def reset_key_set() -> None:
+    """Forget the cached keys: the next verification loads them afresh (tests, key rotation drills)."""
     global _key_set
     with _key_set_lock:
         _key_set = None
 
 
-def access_token_verify(token: str) -> Principal:
-    """Verify signature, algorithm, issuer, audience and expiry; raise InvalidToken with the reason."""
+def _claims_shape_check(claims: dict) -> None:
+    """Types PyJWT does not enforce, or enforces loosely: it would take `"exp": "9999999999"` as a date."""
+    for name in NUMERIC_DATE_CLAIMS:
+        if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], int | float)):
+            raise InvalidToken(f"The access token's {name!r} claim is not a number.")
+    for name in ("sub", "jti"):
+        if name in claims and (not isinstance(claims[name], str) or not claims[name]):
+            raise InvalidToken(f"The access token's {name!r} claim is not a string.")
+    for name in ("scope", "kind", "email"):
+        if name in claims and not isinstance(claims[name], str):
+            raise InvalidToken(f"The access token's {name!r} claim is not a string.")
+    if claims.get("kind", USER) == USER and "sub" in claims:
+        try:
+            uuid.UUID(claims["sub"])
+        except ValueError:
+            raise InvalidToken("The access token's subject is not a user id.") from None
+
+
+_REGISTERED_CLAIM_CHECKS = ("verify_exp", "verify_nbf", "verify_iat", "verify_aud", "verify_iss")
+_SIGNATURE_ONLY = {
+    "verify_signature": True,
+    **dict.fromkeys((*_REGISTERED_CLAIM_CHECKS, "verify_sub", "verify_jti"), False),
+}
+# The signature was verified on the same token: this pass checks the registered claims only.
+_CLAIMS_ONLY = {
+    "verify_signature": False,
+    **dict.fromkeys(_REGISTERED_CLAIM_CHECKS, True),
+    "require": ["exp", "iat", "iss", "aud", "sub", "jti"],
+    "strict_aud": True,
+}
+
+
+def _public_key_for(token: str):
+    """The published key that must have signed `token`, from its header (alg pinned, kid named)."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
         raise InvalidToken("The access token is malformed.") from None
     if header.get("alg") != settings.JWT_ALGORITHM:
-        raise InvalidToken(f"Tokens signed with {header.get('alg')!r} are not accepted.")
+        raise InvalidToken(f"Tokens signed with {str(header.get('alg'))[:16]!r} are not accepted.")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise InvalidToken("The access token names no signing key (kid).")
     try:
         public_key = key_set().get(kid)
-    except Exception:
-        raise ServiceUnavailable("Signing keys could not be loaded from the auth service.") from None
+    except KeysUnavailable as unavailable:
+        raise SigningKeysUnavailable(retry_after=unavailable.retry_after) from None
     if public_key is None:
         raise InvalidToken("The access token was signed by an unknown key.")
+    return public_key
+
+
+def _registered_claims_check(token: str) -> None:
     try:
-        claims = jwt.decode(
+        jwt.decode(
             token,
-            public_key,
             algorithms=[settings.JWT_ALGORITHM],
             audience=settings.JWT_AUDIENCE,
             issuer=settings.JWT_ISSUER,
             leeway=settings.JWT_LEEWAY_SECONDS,
-            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+            options=_CLAIMS_ONLY,
         )
     except jwt.ExpiredSignatureError:
         raise InvalidToken("The access token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise InvalidToken("The access token is not valid yet.") from None
     except jwt.InvalidAudienceError:
         raise InvalidToken("The access token is not meant for this API (audience).") from None
     except jwt.InvalidIssuerError:
         raise InvalidToken("The access token was not issued by the auth service (issuer).") from None
-    except jwt.InvalidTokenError as error:
-        raise InvalidToken(f"The access token is invalid: {error}.") from None
+    except jwt.MissingRequiredClaimError as error:
+        raise InvalidToken(f'Token is missing the "{error.claim}" claim.') from None
+    except jwt.InvalidTokenError:
+        raise InvalidToken("The access token is invalid.") from None
+
+
+def access_token_verify(token: str) -> Principal:
+    """Verify signature, algorithm, issuer, audience, times and claim types; raise InvalidToken with the reason."""
+    public_key = _public_key_for(token)
+    try:  # the signature first: nothing in the claims is trusted before it holds
+        claims = jwt.decode(token, public_key, algorithms=[settings.JWT_ALGORITHM], options=_SIGNATURE_ONLY)
+    except jwt.InvalidTokenError:
+        raise InvalidToken("The access token is invalid.") from None
+    _claims_shape_check(claims)
+    _registered_claims_check(token)
     kind = claims.get("kind", USER)
     if kind not in {USER, SERVICE}:
         raise InvalidToken("The access token names an unknown kind of subject.")
     return Principal(
-        subject=str(claims["sub"]),
+        subject=claims["sub"],
         kind=kind,
-        scopes=frozenset(str(claims.get("scope", "")).split()),
-        token_id=str(claims["jti"]),
-        email=claims["email"] if kind == USER and isinstance(claims.get("email"), str) else "",
+        scopes=frozenset(claims.get("scope", "").split()),
+        token_id=claims["jti"],
+        email=claims.get("email", "") if kind == USER else "",
     )
 
 

@@ -1,10 +1,17 @@
-"""Access-token verification: what passes, what is refused and why, and how keys are cached."""
+"""Access-token verification: what passes, what is refused and why, and how keys are cached.
+
+Tokens here are signed with a key of the test's own, lent to the kernel as a local key loader: the
+kernel is tested without the auth app.
+"""
 
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import re
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +21,32 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 
-from apps.auth import keys
-from apps.core.tokens import InvalidToken, KeySet, access_token_verify
+from apps.core import tokens
+from apps.core.models import KeySetSnapshot
+from apps.core.tokens import InvalidToken, KeySet, KeySetSnapshotStore, KeysUnavailable, access_token_verify
 
-pytestmark = pytest.mark.django_db
+PRIVATE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PUBLIC_JWK = {
+    **jwt.algorithms.RSAAlgorithm.to_jwk(PRIVATE_KEY.public_key(), as_dict=True),
+    "use": "sig",
+    "alg": "RS256",
+}
+KID = "test-key"
+USER_ID = "7b0e0d6c-3c1a-4d59-9d0c-2f1d7cc3a001"
+
+
+def jwks_of(*kids: str) -> dict:
+    return {"keys": [{**PUBLIC_JWK, "kid": kid} for kid in kids]}
+
+
+@pytest.fixture
+def sign():
+    """Sign claims with the test key, which the kernel verifies against as its local key set."""
+    previous = tokens.local_key_loader_register(lambda: jwks_of(KID))
+    yield lambda token_claims, **headers: jwt.encode(
+        token_claims, PRIVATE_KEY, algorithm="RS256", headers={"kid": KID, **headers}
+    )
+    tokens.local_key_loader_register(previous)
 
 
 def claims(**overrides) -> dict:
@@ -25,20 +54,22 @@ def claims(**overrides) -> dict:
     return {
         "iss": settings.JWT_ISSUER,
         "aud": settings.JWT_AUDIENCE,
-        "sub": "7b0e0d6c-3c1a-4d59-9d0c-2f1d7cc3a001",
+        "sub": USER_ID,
         "kind": "user",
         "iat": now,
+        "nbf": now,
         "exp": now + timedelta(minutes=5),
         "jti": uuid.uuid4().hex,
         **overrides,
     }
 
 
-def test_a_token_signed_by_auth_verifies_into_a_principal():
-    principal = access_token_verify(keys.sign(claims(scope="a:b c:d")))
-    assert principal.subject == "7b0e0d6c-3c1a-4d59-9d0c-2f1d7cc3a001"
+def test_a_valid_token_verifies_into_a_principal(sign):
+    principal = access_token_verify(sign(claims(scope="a:b c:d", email="ada@example.com")))
+    assert principal.subject == USER_ID
     assert principal.kind == "user"
     assert principal.scopes == frozenset({"a:b", "c:d"})
+    assert principal.email == "ada@example.com"
     assert principal.is_service is False
 
 
@@ -46,37 +77,55 @@ def test_a_token_signed_by_auth_verifies_into_a_principal():
     ("token_claims", "reason"),
     [
         (claims(exp=datetime.now(tz=UTC) - timedelta(minutes=1)), "The access token has expired."),
+        (claims(nbf=datetime.now(tz=UTC) + timedelta(minutes=5)), "The access token is not valid yet."),
+        (claims(iat=datetime.now(tz=UTC) + timedelta(minutes=5)), "The access token is not valid yet."),
         (claims(aud="someone-else"), "The access token is not meant for this API (audience)."),
+        (claims(aud=[settings.JWT_AUDIENCE, "b"]), "The access token is not meant for this API (audience)."),
         (claims(iss="https://elsewhere.example.com"), "The access token was not issued by the auth service (issuer)."),
         (claims(kind="robot"), "The access token names an unknown kind of subject."),
     ],
+    ids=["expired", "not-before-ahead", "issued-in-the-future", "audience", "audience-list", "issuer", "kind"],
 )
-def test_claims_that_do_not_hold_are_refused_with_the_reason(token_claims, reason):
+def test_claims_that_do_not_hold_are_refused_with_the_reason(sign, token_claims, reason):
     with pytest.raises(InvalidToken, match=re.escape(reason)):
-        access_token_verify(keys.sign(token_claims))
+        access_token_verify(sign(token_claims))
+
+
+@pytest.mark.parametrize("name", ["exp", "iat", "nbf"])
+def test_a_date_claim_that_is_a_string_is_refused(sign, name):
+    """PyJWT itself would read `"exp": "9999999999"` as a date far in the future."""
+    as_string = str(int((datetime.now(tz=UTC) + timedelta(minutes=1)).timestamp()))
+    token_claims = {**claims(), name: as_string}
+    if name == "exp":
+        token_claims["exp"] = "9999999999"
+    with pytest.raises(InvalidToken, match=re.escape(f"The access token's '{name}' claim is not a number.")):
+        access_token_verify(sign(token_claims))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"exp": True}, "'exp' claim is not a number"),
+        ({"sub": 7}, "'sub' claim is not a string"),
+        ({"sub": ""}, "'sub' claim is not a string"),
+        ({"sub": "admin"}, "subject is not a user id"),
+        ({"jti": ["x"]}, "'jti' claim is not a string"),
+        ({"scope": ["payments:charge"]}, "'scope' claim is not a string"),
+        ({"email": {"a": 1}}, "'email' claim is not a string"),
+    ],
+    ids=["exp-bool", "sub-number", "sub-empty", "sub-not-uuid", "jti-list", "scope-list", "email-object"],
+)
+def test_claims_of_the_wrong_type_are_refused(sign, overrides, reason):
+    with pytest.raises(InvalidToken, match=re.escape(reason)):
+        access_token_verify(sign({**claims(), **overrides}))
 
 
 @pytest.mark.parametrize("missing", ["sub", "jti", "exp", "iat"])
-def test_a_required_claim_missing_is_refused(missing):
+def test_a_required_claim_missing_is_refused(sign, missing):
     token_claims = claims()
     del token_claims[missing]
     with pytest.raises(InvalidToken, match=f'Token is missing the "{missing}" claim'):
-        access_token_verify(keys.sign(token_claims))
-
-
-def test_hs256_signed_with_the_public_key_is_refused():
-    """The classic algorithm-confusion attack: an HMAC keyed with the published RSA key."""
-    public_pem = (
-        keys.active_key()
-        .private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    header = {"alg": "HS256", "typ": "JWT", "kid": keys.active_key().kid}
-    signing_input = f"{b64(header)}.{b64(claims())}"
-    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
-    forged = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
-    with pytest.raises(InvalidToken, match=re.escape("Tokens signed with 'HS256' are not accepted.")):
-        access_token_verify(forged)
+        access_token_verify(sign(token_claims))
 
 
 def b64(value: dict) -> str:
@@ -85,17 +134,31 @@ def b64(value: dict) -> str:
     )
 
 
-def test_a_token_without_kid_is_refused():
-    token = jwt.encode(claims(), keys.active_key().private_key, algorithm="RS256")
+def test_hs256_signed_with_the_public_key_is_refused(sign):
+    """The classic algorithm-confusion attack: an HMAC keyed with the published RSA key."""
+    public_pem = PRIVATE_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': KID})}.{b64(claims())}"
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    forged = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    with pytest.raises(InvalidToken, match=re.escape("Tokens signed with 'HS256' are not accepted.")):
+        access_token_verify(forged)
+
+
+def test_a_token_without_kid_is_refused(sign):
     with pytest.raises(InvalidToken, match="names no signing key"):
-        access_token_verify(token)
+        access_token_verify(jwt.encode(claims(), PRIVATE_KEY, algorithm="RS256"))
 
 
-def test_a_token_from_an_unknown_key_is_refused():
+def test_a_token_from_an_unknown_key_is_refused(sign):
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token = jwt.encode(claims(), other, algorithm="RS256", headers={"kid": "not-published"})
     with pytest.raises(InvalidToken, match="signed by an unknown key"):
         access_token_verify(token)
+
+
+# --- the key cache ---------------------------------------------------------------------------------
 
 
 class FakeClock:
@@ -113,61 +176,224 @@ def clock(monkeypatch):
     return fake
 
 
-def jwks_of(*kids: str) -> dict:
-    key = keys.active_key().public_jwk
-    return {"keys": [{**key, "kid": kid} for kid in kids]}
+class Auth:
+    """A loader standing for auth's JWKS endpoint: answers, fails, or hangs until released."""
+
+    def __init__(self, *kids: str):
+        self.kids = list(kids)
+        self.calls = 0
+        self.down = False
+        self.hang = threading.Event()
+        self.hang.set()  # not hanging
+        self.returned = threading.Event()
+
+    def __call__(self) -> dict:
+        self.calls += 1
+        try:
+            self.hang.wait(10)
+            if self.down:
+                raise ConnectionError("auth down")
+            return jwks_of(*self.kids)
+        finally:
+            self.returned.set()
+
+    def hung(self):
+        self.hang.clear()
 
 
-def test_key_set_fetches_once_and_serves_from_cache(clock):
-    loads = []
-    key_set = KeySet(lambda: loads.append(1) or jwks_of("k1"), ttl=600, min_refresh_interval=5)
-    assert key_set.get("k1") is not None
-    clock.now += 100
-    assert key_set.get("k1") is not None
-    assert len(loads) == 1
+def key_set(auth, **overrides) -> KeySet:
+    options = {"ttl": 600, "min_refresh_interval": 5, "max_backoff": 60, "wait": 2, "background": False}
+    return KeySet(auth, **{**options, **overrides})
 
 
-def test_key_set_refetches_when_its_cache_is_older_than_the_ttl(clock):
-    loads = []
-    key_set = KeySet(lambda: loads.append(1) or jwks_of("k1"), ttl=600, min_refresh_interval=5)
-    key_set.get("k1")
+def test_a_known_kid_is_served_from_the_cache_without_fetching_again(clock):
+    auth = Auth("k1")
+    keys = key_set(auth)
+    assert keys.get("k1") is not None
+    clock.now += 599
+    assert keys.get("k1") is not None
+    assert auth.calls == 1
+
+
+def test_an_expired_cache_is_refreshed_once(clock):
+    auth = Auth("k1")
+    keys = key_set(auth)
+    keys.get("k1")
     clock.now += 601
-    key_set.get("k1")
-    assert len(loads) == 2
+    keys.get("k1")
+    keys.get("k1")
+    assert auth.calls == 2
 
 
-def test_key_set_refetches_for_an_unknown_kid_at_most_once_per_interval(clock):
-    published = ["k1"]
-    loads = []
-    key_set = KeySet(lambda: loads.append(1) or jwks_of(*published), ttl=600, min_refresh_interval=5)
-    key_set.get("k1")
-    published.append("k2")  # auth rotated its key
-    assert key_set.get("k2") is None  # within the interval: no refetch, so no flood of fetches
+def test_an_unknown_kid_refetches_at_most_once_per_interval(clock):
+    auth = Auth("k1")
+    keys = key_set(auth)
+    keys.get("k1")
+    auth.kids.append("k2")  # auth rotated its key
+    assert keys.get("k2") is None  # within the interval: no refetch
+    clock.now += 5.1
+    assert keys.get("k2") is not None
+    for _ in range(50):
+        assert keys.get(f"random-{uuid.uuid4().hex}") is None
+    assert auth.calls == 2
+
+
+def test_while_auth_is_down_known_keys_keep_verifying_and_fetches_back_off(clock):
+    auth = Auth("k1")
+    keys = key_set(auth, ttl=10, min_refresh_interval=1, max_backoff=8)
+    keys.get("k1")
+    auth.down = True
+    attempts_at = []
+    for _ in range(600):  # one request every 0.1 s for a minute, the cache long expired
+        clock.now += 0.1
+        before = auth.calls
+        assert keys.get("k1") is not None
+        if auth.calls > before:
+            attempts_at.append(round(clock.now - 1000, 1))
+    gaps = [round(later - earlier, 1) for earlier, later in itertools.pairwise(attempts_at)]
+    # Doubling from the interval (with up to 20% jitter), then capped: 1, 2, 4, 8, 8, ...
+    for gap, floor in zip(gaps, [1, 2, 4, 8, 8, 8, 8], strict=False):
+        assert floor <= gap <= floor * 1.2 + 0.1
+    assert 6 <= len(attempts_at) <= 9  # instead of 500 attempts, one per request
+
+
+def test_unknown_kids_while_auth_is_down_cost_one_fetch_per_backoff(clock):
+    auth = Auth("k1")
+    keys = key_set(auth, min_refresh_interval=5, max_backoff=60)
+    keys.get("k1")
+    auth.down = True
     clock.now += 6
-    assert key_set.get("k2") is not None
-    for _ in range(10):
-        key_set.get("random-kid")
-    assert len(loads) == 2
+    for _ in range(1000):
+        assert keys.get(f"random-{uuid.uuid4().hex}") is None
+    assert auth.calls == 2
+    clock.now += 6.1  # after the first failure the next fetch waits the interval, plus up to 20% jitter
+    for _ in range(1000):
+        keys.get(f"random-{uuid.uuid4().hex}")
+    assert auth.calls == 3
 
 
-def test_key_set_keeps_known_keys_when_auth_is_unreachable(clock):
-    responses = [jwks_of("k1")]
+def test_a_success_after_an_outage_resets_the_backoff(clock):
+    auth = Auth("k1")
+    keys = key_set(auth, ttl=10, min_refresh_interval=1, max_backoff=30)
+    keys.get("k1")
+    auth.down = True
+    for _ in range(5):
+        clock.now += 31
+        keys.get("k1")
+    auth.down = False
+    clock.now += 31
+    keys.get("k1")
+    calls = auth.calls
+    clock.now += 11  # expired again: fetched at once, not after a 30 s backoff
+    keys.get("k1")
+    assert auth.calls == calls + 1
 
-    def loader():
-        if not responses:
-            raise ConnectionError("auth down")
-        return responses.pop()
 
-    key_set = KeySet(loader, ttl=600, min_refresh_interval=5)
-    key_set.get("k1")
-    clock.now += 601
-    assert key_set.get("k1") is not None
+def test_a_process_without_keys_and_auth_down_is_unavailable_with_when_to_retry(clock):
+    auth = Auth()
+    auth.down = True
+    keys = key_set(auth, min_refresh_interval=5)
+    with pytest.raises(KeysUnavailable) as unavailable:
+        keys.get("k1")
+    assert 5 <= unavailable.value.retry_after <= 6
+    with pytest.raises(KeysUnavailable):
+        keys.get("k1")  # within the backoff: no second fetch
+    assert auth.calls == 1
 
 
-def test_key_set_without_any_keys_reports_that_auth_is_unreachable(clock):
-    def loader():
-        raise ConnectionError("auth down")
+def test_a_refresh_runs_in_the_background_while_requests_use_the_keys_in_hand():
+    """Auth hangs: the refresh waits on it in a thread of its own, requests never do."""
+    auth = Auth("k1")
+    keys = key_set(auth, ttl=0.2, min_refresh_interval=0.05, background=True)
+    keys.get("k1")
+    assert auth.returned.wait(2)
+    auth.hung()
+    time.sleep(0.3)  # the cache has expired
+    started = time.monotonic()
+    results = []
 
-    key_set = KeySet(loader, ttl=600, min_refresh_interval=5)
-    with pytest.raises(ConnectionError):
-        key_set.get("k1")
+    def read():
+        for _ in range(50):
+            results.append(keys.get("k1") is not None)
+
+    readers = [threading.Thread(target=read) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    elapsed = time.monotonic() - started
+    auth.hang.set()
+    assert results == [True] * 400
+    assert elapsed < 1.0  # nobody waited on the hung fetch
+    assert auth.calls == 2  # one fetch for 400 reads: the one in flight
+
+
+def test_an_unknown_kid_waits_for_the_fetch_that_brings_it():
+    auth = Auth("k1")
+    keys = key_set(auth, min_refresh_interval=0.01, background=True)
+    keys.get("k1")
+    time.sleep(0.02)
+    auth.kids.append("k2")
+    assert keys.get("k2") is not None
+
+
+def test_an_unknown_kid_waits_no_longer_than_the_wait_when_auth_hangs():
+    auth = Auth("k1")
+    keys = key_set(auth, min_refresh_interval=0.01, wait=0.2, background=True)
+    keys.get("k1")
+    time.sleep(0.02)
+    auth.hung()
+    started = time.monotonic()
+    assert keys.get("k2") is None
+    assert 0.2 <= time.monotonic() - started < 1.0
+    auth.hang.set()
+
+
+# --- the kept key set: a fresh process verifies from it while auth is down --------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # the background fetch writes through a connection of its own
+def test_a_good_key_set_is_kept_in_the_database():
+    auth = Auth("k1")
+    store = KeySetSnapshotStore("http://auth.test/.well-known/jwks.json")
+    keys = key_set(auth, store=store, background=True)
+    assert keys.get("k1") is not None
+    deadline = time.monotonic() + 5
+    while not KeySetSnapshot.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    snapshot = KeySetSnapshot.objects.get()
+    assert snapshot.source == "http://auth.test/.well-known/jwks.json"
+    assert [key["kid"] for key in snapshot.document["keys"]] == ["k1"]
+
+
+@pytest.mark.django_db
+def test_a_fresh_process_verifies_from_the_kept_key_set_while_auth_is_down(clock):
+    store = KeySetSnapshotStore("http://auth.test/.well-known/jwks.json")
+    store.save(jwks_of("k1"))
+    auth = Auth()
+    auth.down = True
+    keys = key_set(auth, store=store)
+    assert keys.get("k1") is not None
+    assert auth.calls == 0  # the kept set is fresh: nothing to fetch
+
+
+@pytest.mark.django_db
+def test_a_kept_key_set_older_than_the_ttl_is_used_and_refreshed(clock):
+    store = KeySetSnapshotStore("http://auth.test/.well-known/jwks.json")
+    store.save(jwks_of("k1"))
+    KeySetSnapshot.objects.update(fetched_at=datetime.now(tz=UTC) - timedelta(hours=2))
+    auth = Auth("k1", "k2")
+    keys = key_set(auth, store=store)
+    assert keys.get("k1") is not None
+    assert auth.calls == 1
+    assert keys.get("k2") is not None  # what the refresh brought
+
+
+@pytest.mark.django_db
+def test_the_kept_key_set_of_another_auth_url_is_not_used(clock):
+    KeySetSnapshotStore("http://old-auth.test/.well-known/jwks.json").save(jwks_of("k1"))
+    auth = Auth()
+    auth.down = True
+    keys = key_set(auth, store=KeySetSnapshotStore("http://auth.test/.well-known/jwks.json"))
+    with pytest.raises(KeysUnavailable):
+        keys.get("k1")
