@@ -30,7 +30,17 @@ images_build_and_load() {
 }
 
 apply_overlay() {
-	[[ -d $REPO/deploy/overlays/kind/secrets ]] || "$REPO/deploy/overlays/kind/make-secrets.sh"
+	local secrets=$REPO/deploy/overlays/kind/secrets fingerprint
+	[[ -d $secrets ]] || "$REPO/deploy/overlays/kind/make-secrets.sh"
+	# The database's roles were made with the passwords of the first apply: other secrets (another
+	# checkout, a new make-secrets.sh) would lock every service out of it. The cluster remembers
+	# which ones it was given; make cluster-down forgets them with the rest of its state.
+	fingerprint=$(cat "$secrets"/* | sha256sum | cut -c1-16)
+	if [[ ! -f $STATE_DIR/secrets.fingerprint ]]; then
+		echo "$fingerprint" >"$STATE_DIR/secrets.fingerprint"
+	elif [[ $(cat "$STATE_DIR/secrets.fingerprint") != "$fingerprint" ]]; then
+		die "this cluster was deployed with other secrets than $secrets; make cluster-down, then make cluster-up"
+	fi
 	# The database's volume: a directory on the node, owned by the database's uid (hostPath volumes
 	# get no fsGroup).
 	install -d -o 999 -g 999 -m 0700 "$STATE_DIR/volumes/postgresql"
