@@ -133,10 +133,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer, a probe's or an error page's included, carries the request id.
+    "apps.core.middleware.RequestIdMiddleware",
     # Probes and scrapes answer before host validation: kubelet and Prometheus use the pod IP.
     "apps.core.middleware.ProbeMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "apps.core.middleware.RequestIdMiddleware",
+    # Outside everything that can fail: whatever answers an error, it leaves as problem+json.
+    "apps.core.middleware.ProblemResponseMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -214,13 +217,17 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 # Bodies above this are refused with 413 before anything parses them.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 256 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Python's JSON parser recurses per level: deeper bodies are a 400 before they can exhaust the stack.
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 32)
+# A CSRF failure (the admin's forms) is a problem like any other error, not Django's HTML page.
+CSRF_FAILURE_VIEW = "apps.core.problems.csrf_failure"
 # Draining: while this file exists /readyz answers 503 (the pod's preStop hook creates it).
 DRAIN_FILE = os.environ.get("DRAIN_FILE", "/tmp/draining")  # noqa: S108
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.tokens.JwtAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.Pagination",
     "PAGE_SIZE": 20,

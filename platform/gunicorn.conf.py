@@ -27,7 +27,8 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
 # from processes: two per container, sized for a pod of about one CPU, scaled out by the HPA rather
 # than up. Each thread keeps its own database connection (CONN_MAX_AGE), so one container holds up
 # to workers x threads = 8 connections: multiply by the replicas when sizing PostgreSQL.
-worker_class = "gthread"
+# gthread, whose own refusals (oversized headers, malformed requests) are problem+json like the app's.
+worker_class = "apps.core.gunicorn_worker.ThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 

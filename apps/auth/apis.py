@@ -2,13 +2,13 @@
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.auth import keys, selectors, services
 from apps.core.api import PROBLEM
+from apps.core.parsers import FormParser, JSONParser
 from apps.core.permissions import IsUser
 from apps.core.serializers import StrictInputSerializer
 

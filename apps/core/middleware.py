@@ -1,22 +1,24 @@
-"""Kernel middleware: probes answered first, a request id on every request, a JSON access log
-line per request, and a cap on body size that DRF's parsers would otherwise not enforce."""
+"""Kernel middleware: a request id on every request, probes answered before anything else runs, one
+JSON access log line per API request, the error contract held for every answer (problem+json, in
+every mode, DEBUG included), and a cap on body size that DRF's parsers would otherwise not enforce."""
 
 import logging
 import re
 import time
 import uuid
+from http import HTTPStatus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from apps.core import context, probes
-from apps.core.problems import problem_response
+from apps.core.problems import CONTENT_TYPE, problem_response
 
 access_logger = logging.getLogger("apps.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is kept only if it is short and plain: it ends up in logs and response headers.
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class ProbeMiddleware:
@@ -37,14 +39,18 @@ class ProbeMiddleware:
 
 
 class RequestIdMiddleware:
-    """Keeps a sane incoming X-Request-ID or makes one; echoes it, logs the request as one JSON line."""
+    """Keeps a sane incoming X-Request-ID or makes one; echoes it, logs the request as one JSON line.
+
+    First in the chain, so that every answer carries the id, probes' and error pages' included;
+    probes and scrapes are left out of the access log.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         id_token = context.request_id.set(request_id)
         authorization = request.headers.get("Authorization", "")
@@ -54,6 +60,8 @@ class RequestIdMiddleware:
         try:
             response = self.get_response(request)
             response[REQUEST_ID_HEADER] = request_id
+            if request.path in probes.VIEWS:
+                return response
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             access_logger.log(
                 logging.WARNING if response.status_code >= 500 else logging.INFO,
@@ -73,6 +81,60 @@ class RequestIdMiddleware:
         finally:
             context.request_id.reset(id_token)
             context.caller_token.reset(caller_token)
+
+
+# What an error answer says when something outside DRF produced it (Django's handlers, its debug
+# pages, a middleware): the code of each status clients can meet.
+_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    503: "unavailable",
+}
+# Headers of the original error answer that mean something to the client.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "Cache-Control")
+
+
+class ProblemResponseMiddleware:
+    """Every 4xx/5xx leaves as problem+json, whoever produced it.
+
+    DRF errors already are (apps.core.problems.exception_handler), and so are Django's error views
+    with DEBUG off (the handlers in apps.urls). With DEBUG on, Django answers an unknown path, a
+    foreign Host and an unhandled exception with its technical pages instead, which show settings,
+    file paths and tracebacks; `make up` runs with DEBUG on. Any error answer that is not a problem
+    is replaced here by the problem of its status, so no mode ever sends one.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code < 400 or response.get("Content-Type", "").startswith(CONTENT_TYPE):
+            return response
+        status = response.status_code
+        if status == 404:
+            detail = f"No resource at {request.path[:200]}."
+        elif status == 500:
+            detail = "An unexpected error occurred; quote the request id when reporting it."
+        else:
+            detail = f"{HTTPStatus(status).phrase}."
+        problem = problem_response(
+            status,
+            code=_CODES.get(status, "error"),
+            detail=detail,
+            headers={name: response[name] for name in _KEPT_HEADERS if response.has_header(name)},
+        )
+        problem.cookies = response.cookies
+        return problem
 
 
 class BodySizeLimitMiddleware:

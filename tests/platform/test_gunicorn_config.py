@@ -41,7 +41,16 @@ def defaults() -> dict[str, str]:
 
 
 def test_worker_class_is_threaded_for_io_bound_services(defaults):
-    assert (defaults["worker_class"], defaults["workers"], defaults["threads"]) == ("gthread", "2", "4")
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from apps.core.gunicorn_worker import ThreadWorker as PlatformThreadWorker
+
+    assert (defaults["worker_class"], defaults["workers"], defaults["threads"]) == (
+        "apps.core.gunicorn_worker.ThreadWorker",
+        "2",
+        "4",
+    )
+    assert issubclass(PlatformThreadWorker, ThreadWorker)
 
 
 def test_binds_all_interfaces_on_port_8000_by_default(defaults):

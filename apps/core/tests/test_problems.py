@@ -96,3 +96,62 @@ def test_valid_request_passes_through(client):
     response = client.post("/test/echo", data={"name": "a", "count": 2}, content_type="application/json")
     assert response.status_code == 200
     assert response.json() == {"name": "a", "count": 2}
+
+
+# --- the same contract with DEBUG on, as `make up` runs: Django's technical pages never leave ------
+
+LEAKS = ("Traceback", "SECRET_KEY", "settings", "/work/", "site-packages", "<html", "<!DOCTYPE")
+
+
+def assert_no_internals(response) -> None:
+    text = response.content.decode(errors="replace")
+    for leak in LEAKS:
+        assert leak not in text, f"{leak!r} in {text[:300]}"
+
+
+@override_settings(DEBUG=True)
+def test_with_debug_on_an_unknown_path_is_a_404_problem(client):
+    response = client.get("/no/such/thing", HTTP_ACCEPT="text/html")
+    assert response.status_code == 404
+    assert problem_of(response)["detail"] == "No resource at /no/such/thing."
+    assert_no_internals(response)
+
+
+@override_settings(DEBUG=True)
+def test_with_debug_on_a_foreign_host_is_a_400_problem(client):
+    response = client.get("/test/echo", HTTP_HOST="evil.example.com", HTTP_ACCEPT="text/html")
+    assert response.status_code == 400
+    assert problem_of(response)["code"] == "bad_request"
+    assert_no_internals(response)
+
+
+@override_settings(DEBUG=True)
+@pytest.mark.parametrize("path", ["/test/crash", "/test/crash-api"])
+def test_with_debug_on_a_crash_is_a_500_problem_without_traceback(client, path):
+    response = client.get(path)  # no Accept: Django's debug page would be its HTML one
+    assert response.status_code == 500
+    assert problem_of(response)["code"] == "internal_error"
+    assert_no_internals(response)
+    assert "boom" not in response.content.decode()
+
+
+@override_settings(DEBUG=True)
+def test_with_debug_on_a_wrong_method_keeps_its_allow_header(client):
+    response = client.delete("/test/echo")
+    assert response.status_code == 405
+    assert problem_of(response)["code"] == "method_not_allowed"
+    assert response["Allow"] == "POST, OPTIONS"
+
+
+def test_a_csrf_failure_in_the_admin_is_a_403_problem():
+    response = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "a", "password": "b"})
+    assert response.status_code == 403
+    assert problem_of(response)["code"] == "csrf_failed"
+
+
+def test_a_probe_that_fails_carries_the_request_id(client, settings, tmp_path):
+    settings.DRAIN_FILE = str(tmp_path / "draining")
+    (tmp_path / "draining").touch()
+    response = client.get("/readyz", HTTP_X_REQUEST_ID="probe-1")
+    assert response.status_code == 503
+    assert problem_of(response)["request_id"] == "probe-1"
