@@ -239,8 +239,13 @@ CLIENT_SCOPES = {
 RELAYED = ("orders", "payments")
 
 
-def stack_start(workdir: Path, databases: Databases, names: tuple[str, ...]) -> Iterator[Stack]:
-    """Migrate, provision clients and start the named services; stop them when the caller is done."""
+def stack_start(
+    workdir: Path, databases: Databases, names: tuple[str, ...], env: dict[str, dict[str, str]] | None = None
+) -> Iterator[Stack]:
+    """Migrate, provision clients and start the named services; stop them when the caller is done.
+
+    `env` changes the environment of a service (by name) or of every one (key "all").
+    """
     ports = {name: free_port() for name in ("auth", "orders", "payments", "notifications")}
     secrets_ = {name: uuid.uuid4().hex + uuid.uuid4().hex for name in CLIENT_SCOPES}
     common = {
@@ -262,13 +267,14 @@ def stack_start(workdir: Path, databases: Databases, names: tuple[str, ...]) -> 
     signing_key = write_signing_key(workdir / "signing-key.pem")
     services = {}
     for name in names:
-        env = {**common, "DATABASE_URL": databases.url_for(name)}
+        service_env = {**common, "DATABASE_URL": databases.url_for(name)}
         if name == "auth":
-            env["AUTH_SIGNING_KEY_FILE"] = str(signing_key)
+            service_env["AUTH_SIGNING_KEY_FILE"] = str(signing_key)
         if name in secrets_:
-            env["SERVICE_CLIENT_ID"] = name
-            env["SERVICE_CLIENT_SECRET"] = secrets_[name]
-        services[name] = LiveService(name=name, env=env, workdir=workdir, port=ports[name])
+            service_env["SERVICE_CLIENT_ID"] = name
+            service_env["SERVICE_CLIENT_SECRET"] = secrets_[name]
+        service_env |= (env or {}).get("all", {}) | (env or {}).get(name, {})
+        services[name] = LiveService(name=name, env=service_env, workdir=workdir, port=ports[name])
     # Each service has its own database, so their migrations run side by side; so do the starts.
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(services) or 1) as pool:
         list(pool.map(lambda service: service.manage("migrate", "--no-input", "-v", "0"), services.values()))
