@@ -1,46 +1,44 @@
 """Transactional outbox: events written in the same transaction as the state change, and the relay
-that delivers them afterwards over HTTP, at least once, with retries and exponential backoff.
+that delivers them afterwards, at least once, with retries and exponential backoff.
 
 Each service that emits events has a concrete subclass of `OutboxEvent` in its own app (so in its
-own database); `outbox_event_add()` writes a row inside the caller's transaction, and
-`manage.py outbox_relay` runs `relay_batch()` in a loop for every concrete outbox model installed.
+own database), and that subclass says where its events go (`deliver()`, usually `event_post()` to
+the consumer's URL): the kernel knows no consumer. `outbox_event_add()` writes a row inside the
+caller's transaction, and `manage.py outbox_relay` runs `relay_batch()` in a loop for every
+concrete outbox model installed.
 
-Claiming: a relay takes a batch of due rows in one short transaction and leases them by moving
-`available_at` forward (`lease_seconds`) and writing its own id into `claimed_by`. On PostgreSQL the
-batch is selected with `SELECT ... FOR UPDATE SKIP LOCKED`, so two relays never take the same row
-and neither waits for the other. SQLite has no row locks (Django ignores select_for_update there);
-the settings open every transaction with BEGIN IMMEDIATE, which takes the database's write lock
-before the SELECT, so the select-and-lease is serialized across processes: the safe equivalent.
-Delivery happens after that commit, never inside an open transaction. A relay that dies mid-batch
-only delays its rows until the lease runs out; then another relay takes them. A lease that runs out
-while a slow delivery is still under way can lead to a second delivery: consumers deduplicate by
-`event_id` (notifications does), which is what at-least-once requires of them anyway.
+The relay is a worker of `apps.core.work_queue`: it claims a batch under a lease, renews each
+event's lease just before delivering it (so the lease covers one delivery, whatever the batch
+size: `delivery_lease_seconds()`), delivers outside any transaction and records the attempt only
+while it still holds the event. It looks at its stop signal before each event, and stops the batch
+at the first delivery that got no answer at all (the consumer is down or hanging: the rest of the
+batch would only wait out the same timeouts); unreached events are released. A relay that dies
+mid-batch delays its rows only until their lease ends. Should a delivery outlive its lease anyway,
+the event can be delivered twice: consumers deduplicate by `event_id`, as at-least-once requires.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
-from django.conf import settings
-from django.db import connection, models, transaction
-from django.db.models import F
+from django.db import connection, models
+from django.db.models import F, Q
 from django.db.models.functions import Now
-from django.utils import timezone
 
-from apps.core import service_calls
+from apps.core import service_calls, work_queue
 
 logger = logging.getLogger(__name__)
 
 # HTTP answers after which a retry cannot succeed: the event itself is refused. Anything else
 # (no answer, 5xx, 401/403 while credentials are being fixed, 408, 409, 429) is retried.
 PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 413, 415, 422})
+# Room above one delivery's worst case for the database writes around it.
+LEASE_MARGIN_SECONDS = 10.0
 
 
 class OutboxEvent(models.Model):
@@ -90,9 +88,13 @@ class OutboxEvent(models.Model):
             return "failed"
         return "pending"
 
-    def message(self) -> dict:
-        """What is sent: the body of POST /api/notifications/events/."""
+    def envelope(self) -> dict:
+        """The event as consumers receive it."""
         return {"event_id": str(self.id), "type": self.type, "user_id": str(self.user_id), "data": self.data}
+
+    def deliver(self) -> DeliveryResult:
+        """Send this event to its consumer; each concrete outbox says where (see `event_post`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say where its events go")
 
 
 def outbox_event_add(
@@ -115,23 +117,24 @@ def outbox_models() -> list[type[OutboxEvent]]:
 @dataclass(frozen=True)
 class DeliveryResult:
     delivered: bool
-    status: int | None = None
+    status: int | None = None  # the consumer's HTTP status; None when it gave no answer
     error: str = ""
     permanent: bool = False
 
+    @property
+    def answered(self) -> bool:
+        return self.status is not None
 
-Deliver = Callable[[OutboxEvent], DeliveryResult]
 
-
-def deliver_to_notifications(event: OutboxEvent) -> DeliveryResult:
-    """POST the event to the notifications service with this service's client-credentials token."""
+def event_post(event: OutboxEvent, *, base_url: str, path: str) -> DeliveryResult:
+    """POST the event's envelope to another service with this service's client-credentials token."""
     try:
         response = service_calls.call(
             "POST",
-            settings.NOTIFICATIONS_URL,
-            "/api/notifications/events/",
+            base_url,
+            path,
             auth="service",
-            json=event.message(),
+            json=event.envelope(),
             idempotency_key=str(event.id),  # lets the client retry the POST: the consumer deduplicates
         )
     except service_calls.ServiceCallError as error:
@@ -146,53 +149,34 @@ def deliver_to_notifications(event: OutboxEvent) -> DeliveryResult:
     )
 
 
-def backoff_seconds(attempts: int, *, base: float, maximum: float) -> float:
-    """Exponential backoff with jitter after the `attempts`-th failure: between half and all of
-    min(maximum, base * 2 ** (attempts - 1)), so relays retrying together spread out."""
-    ceiling = min(maximum, base * 2 ** max(0, attempts - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not security)
+def delivery_lease_seconds() -> float:
+    """How long a relay holds one event: longer than the slowest delivery (a token fetch and a
+    retried POST, `service_calls.service_call_budget_seconds()`), so a live delivery keeps its lease."""
+    return service_calls.service_call_budget_seconds() + LEASE_MARGIN_SECONDS
 
 
-def relay_id() -> str:
-    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-
-
-def claim(model: type[OutboxEvent], *, relay: str, batch_size: int, lease_seconds: float) -> list[OutboxEvent]:
-    """Lease up to `batch_size` due events to `relay`, oldest first (see the module docstring)."""
-    with transaction.atomic():
-        due = model.objects.filter(
-            delivered_at__isnull=True, failed_at__isnull=True, available_at__lte=timezone.now()
-        ).order_by("available_at", "created_at")
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        ids = list(due.values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            return []
-        model.objects.filter(pk__in=ids).update(
-            claimed_by=relay, available_at=timezone.now() + timedelta(seconds=lease_seconds)
-        )
-    return list(model.objects.filter(pk__in=ids).order_by("created_at"))
+def _due(model: type[OutboxEvent]) -> models.QuerySet:
+    return model.objects.filter(delivered_at__isnull=True, failed_at__isnull=True)
 
 
 def _record(
-    model: type[OutboxEvent], event: OutboxEvent, result: DeliveryResult, *, base: float, maximum: float
+    model: type[OutboxEvent], event: OutboxEvent, result: DeliveryResult, *, relay: str, base: float, maximum: float
 ) -> str:
-    now = timezone.now()
     attempts = event.attempts + 1
-    changes = {"attempts": F("attempts") + 1, "last_attempt_at": now, "last_status": result.status, "claimed_by": ""}
+    changes = {"attempts": F("attempts") + 1, "last_attempt_at": Now(), "last_status": result.status}
     if result.delivered:
-        changes.update(delivered_at=now, last_error="")
+        changes.update(delivered_at=Now(), last_error="")
         outcome = "delivered"
     elif result.permanent:
-        changes.update(failed_at=now, last_error=result.error)
+        changes.update(failed_at=Now(), last_error=result.error)
         outcome = "failed"
     else:
-        delay = backoff_seconds(attempts, base=base, maximum=maximum)
-        changes.update(last_error=result.error, available_at=now + timedelta(seconds=delay))
+        delay = work_queue.backoff_seconds(attempts, base=base, maximum=maximum)
+        changes.update(last_error=result.error, available_at=work_queue.in_seconds(delay))
         outcome = "retry"
-    # Only an undelivered row changes: a relay whose lease ran out must not undo another's success.
-    model.objects.filter(pk=event.pk, delivered_at__isnull=True, failed_at__isnull=True).update(**changes)
-    log = logger.warning if outcome != "delivered" else logger.info
+    if not work_queue.record(model, event.pk, worker=relay, **changes):
+        outcome = "lost"  # the lease ran out and another relay took the event: its record stands
+    log = logger.info if outcome == "delivered" else logger.warning
     log(
         "outbox event %s",
         outcome,
@@ -213,36 +197,72 @@ class BatchReport:
     delivered: int = 0
     retried: int = 0
     failed: int = 0
+    released: int = 0  # claimed but not attempted: stopping, or the consumer gave no answer
+    lost: int = 0  # the lease had passed to another relay
+    interrupted: bool = False  # the batch ended early (stop signal or no answer from the consumer)
 
 
 def relay_batch(
     model: type[OutboxEvent],
     *,
     relay: str,
-    deliver: Deliver = deliver_to_notifications,
+    should_stop: Callable[[], bool] = lambda: False,
+    deliver: Callable[[OutboxEvent], DeliveryResult] | None = None,
     batch_size: int = 50,
-    lease_seconds: float = 60.0,
+    lease_seconds: float | None = None,
     backoff_base: float = 1.0,
     backoff_max: float = 300.0,
 ) -> BatchReport:
-    """Claim one batch, deliver each event outside any transaction, and record every attempt."""
+    """Claim one batch and deliver it event by event (see the module docstring)."""
+    lease = lease_seconds if lease_seconds is not None else delivery_lease_seconds()
     report = BatchReport()
-    for event in claim(model, relay=relay, batch_size=batch_size, lease_seconds=lease_seconds):
-        report.claimed += 1
+    ids = work_queue.claim(_due(model), worker=relay, batch_size=batch_size, lease_seconds=lease)
+    report.claimed = len(ids)
+    events = {event.pk: event for event in model.objects.filter(pk__in=ids)}
+    for position, pk in enumerate(ids):
+        if should_stop():
+            report.interrupted = True
+            report.released += work_queue.release(model, ids[position:], worker=relay)
+            break
+        if not work_queue.lease_renew(model, pk, worker=relay, lease_seconds=lease):
+            report.lost += 1
+            continue
+        event = events[pk]
         try:
-            result = deliver(event)
+            result = (deliver or type(event).deliver)(event)
         except Exception as error:  # a bug in delivery must not stop the relay or lose the event
             logger.exception("outbox delivery raised", extra={"event_id": str(event.id)})
             result = DeliveryResult(delivered=False, error=f"{error.__class__.__name__}: {error}")
-        outcome = _record(model, event, result, base=backoff_base, maximum=backoff_max)
+        outcome = _record(model, event, result, relay=relay, base=backoff_base, maximum=backoff_max)
         report.delivered += outcome == "delivered"
         report.retried += outcome == "retry"
         report.failed += outcome == "failed"
+        report.lost += outcome == "lost"
+        if not result.answered:
+            report.interrupted = True
+            report.released += work_queue.release(model, ids[position + 1 :], worker=relay)
+            break
     return report
 
 
 def outbox_event_retry(model: type[OutboxEvent], *, event_ids: list) -> int:
-    """Make events due again now (an operator's decision after fixing the cause of a failure)."""
-    return model.objects.filter(pk__in=event_ids, delivered_at__isnull=True).update(
-        failed_at=None, available_at=timezone.now(), claimed_by=""
+    """Make events due again now (an operator's decision after fixing the cause of a failure).
+    An event a relay is working on right now keeps its lease."""
+    return (
+        model.objects.filter(pk__in=event_ids, delivered_at__isnull=True)
+        .filter(Q(claimed_by="") | Q(available_at__lte=Now()))
+        .update(failed_at=None, available_at=Now(), claimed_by="")
     )
+
+
+def outbox_delivered_prune(model: type[OutboxEvent], *, older_than: timedelta, chunk_size: int = 1000) -> int:
+    """Delete events delivered more than `older_than` ago, in chunks that keep each lock short.
+    Events that failed for good stay: an operator decides about them."""
+    deleted = 0
+    while True:
+        chunk = list(
+            model.objects.filter(delivered_at__lt=Now() - older_than).values_list("pk", flat=True)[:chunk_size]
+        )
+        if not chunk:
+            return deleted
+        deleted += model.objects.filter(pk__in=chunk).delete()[0]

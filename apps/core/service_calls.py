@@ -4,6 +4,13 @@ Every call has a connect and a read timeout, forwards the request id, and authen
 caller asks: with the user's own token (acting for the user), with this service's client-credentials
 token, or not at all. Retries happen only where repeating is safe: connection failures (nothing was
 sent), idempotent methods, and POSTs that carry an Idempotency-Key the callee deduplicates on.
+
+Time budgets are derived here and nowhere else. `call_budget_seconds()` is the longest one call can
+take (every attempt timing out, plus the pauses between them); `service_call_budget_seconds()` adds
+the client-credentials token fetch that may precede it. Whoever waits on a call (a lease held
+around it, a relay's per-event lease, gunicorn's graceful timeout around a request that makes it)
+waits longer than these, so a retry never starts while the first attempt may still be at work.
+Callees' Retry-After headers are not honoured: they would make the budget whatever the callee says.
 """
 
 import logging
@@ -23,6 +30,7 @@ logger = logging.getLogger(__name__)
 Auth = Literal["user", "service"] | None
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = (502, 503, 504)
+BACKOFF_FACTOR = 0.2  # urllib3: no pause after the first failure, then 0.4 s, 0.8 s, ...
 
 
 class ServiceCallError(Exception):
@@ -34,20 +42,45 @@ def _session(*, retry_everything: bool) -> requests.Session:
     if retry_everything:
         retry = Retry(
             total=retries,
-            backoff_factor=0.2,
+            backoff_factor=BACKOFF_FACTOR,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=None,  # every method: used only for idempotent requests
-            respect_retry_after_header=True,
+            respect_retry_after_header=False,  # the budget below is ours, not the callee's
             raise_on_status=False,
         )
     else:
         # Only failures to connect, where the callee never saw the request.
-        retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.2)
+        retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=BACKOFF_FACTOR)
     adapter = HTTPAdapter(max_retries=retry, pool_connections=8, pool_maxsize=16)
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def _pauses_seconds(retries: int) -> float:
+    """What urllib3 sleeps between `retries + 1` attempts (its backoff, see `Retry.get_backoff_time`)."""
+    return sum(BACKOFF_FACTOR * 2 ** (failures - 1) for failures in range(2, retries + 1))
+
+
+def call_budget_seconds(*, retried: bool = True, timeout: tuple[float, float] | None = None) -> float:
+    """The longest one `call()` can take before it answers or raises ServiceCallError.
+
+    `retried`: a call the client may repeat after a read timeout (an idempotent method, or a POST
+    with an Idempotency-Key); other calls repeat only failed connects. With the defaults (1 s
+    connect, 5 s read, 2 retries): 3 x 6 s + 0.4 s = 18.4 s retried, 3 x 1 s + 5 s + 0.4 s = 8.4 s not.
+    """
+    connect, read = timeout or (settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.SERVICE_CALL_READ_TIMEOUT)
+    retries = settings.SERVICE_CALL_RETRIES
+    if retried:
+        return (retries + 1) * (connect + read) + _pauses_seconds(retries)
+    return retries * connect + connect + read + _pauses_seconds(retries)
+
+
+def service_call_budget_seconds() -> float:
+    """The longest call made with this service's token: a token fetch (a POST without a key) and
+    then the retried call itself. 26.8 s with the defaults."""
+    return call_budget_seconds(retried=False) + call_budget_seconds(retried=True)
 
 
 _sessions: dict[bool, requests.Session] = {}
@@ -88,9 +121,12 @@ class _ServiceToken:
             )
             if response.status_code != 200:
                 raise ServiceCallError(f"auth refused this service's credentials: HTTP {response.status_code}")
-            body = response.json()
-            self._token = body["access_token"]
-            self._expires_at = time.monotonic() + int(body["expires_in"])
+            body = json_object(response)
+            token, expires_in = (body or {}).get("access_token"), (body or {}).get("expires_in")
+            if not isinstance(token, str) or not token or type(expires_in) is not int or expires_in <= 0:
+                raise ServiceCallError("auth answered the token request with something that is not a token")
+            self._token = token
+            self._expires_at = time.monotonic() + expires_in
             return self._token
 
     def forget(self) -> None:
@@ -99,6 +135,25 @@ class _ServiceToken:
 
 
 service_token = _ServiceToken()
+
+
+def json_object(response: requests.Response) -> dict | None:
+    """The JSON object a response carries (a resource or a problem), or None for anything else."""
+    if "json" not in response.headers.get("Content-Type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def sessions_close() -> None:
+    """Close every kept-alive connection (tests do it before their servers stop)."""
+    with _sessions_lock:
+        for session in _sessions.values():
+            session.close()
+        _sessions.clear()
 
 
 def call(

@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from apps.core.admin import ReadOnlyAdmin
 from apps.notifications.models import EmailDelivery, Notification, ProcessedEvent
-from apps.notifications.services import email_send
+from apps.notifications.services import email_delivery_retry
 
 
 @admin.register(Notification)
@@ -21,15 +21,14 @@ class ProcessedEventAdmin(ReadOnlyAdmin):
     search_fields = ["=event_id"]
 
 
-@admin.action(description="Send the selected emails again")
+@admin.action(description="Queue the selected emails to be sent again")
 def resend(modeladmin, request, queryset):
-    for delivery_id in queryset.exclude(status=EmailDelivery.Status.SENT).values_list("pk", flat=True):
-        email_send(delivery_id=delivery_id)
+    email_delivery_retry(delivery_ids=list(queryset.values_list("pk", flat=True)))
 
 
 @admin.register(EmailDelivery)
 class EmailDeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["notification", "recipient", "status", "attempts", "sent_at", "created_at"]
+    list_display = ["notification", "recipient", "status", "attempts", "available_at", "sent_at", "created_at"]
     list_filter = ["status"]
     search_fields = ["recipient", "=notification__id", "=notification__user_id"]
     list_select_related = ["notification"]

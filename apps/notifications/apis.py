@@ -22,7 +22,7 @@ class NotificationOutputSerializer(serializers.Serializer):
     title = serializers.CharField()
     body = serializers.CharField()
     data = serializers.DictField()
-    event_id = serializers.UUIDField()
+    event_id = serializers.UUIDField(allow_null=True, help_text="Empty once the event is past the dedup window.")
     created_at = serializers.DateTimeField()
     read_at = serializers.DateTimeField(allow_null=True)
 

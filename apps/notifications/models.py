@@ -1,7 +1,8 @@
 """The notifications service's data: each user's inbox, the emails sent, and the event ids seen.
 
 Events arrive at least once (outbox relays retry); `ProcessedEvent` is how a repeat is recognised,
-and `times_received` shows how often an event was delivered.
+and `times_received` shows how often an event was delivered. Its rows are kept for the dedup window
+(`manage.py notifications_prune`); the inbox entry made from an event outlives them.
 """
 
 import uuid
@@ -20,6 +21,7 @@ class ProcessedEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [models.Index(fields=["last_received_at"], name="processed_event_last_received")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
@@ -30,7 +32,10 @@ class Notification(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user_id = models.UUIDField()
-    event = models.OneToOneField(ProcessedEvent, on_delete=models.PROTECT, related_name="notification")
+    # The event it was made from; empty once that event id is past the dedup window and pruned.
+    event = models.OneToOneField(
+        ProcessedEvent, on_delete=models.SET_NULL, null=True, blank=True, related_name="notification"
+    )
     type = models.CharField(max_length=64)
     title = models.CharField(max_length=200)
     body = models.TextField()
@@ -47,7 +52,11 @@ class Notification(models.Model):
 
 
 class EmailDelivery(models.Model):
-    """An email sent (or not) for a notification, through Django's email backend."""
+    """An email to send for a notification: a queue the email worker (`manage.py email_deliver`)
+    works through with retries and backoff, as the outbox relays do (`apps.core.work_queue`).
+
+    pending -> sent | failed (refused for good by the mail server, or out of attempts).
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -61,10 +70,28 @@ class EmailDelivery(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(db_default=Now())
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Not before this time: the next retry after a failure, or the end of a worker's lease. Empty on
+    # rows of the previous release, which sent inline: the worker never takes them, so an email is
+    # never sent by both during a rollout.
+    available_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True, db_default="")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "email deliveries"
+        indexes = [
+            models.Index(fields=["available_at"], name="email_delivery_due", condition=models.Q(status="pending"))
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "sent", "failed"]), name="email_delivery_status_known"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="sent") | models.Q(sent_at__isnull=False),
+                name="email_delivery_sent_has_time",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"email to {self.recipient} ({self.status})"

@@ -42,6 +42,7 @@ class OrderOutputSerializer(serializers.Serializer):
     lines = OrderLineOutputSerializer(many=True)
     payment_id = serializers.UUIDField(allow_null=True)
     decline_code = serializers.CharField()
+    payment_error = serializers.CharField(help_text="Why payments refused the charge (status payment_refused).")
     refund_id = serializers.UUIDField(allow_null=True)
     refunded_amount = serializers.IntegerField()
     status_history = OrderStatusChangeOutputSerializer(many=True, source="status_changes.all")
@@ -113,18 +114,28 @@ class OrderListCreateApi(APIView):
             403: PROBLEM,
             409: OpenApiResponse(description="problem+json: another request with this key is settling the order"),
             422: OpenApiResponse(description="problem+json: the key was used for a different order"),
+            502: OpenApiResponse(
+                description="problem+json with `order_id`: payments' answer was not this order's payment; "
+                "the order stays pending; retry with the same Idempotency-Key"
+            ),
             503: OpenApiResponse(
                 description="problem+json with `order_id`: payments gave no decision, the order stays pending; "
                 "retry with the same Idempotency-Key"
             ),
         },
-        summary="Place an order and charge it; 201 whatever the payment outcome (see `status`)",
+        summary="Place an order and charge it; 201 whatever the payment outcome (see `status`: paid, "
+        "payment_failed, payment_refused)",
     )
     def post(self, request):
         key = idempotency.idempotency_key_from(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        placement = services.order_create(customer_id=request.user.subject, idempotency_key=key, **data.validated_data)
+        placement = services.order_create(
+            customer_id=request.user.subject,
+            customer_email=request.user.email,  # from the verified token: no call to auth
+            idempotency_key=key,
+            **data.validated_data,
+        )
         headers = {idempotency.REPLAYED_HEADER: "true"} if placement.replayed else {}
         return Response(_order_body(placement.order), status=status.HTTP_201_CREATED, headers=headers)
 
@@ -151,13 +162,26 @@ class OrderCancelApi(APIView):
 
     @extend_schema(
         request=None,
+        parameters=[
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[202],
+                description="Seconds to wait before reading the order (or cancelling again) to see it cancelled",
+            ),
+        ],
         responses={
             200: OrderOutputSerializer,
+            202: OpenApiResponse(
+                OrderOutputSerializer,
+                description="status `cancelling`: the cancellation is recorded and the refund asked for, but "
+                "payments has not confirmed it yet; it completes without the client (cancelling again is safe)",
+            ),
             401: PROBLEM,
             403: PROBLEM,
             404: PROBLEM,
-            409: OpenApiResponse(description="problem+json: the payment is not settled yet, or a refund is under way"),
-            503: OpenApiResponse(description="problem+json with `order_id`: payments could not refund; still paid"),
+            409: OpenApiResponse(description="problem+json: the payment is not settled yet"),
         },
         summary="Cancel an order; a paid order is refunded in full. Cancelling again changes nothing.",
     )
@@ -165,4 +189,10 @@ class OrderCancelApi(APIView):
         self.InputSerializer(data=request.data or {}).is_valid(raise_exception=True)
         order = selectors.order_get(customer_id=request.user.subject, order_id=order_id)
         order = services.order_cancel(order=order)
+        if order.status == order.Status.CANCELLING:
+            return Response(
+                _order_body(order),
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Retry-After": str(services.RETRY_AFTER_SECONDS)},
+            )
         return Response(_order_body(order))

@@ -5,10 +5,13 @@ Orders are known only by id and users only by the id from their token: no key cr
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.core.outbox import OutboxEvent
+from apps.core.outbox import DeliveryResult, OutboxEvent, event_post
+
+CURRENCY_CODE = r"^[A-Z]{3}$"
 
 
 class Payment(models.Model):
@@ -36,6 +39,7 @@ class Payment(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(condition=models.Q(currency__regex=CURRENCY_CODE), name="payment_currency_code"),
             models.CheckConstraint(
                 condition=models.Q(refunded_amount__gte=0, refunded_amount__lte=models.F("amount")),
                 name="payment_refund_within_captured",
@@ -85,17 +89,26 @@ class IdempotencyRecord(models.Model):
     """An Idempotency-Key of one client: what was asked (a fingerprint) and what was answered.
 
     A record is written (in flight) before the work starts and completed with the response in the
-    same transaction as the work, so a stored response always matches what happened.
+    same transaction that records the work's outcome, so a stored response always matches what
+    happened. The request itself is kept (`operation`, `request_body`) so that the sweeper can
+    finish work whose request died half way (`manage.py payments_requests_finish`).
     """
 
     class State(models.TextChoices):
         IN_FLIGHT = "in_flight"
         COMPLETED = "completed"
 
+    class Operation(models.TextChoices):
+        CHARGE = "charge"
+        REFUND = "refund"
+
     client_id = models.CharField(max_length=64)
     key = models.CharField(max_length=255)
     request_fingerprint = models.CharField(max_length=64, help_text="sha256 of method, path and body.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.IN_FLIGHT)
+    operation = models.CharField(max_length=16, choices=Operation.choices, blank=True, db_default="")
+    request_body = models.JSONField(null=True, blank=True, help_text="What the work needs to be redone.")
+    # Set and compared by this service's clock only; its value also tells its holder it still holds it.
     locked_until = models.DateTimeField(help_text="An in-flight record older than this may be taken over.")
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
@@ -111,6 +124,22 @@ class IdempotencyRecord(models.Model):
                 condition=models.Q(state="in_flight") | models.Q(response_status__isnull=False),
                 name="idempotency_completed_has_response",
             ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["in_flight", "completed"]), name="idempotency_state_known"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state="in_flight")
+                | models.Q(completed_at__isnull=False, response_body__isnull=False),
+                name="idempotency_completed_has_body_and_time",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(operation__in=["", "charge", "refund"]), name="idempotency_operation_known"
+            ),
+        ]
+        indexes = [
+            # The sweeper's queue (in-flight records past their lease) and the prune (completed ones).
+            models.Index(fields=["state", "locked_until"], name="idempotency_state_lock"),
+            models.Index(fields=["completed_at"], name="idempotency_completed", condition=models.Q(state="completed")),
         ]
 
     def __str__(self) -> str:
@@ -118,7 +147,11 @@ class IdempotencyRecord(models.Model):
 
 
 class PaymentEvent(OutboxEvent):
-    """The payments outbox: payment.refunded, ... delivered by `manage.py outbox_relay`."""
+    """The payments outbox: payment.refunded, delivered to the notifications service by
+    `manage.py outbox_relay`."""
 
     class Meta(OutboxEvent.Meta):
         verbose_name = "outbox event"
+
+    def deliver(self) -> DeliveryResult:
+        return event_post(self, base_url=settings.NOTIFICATIONS_URL, path="/api/notifications/events/")

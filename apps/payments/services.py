@@ -1,41 +1,58 @@
 """Writes of the payments service: charges and refunds under Stripe's idempotency semantics.
 
 Idempotency (per calling client and Idempotency-Key):
-- the first request writes an in-flight record and commits it, then does the work; the payment (or
-  refund), its outbox event and the stored response commit together in one transaction;
+- the first request writes an in-flight record (with the request itself) and commits it; the
+  processor is then called with no transaction open; the outcome (the payment or refund), its outbox
+  event and the stored response then commit together in one short transaction;
 - the same key with the same request (method, path and body) gets the stored response again,
   flagged as a replay; with a different request, 422; while the first is still in flight, 409;
-- a request that fails validation or a business rule stores nothing: its record is deleted, so
-  the key can be used again;
-- an in-flight record whose holder died (past `locked_until`) is taken over by the next retry.
+- a request refused by validation or a business rule stores nothing: its record is deleted, so the
+  key can be used again. This differs from Stripe, which stores every answer once the endpoint has
+  started: here a corrected request may reuse its key;
+- any other failure (the processor down, a bug, the database) ends the record's lease at once: the
+  next retry with the key takes the record over instead of getting 409s until the lease runs out;
+- an in-flight record whose holder died is taken over by the next retry after its lease, and
+  `manage.py payments_requests_finish` finishes it from the stored request if no retry comes. The
+  processor is asked under the record's own key, so finishing a charge never charges twice.
 
 Amounts: only a service client with the `payments:charge` scope can charge (the orders service,
 which owns the order and computes its total). Payments keeps the order's amount and currency from
 its first charge request and refuses (422) any later charge of that order that differs.
 """
 
+import contextlib
 import hashlib
 import json
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Now
 from django.utils import timezone
 from rest_framework import exceptions
 
-from apps.core.errors import Conflict, UnprocessableEntity
+from apps.core.errors import Conflict, ServiceUnavailable, UnprocessableEntity
 from apps.core.outbox import outbox_event_add
 from apps.payments import provider
 from apps.payments.models import IdempotencyRecord, Payment, PaymentEvent, Refund
 from apps.payments.serializers import PaymentOutputSerializer, RefundWithPaymentOutputSerializer
 
-# How long a request may hold its key before another request with the key may take over.
-IDEMPOTENCY_LEASE = timedelta(seconds=30)
+logger = logging.getLogger(__name__)
+
+# How long a request may hold its key before another request with the key may take over: longer
+# than the processor call it waits on, plus the writes around it.
+IDEMPOTENCY_LEASE = timedelta(seconds=provider.CALL_BUDGET_SECONDS + 20)
 IN_FLIGHT_DETAIL = "A request with this Idempotency-Key is in progress; retry later."
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    default_detail = "The card processor could not be reached; nothing was charged. Retry with the same key."
+    default_code = "provider_unavailable"
 
 
 @dataclass(frozen=True)
@@ -52,13 +69,20 @@ def request_fingerprint(*, method: str, path: str, body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def idempotency_begin(*, client_id: str, key: str, fingerprint: str) -> IdempotencyRecord | Answer:
+def idempotency_begin(
+    *, client_id: str, key: str, fingerprint: str, operation: str = "", request_body: dict | None = None
+) -> IdempotencyRecord | Answer:
     """The record this request now holds, or the stored answer to replay; 422 or 409 otherwise."""
     now = timezone.now()
     try:
         with transaction.atomic():
             return IdempotencyRecord.objects.create(
-                client_id=client_id, key=key, request_fingerprint=fingerprint, locked_until=now + IDEMPOTENCY_LEASE
+                client_id=client_id,
+                key=key,
+                request_fingerprint=fingerprint,
+                operation=operation,
+                request_body=request_body,
+                locked_until=now + IDEMPOTENCY_LEASE,
             )
     except IntegrityError:
         pass  # the key is known: decide from the existing record
@@ -74,34 +98,64 @@ def idempotency_begin(*, client_id: str, key: str, fingerprint: str) -> Idempote
         return Answer(status=record.response_status, body=record.response_body, replayed=True)
     if record.locked_until > now:
         raise Conflict(IN_FLIGHT_DETAIL, code="idempotency_key_in_use")
+    return _take_over(record, now=now)
+
+
+def _take_over(record: IdempotencyRecord, *, now) -> IdempotencyRecord:
+    """Hold an in-flight record whose lease ran out (its holder died or gave it up)."""
+    until = now + IDEMPOTENCY_LEASE
     taken = IdempotencyRecord.objects.filter(
         pk=record.pk, state=IdempotencyRecord.State.IN_FLIGHT, locked_until=record.locked_until
-    ).update(locked_until=now + IDEMPOTENCY_LEASE)
+    ).update(locked_until=until)
     if not taken:
         raise Conflict(IN_FLIGHT_DETAIL, code="idempotency_key_in_use")
+    record.locked_until = until
     return record
 
 
-def _idempotent(*, client_id: str, key: str, fingerprint: str, work: Callable[[IdempotencyRecord], Answer]) -> Answer:
-    begun = idempotency_begin(client_id=client_id, key=key, fingerprint=fingerprint)
-    if isinstance(begun, Answer):
-        return begun
+def _held(record: IdempotencyRecord) -> dict:
+    """The filter that matches the record only while this request still holds it."""
+    return {"pk": record.pk, "state": IdempotencyRecord.State.IN_FLIGHT, "locked_until": record.locked_until}
+
+
+@contextlib.contextmanager
+def _key_released_on_failure(record: IdempotencyRecord) -> Iterator[None]:
     try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.select_for_update().get(pk=begun.pk)
-            if record.state == IdempotencyRecord.State.COMPLETED:  # finished by a request that took over
-                return Answer(status=record.response_status, body=record.response_body, replayed=True)
-            answer = work(record)
-            record.state = IdempotencyRecord.State.COMPLETED
-            record.response_status = answer.status
-            record.response_body = answer.body
-            record.completed_at = timezone.now()
-            record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
-            return answer
+        yield
+    except ProviderUnavailable:
+        _lease_end(record)
+        raise
     except (exceptions.APIException, DjangoValidationError):
         # Refused requests are not stored: the key is free for a corrected request.
-        IdempotencyRecord.objects.filter(pk=begun.pk, state=IdempotencyRecord.State.IN_FLIGHT).delete()
+        IdempotencyRecord.objects.filter(**_held(record)).delete()
         raise
+    except Exception:
+        logger.exception("idempotent request failed; its key is free for a retry", extra={"key": record.key})
+        _lease_end(record)
+        raise
+
+
+def _lease_end(record: IdempotencyRecord) -> None:
+    """End the lease now: the next retry with the key takes the record over at once (same request)."""
+    with contextlib.suppress(DatabaseError):  # the database itself failing: the lease runs out instead
+        IdempotencyRecord.objects.filter(**_held(record)).update(locked_until=timezone.now())
+
+
+def _complete(record: IdempotencyRecord, store: Callable[[], Answer]) -> Answer:
+    """Run `store` (the outcome's writes) and store its answer, in one short transaction."""
+    with transaction.atomic():
+        locked = IdempotencyRecord.objects.select_for_update().get(pk=record.pk)
+        if locked.state == IdempotencyRecord.State.COMPLETED:  # finished by a request that took over
+            return Answer(status=locked.response_status, body=locked.response_body, replayed=True)
+        if locked.locked_until != record.locked_until:  # our lease ran out and another request holds it
+            raise Conflict(IN_FLIGHT_DETAIL, code="idempotency_key_in_use")
+        answer = store()
+        locked.state = IdempotencyRecord.State.COMPLETED
+        locked.response_status = answer.status
+        locked.response_body = answer.body
+        locked.completed_at = Now()
+        locked.save(update_fields=["state", "response_status", "response_body", "completed_at"])
+        return answer
 
 
 def payment_charge(
@@ -116,7 +170,7 @@ def payment_charge(
     payment_method: str,
     receipt_email: str = "",
 ) -> Answer:
-    """Charge an order once per key: 201 with the payment, succeeded or declined by the provider."""
+    """Charge an order once per key: 201 with the payment, succeeded or declined by the processor."""
     body = {
         "order_id": str(order_id),
         "user_id": str(user_id),
@@ -125,39 +179,66 @@ def payment_charge(
         "payment_method": payment_method,
         "receipt_email": receipt_email,
     }
-    fingerprint = request_fingerprint(method="POST", path=path, body=body)
+    begun = idempotency_begin(
+        client_id=client_id,
+        key=idempotency_key,
+        fingerprint=request_fingerprint(method="POST", path=path, body=body),
+        operation=IdempotencyRecord.Operation.CHARGE,
+        request_body=body,
+    )
+    if isinstance(begun, Answer):
+        return begun
+    return _charge_run(begun, body)
 
-    def work(record: IdempotencyRecord) -> Answer:
-        earlier = Payment.objects.filter(order_id=order_id).first()
-        if earlier is not None and (earlier.amount, earlier.currency, earlier.user_id) != (amount, currency, user_id):
-            raise UnprocessableEntity(
-                f"Order {order_id} was charged as {earlier.amount} {earlier.currency}; amount and currency must match.",
-                code="amount_mismatch",
-            )
-        if Payment.objects.filter(order_id=order_id, status=Payment.Status.SUCCEEDED).exists():
-            raise Conflict(f"Order {order_id} is already paid.", code="already_paid")
-        decision = provider.charge_decide(payment_method=payment_method, amount=amount, currency=currency)
-        payment = Payment(
-            order_id=order_id,
-            user_id=user_id,
-            amount=amount,
-            currency=currency,
-            payment_method=payment_method,
-            receipt_email=receipt_email,
-            status=Payment.Status.SUCCEEDED if decision.succeeded else Payment.Status.DECLINED,
-            decline_code=decision.decline_code,
-            created_by=client_id,
+
+def _charge_allowed(*, order_id, user_id: uuid.UUID, amount: int, currency: str) -> None:
+    earlier = Payment.objects.filter(order_id=order_id).first()
+    if earlier is not None and (earlier.amount, earlier.currency, earlier.user_id) != (amount, currency, user_id):
+        raise UnprocessableEntity(
+            f"Order {order_id} was charged as {earlier.amount} {earlier.currency}; amount and currency must match.",
+            code="amount_mismatch",
         )
-        payment.full_clean()
-        try:
-            with transaction.atomic():
-                payment.save(force_insert=True)
-        except IntegrityError:  # captured concurrently under another key
-            raise Conflict(f"Order {order_id} is already paid.", code="already_paid") from None
-        payment.refresh_from_db()
-        return Answer(status=201, body=dict(PaymentOutputSerializer(payment).data))
+    if Payment.objects.filter(order_id=order_id, status=Payment.Status.SUCCEEDED).exists():
+        raise Conflict(f"Order {order_id} is already paid.", code="already_paid")
 
-    return _idempotent(client_id=client_id, key=idempotency_key, fingerprint=fingerprint, work=work)
+
+def _charge_run(record: IdempotencyRecord, body: dict) -> Answer:
+    """The three steps of a charge whose key `record` holds: check, ask the processor, record."""
+    order_id, user_id = uuid.UUID(body["order_id"]), uuid.UUID(body["user_id"])
+    with _key_released_on_failure(record):
+        _charge_allowed(order_id=order_id, user_id=user_id, amount=body["amount"], currency=body["currency"])
+        try:
+            decision = provider.charge_decide(
+                payment_method=body["payment_method"],
+                amount=body["amount"],
+                currency=body["currency"],
+                idempotency_key=f"{record.client_id}:{record.key}",
+            )
+        except provider.ProviderError as error:
+            raise ProviderUnavailable() from error
+
+        def store() -> Answer:
+            payment = Payment(
+                order_id=order_id,
+                user_id=user_id,
+                amount=body["amount"],
+                currency=body["currency"],
+                payment_method=body["payment_method"],
+                receipt_email=body["receipt_email"],
+                status=Payment.Status.SUCCEEDED if decision.succeeded else Payment.Status.DECLINED,
+                decline_code=decision.decline_code,
+                created_by=record.client_id,
+            )
+            payment.full_clean()
+            try:
+                with transaction.atomic():
+                    payment.save(force_insert=True)
+            except IntegrityError:  # captured concurrently under another key
+                raise Conflict(f"Order {order_id} is already paid.", code="already_paid") from None
+            payment.refresh_from_db()
+            return Answer(status=201, body=dict(PaymentOutputSerializer(payment).data))
+
+        return _complete(record, store)
 
 
 def payment_refund(
@@ -170,9 +251,24 @@ def payment_refund(
     reason: str,
 ) -> Answer:
     """Refund (part of) a captured payment once per key; never more than what remains captured."""
-    fingerprint = request_fingerprint(method="POST", path=path, body={"amount": amount, "reason": reason})
+    begun = idempotency_begin(
+        client_id=client_id,
+        key=idempotency_key,
+        fingerprint=request_fingerprint(method="POST", path=path, body={"amount": amount, "reason": reason}),
+        operation=IdempotencyRecord.Operation.REFUND,
+        request_body={"payment_id": str(payment_id), "amount": amount, "reason": reason},
+    )
+    if isinstance(begun, Answer):
+        return begun
+    return _refund_run(begun, begun.request_body)
 
-    def work(record: IdempotencyRecord) -> Answer:
+
+def _refund_run(record: IdempotencyRecord, body: dict) -> Answer:
+    """A refund whose key `record` holds. The simulated processor needs no call for a refund (a real
+    one would be called here, before `_complete`, with no transaction open)."""
+    payment_id, amount, reason = uuid.UUID(body["payment_id"]), body["amount"], body["reason"]
+
+    def store() -> Answer:
         payment = Payment.objects.select_for_update().filter(pk=payment_id).first()
         if payment is None:
             raise exceptions.NotFound("No such payment.")
@@ -187,11 +283,11 @@ def payment_refund(
                 f"A refund of {refund_amount} exceeds the {refundable} {payment.currency} still captured.",
                 code="refund_exceeds_captured",
             )
-        refund = Refund(payment=payment, amount=refund_amount, reason=reason, created_by=client_id)
+        refund = Refund(payment=payment, amount=refund_amount, reason=reason, created_by=record.client_id)
         refund.full_clean()
         refund.save(force_insert=True)
         Payment.objects.filter(pk=payment.pk).update(
-            refunded_amount=F("refunded_amount") + refund_amount, updated_at=timezone.now()
+            refunded_amount=F("refunded_amount") + refund_amount, updated_at=Now()
         )
         payment.refresh_from_db()
         refund.refresh_from_db()
@@ -212,4 +308,50 @@ def payment_refund(
         )
         return Answer(status=201, body=dict(RefundWithPaymentOutputSerializer(refund).data))
 
-    return _idempotent(client_id=client_id, key=idempotency_key, fingerprint=fingerprint, work=work)
+    with _key_released_on_failure(record):
+        return _complete(record, store)
+
+
+@dataclass
+class FinishReport:
+    finished: int = 0  # completed from the stored request
+    refused: int = 0  # the request turned out to be refused: the key was freed
+    failed: int = 0  # could not be finished now; its lease ran out again for the next run
+
+
+def payments_requests_finish(*, limit: int = 200) -> FinishReport:
+    """Finish requests whose holder died after taking their key: in-flight records past their lease,
+    redone from the stored request (the processor answers the same under the record's key)."""
+    report = FinishReport()
+    now = timezone.now()
+    abandoned = IdempotencyRecord.objects.filter(
+        state=IdempotencyRecord.State.IN_FLIGHT, locked_until__lt=now, request_body__isnull=False
+    ).exclude(operation="")
+    for record in abandoned.order_by("locked_until")[:limit]:
+        try:
+            held = _take_over(record, now=now)
+            run = _charge_run if held.operation == IdempotencyRecord.Operation.CHARGE else _refund_run
+            run(held, held.request_body)
+        except (exceptions.APIException, DjangoValidationError):
+            report.refused += 1
+        except Exception:
+            logger.exception("an abandoned request could not be finished", extra={"key": record.key})
+            report.failed += 1
+        else:
+            report.finished += 1
+    return report
+
+
+def idempotency_records_prune(*, older_than: timedelta, chunk_size: int = 1000) -> int:
+    """Forget completed keys after `older_than` (Stripe keeps them 24 hours): a key reused after that
+    is a new request. In-flight records are left to the sweeper."""
+    deleted = 0
+    while True:
+        chunk = list(
+            IdempotencyRecord.objects.filter(
+                state=IdempotencyRecord.State.COMPLETED, completed_at__lt=Now() - older_than
+            ).values_list("pk", flat=True)[:chunk_size]
+        )
+        if not chunk:
+            return deleted
+        deleted += IdempotencyRecord.objects.filter(pk__in=chunk).delete()[0]

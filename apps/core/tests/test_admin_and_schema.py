@@ -54,10 +54,11 @@ def journey(db):
         response_status=201,
         response_body={},
         locked_until=payment.created_at,
+        completed_at=payment.created_at,
     )
     event = ProcessedEvent.objects.create(event_id=uuid.uuid4(), type="order.paid", source="orders")
     notification = Notification.objects.create(user_id=user_id, event=event, type="order.paid", title="t", body="b")
-    EmailDelivery.objects.create(notification=notification, recipient="ada@example.com")
+    EmailDelivery.objects.create(notification=notification, recipient="ada@example.com", available_at=event.received_at)
     return [
         order,
         order.status_changes.get(),

@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core import outbox
+from apps.core import outbox, work_queue
 from apps.core.outbox import DeliveryResult
 from apps.orders.models import OrderEvent
 
@@ -40,9 +40,14 @@ class Recorder:
         return self.result
 
 
-def test_the_message_is_what_notifications_accepts():
+def test_the_envelope_is_the_event_as_consumers_receive_it():
     (event,) = add()
-    assert event.message() == {"event_id": str(event.id), "type": "order.paid", "user_id": str(USER), "data": {"n": 0}}
+    assert event.envelope() == {"event_id": str(event.id), "type": "order.paid", "user_id": str(USER), "data": {"n": 0}}
+
+
+def test_the_kernel_outbox_knows_no_consumer_the_concrete_one_does():
+    with pytest.raises(NotImplementedError):
+        outbox.OutboxEvent.deliver(OrderEvent(type="x", user_id=USER, aggregate_id=USER))
 
 
 def test_a_delivered_event_is_recorded_and_not_delivered_again():
@@ -54,26 +59,6 @@ def test_a_delivered_event_is_recorded_and_not_delivered_again():
     assert (report.claimed, report.delivered, again.claimed) == (1, 1, 0)
     assert deliver.seen == [event.id]
     assert (event.state, event.attempts, event.last_status, event.claimed_by) == ("delivered", 1, 202, "")
-
-
-def test_a_claimed_event_is_not_claimed_by_another_relay_until_its_lease_ends():
-    (event,) = add()
-    assert [claimed.id for claimed in outbox.claim(OrderEvent, relay="r1", batch_size=10, lease_seconds=60)] == [
-        event.id
-    ]
-    assert outbox.claim(OrderEvent, relay="r2", batch_size=10, lease_seconds=60) == []
-    OrderEvent.objects.filter(pk=event.pk).update(available_at=timezone.now() - timedelta(seconds=1))
-    assert [claimed.id for claimed in outbox.claim(OrderEvent, relay="r2", batch_size=10, lease_seconds=60)] == [
-        event.id
-    ]
-    assert OrderEvent.objects.get().claimed_by == "r2"
-
-
-def test_a_batch_takes_the_oldest_due_events_first():
-    events = add(3)
-    claimed = outbox.claim(OrderEvent, relay="r1", batch_size=2, lease_seconds=60)
-    assert len(claimed) == 2
-    assert {event.id for event in claimed} < {event.id for event in events}
 
 
 def test_a_failed_delivery_is_retried_later_with_backoff_and_the_attempt_recorded():
@@ -94,7 +79,7 @@ def test_a_failed_delivery_is_retried_later_with_backoff_and_the_attempt_recorde
         503,
         "down",
     )
-    assert before + timedelta(seconds=5) <= event.available_at <= timezone.now() + timedelta(seconds=10)
+    assert before + timedelta(seconds=4) <= event.available_at <= timezone.now() + timedelta(seconds=11)
     assert outbox.relay_batch(OrderEvent, relay="r1", deliver=Recorder()).claimed == 0
 
 
@@ -118,19 +103,77 @@ def test_a_delivery_that_raises_counts_as_a_failed_attempt():
     assert (event.state, event.attempts, event.last_error) == ("pending", 1, "RuntimeError: bug")
 
 
-def test_a_late_relay_does_not_undo_another_relays_delivery():
+def test_a_relay_whose_lease_passed_to_another_cannot_record():
     (event,) = add()
-    stale = outbox.claim(OrderEvent, relay="r1", batch_size=1, lease_seconds=60)[0]
-    OrderEvent.objects.filter(pk=event.pk).update(delivered_at=timezone.now(), attempts=1)
-    outbox._record(OrderEvent, stale, DeliveryResult(delivered=False, error="late"), base=1, maximum=1)
+    work_queue.claim(OrderEvent.objects.all(), worker="r1", batch_size=1, lease_seconds=60)
+    OrderEvent.objects.filter(pk=event.pk).update(claimed_by="r2")  # r1's lease ran out; r2 took it
+    outcome = outbox._record(
+        OrderEvent, event, DeliveryResult(delivered=False, status=503, error="late"), relay="r1", base=1, maximum=1
+    )
     event.refresh_from_db()
-    assert (event.state, event.attempts, event.last_error) == ("delivered", 1, "")
+    assert (outcome, event.claimed_by, event.attempts, event.last_error) == ("lost", "r2", 0, "")
 
 
-@pytest.mark.parametrize(("attempts", "low", "high"), [(1, 0.5, 1), (2, 1, 2), (3, 2, 4), (10, 30, 60)])
-def test_backoff_doubles_with_jitter_up_to_the_maximum(attempts, low, high):
-    delays = [outbox.backoff_seconds(attempts, base=1, maximum=60) for _ in range(50)]
-    assert all(low <= delay <= high for delay in delays)
+def test_the_batch_stops_at_the_first_delivery_without_an_answer_and_releases_the_rest():
+    events = add(3)
+    deliver = Recorder(DeliveryResult(delivered=False, error="ConnectTimeout"))
+    report = outbox.relay_batch(OrderEvent, relay="r1", deliver=deliver)
+    assert (report.claimed, report.retried, report.released, report.interrupted) == (3, 1, 2, True)
+    assert len(deliver.seen) == 1
+    untried = OrderEvent.objects.exclude(pk=deliver.seen[0])
+    assert sorted(untried.values_list("attempts", "claimed_by")) == [(0, ""), (0, "")]
+    assert {event.id for event in events} == {*deliver.seen, *untried.values_list("pk", flat=True)}
+
+
+def test_an_answered_failure_does_not_stop_the_batch():
+    add(3)
+    report = outbox.relay_batch(OrderEvent, relay="r1", deliver=Recorder(DeliveryResult(delivered=False, status=503)))
+    assert (report.retried, report.released, report.interrupted) == (3, 0, False)
+
+
+def test_the_stop_signal_is_looked_at_before_each_event():
+    add(3)
+    deliver = Recorder()
+    report = outbox.relay_batch(OrderEvent, relay="r1", deliver=deliver, should_stop=lambda: len(deliver.seen) >= 1)
+    assert (report.delivered, report.released, report.interrupted) == (1, 2, True)
+    assert OrderEvent.objects.filter(delivered_at__isnull=True, claimed_by="").count() == 2
+
+
+def test_an_event_whose_lease_another_relay_took_mid_batch_is_skipped():
+    add(2)
+    delivered = []
+
+    def deliver(event):
+        OrderEvent.objects.exclude(pk=event.pk).update(claimed_by="r2")  # r2 took the other one meanwhile
+        delivered.append(event.pk)
+        return DeliveryResult(delivered=True, status=202)
+
+    report = outbox.relay_batch(OrderEvent, relay="r1", deliver=deliver, batch_size=2)
+    assert (report.delivered, report.lost, len(delivered)) == (1, 1, 1)
+    assert OrderEvent.objects.exclude(pk=delivered[0]).get().claimed_by == "r2"
+
+
+def test_the_lease_on_one_event_covers_its_slowest_delivery(settings):
+    from apps.core import service_calls
+
+    assert outbox.delivery_lease_seconds() == service_calls.service_call_budget_seconds() + 10
+    assert outbox.delivery_lease_seconds() == pytest.approx(36.8)
+
+
+def test_an_operator_retry_leaves_a_leased_event_alone():
+    (event,) = add()
+    work_queue.claim(OrderEvent.objects.all(), worker="r1", batch_size=1, lease_seconds=60)
+    assert outbox.outbox_event_retry(OrderEvent, event_ids=[event.id]) == 0
+    assert OrderEvent.objects.get().claimed_by == "r1"
+
+
+def test_prune_deletes_only_events_delivered_before_the_retention():
+    old, recent, pending = add(3)
+    now = timezone.now()
+    OrderEvent.objects.filter(pk=old.pk).update(delivered_at=now - timedelta(days=8))
+    OrderEvent.objects.filter(pk=recent.pk).update(delivered_at=now - timedelta(days=6))
+    assert outbox.outbox_delivered_prune(OrderEvent, older_than=timedelta(days=7)) == 1
+    assert sorted(OrderEvent.objects.values_list("pk", flat=True)) == sorted([recent.id, pending.id])
 
 
 def test_the_installed_outboxes_are_found():

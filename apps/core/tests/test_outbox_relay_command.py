@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
-from apps.core import outbox, service_calls
+from apps.core import outbox, service_calls, work_queue
 from apps.notifications.models import Notification, ProcessedEvent
 from apps.orders.models import OrderEvent
 from apps.payments.models import PaymentEvent
@@ -26,10 +26,7 @@ def notifications_live(live_server, settings):
     service_calls.service_token.forget()
     yield live_server
     service_calls.service_token.forget()
-    with service_calls._sessions_lock:
-        for session in service_calls._sessions.values():
-            session.close()
-        service_calls._sessions.clear()
+    service_calls.sessions_close()
 
 
 def add(model, event_type: str) -> outbox.OutboxEvent:
@@ -82,8 +79,14 @@ def test_on_postgresql_a_claim_skips_rows_another_transaction_holds_without_wait
     thread.start()
     try:
         assert locked.wait(timeout=10)
-        claimed = outbox.claim(OrderEvent, relay="r2", batch_size=10, lease_seconds=60)
+        claimed = work_queue.claim(OrderEvent.objects.all(), worker="r2", batch_size=10, lease_seconds=60)
     finally:
         release.set()
         thread.join()
-    assert [event.id for event in claimed] == [free.id]
+    assert claimed == [free.id]
+
+
+@pytest.mark.django_db
+def test_a_lease_shorter_than_one_delivery_is_refused():
+    with pytest.raises(CommandError, match="--lease must cover one delivery"):
+        call_command("outbox_relay", "--once", "--lease", "5")

@@ -1,8 +1,12 @@
+import smtplib
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db.models.functions import Now
 from django.test import override_settings
+from django.utils import timezone
 
 from apps.notifications import services
 from apps.notifications.models import EmailDelivery, Notification, ProcessedEvent
@@ -18,59 +22,154 @@ def accept(event_id=EVENT, event_type="order.paid", data=PAID):
     return services.event_accept(event_id=event_id, event_type=event_type, user_id=USER, data=data, source="orders")
 
 
-def test_an_event_becomes_one_notification_and_one_email(django_capture_on_commit_callbacks):
+def send_due(**options) -> services.EmailBatchReport:
+    return services.email_deliveries_send(worker="w1", **options)
+
+
+def test_an_event_becomes_one_notification_and_a_queued_email_the_worker_sends(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         notification, created = accept()
     assert created is True
     assert (notification.user_id, notification.type, notification.title) == (USER, "order.paid", "Order paid")
     assert notification.body == "We received 28.00 EUR for order o-1. Thank you!"
+    assert mail.outbox == []  # accepting the event sends nothing
+    assert EmailDelivery.objects.get().status == "pending"
+
+    report = send_due()
+    assert (report.claimed, report.sent) == (1, 1)
     assert len(mail.outbox) == 1
     assert (mail.outbox[0].subject, mail.outbox[0].to) == ("Order paid", ["ada@example.com"])
     delivery = EmailDelivery.objects.get()
-    assert (delivery.status, delivery.attempts, delivery.recipient) == ("sent", 1, "ada@example.com")
+    assert (delivery.status, delivery.attempts, delivery.recipient, delivery.claimed_by) == (
+        "sent",
+        1,
+        "ada@example.com",
+        "",
+    )
+    assert mail.outbox[0].extra_headers["Message-ID"] == f"<notification-email-{delivery.pk}@platform.local>"
+    assert send_due().claimed == 0
+    assert len(mail.outbox) == 1
 
 
-def test_a_repeated_event_id_changes_nothing_but_is_counted(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        accept()
-    with django_capture_on_commit_callbacks(execute=True):
-        notification, created = accept(data={**PAID, "total": 1})
+def test_a_repeated_event_id_changes_nothing_but_is_counted():
+    accept()
+    notification, created = accept(data={**PAID, "total": 1})
     assert (notification, created) == (None, False)
     assert Notification.objects.count() == 1
     assert Notification.objects.get().body == "We received 28.00 EUR for order o-1. Thank you!"
-    assert len(mail.outbox) == 1
+    assert EmailDelivery.objects.count() == 1
     assert ProcessedEvent.objects.get().times_received == 2
 
 
-def test_no_email_address_means_an_inbox_entry_and_no_email(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        accept(data={**PAID, "email": "not-an-address"})
+def test_no_email_address_means_an_inbox_entry_and_no_email():
+    accept(data={**PAID, "email": "not-an-address"})
     assert Notification.objects.count() == 1
     assert EmailDelivery.objects.count() == 0
-    assert mail.outbox == []
-
-
-@override_settings(EMAIL_BACKEND="apps.notifications.tests.test_services.RefusingBackend")
-def test_an_email_the_backend_refuses_is_recorded_as_failed_and_the_notification_stays(
-    django_capture_on_commit_callbacks,
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        accept()
-    delivery = EmailDelivery.objects.get()
-    assert (delivery.status, delivery.attempts, delivery.last_error) == (
-        "failed",
-        1,
-        "ConnectionRefusedError: smtp down",
-    )
-    assert Notification.objects.count() == 1
 
 
 class RefusingBackend:
+    """A mail relay nobody answers at (connection refused)."""
+
     def __init__(self, *args, **kwargs):
         pass
 
-    def send_messages(self, messages):
+    def open(self):
         raise ConnectionRefusedError("smtp down")
+
+    def close(self):
+        pass
+
+    def send_messages(self, messages):
+        raise AssertionError("not reached")
+
+
+class RejectingBackend(RefusingBackend):
+    """A mail relay that answers, refusing the recipient for good (550)."""
+
+    def open(self):
+        return True
+
+    def send_messages(self, messages):
+        raise smtplib.SMTPRecipientsRefused({"ada@example.com": (550, b"no such mailbox")})
+
+
+class BusyBackend(RejectingBackend):
+    """A mail relay that answers, asking to try later (451)."""
+
+    def send_messages(self, messages):
+        raise smtplib.SMTPDataError(451, b"try again later")
+
+
+def _events(count: int) -> None:
+    for number in range(count):
+        accept(event_id=uuid.UUID(int=number + 1))
+
+
+@override_settings(EMAIL_BACKEND="apps.notifications.tests.test_services.RefusingBackend")
+def test_a_mail_relay_that_does_not_answer_stops_the_batch_and_the_email_is_retried_later():
+    _events(3)
+    report = send_due(backoff_base=60, backoff_max=60)
+    assert (report.claimed, report.retried, report.released, report.interrupted) == (3, 1, 2, True)
+    tried = EmailDelivery.objects.get(attempts=1)
+    assert (tried.status, tried.last_error) == ("pending", "ConnectionRefusedError: smtp down")
+    assert tried.available_at > timezone.now() + timedelta(seconds=25)
+    assert list(EmailDelivery.objects.exclude(pk=tried.pk).values_list("attempts", "claimed_by")) == [(0, ""), (0, "")]
+    assert Notification.objects.count() == 3
+
+
+@override_settings(EMAIL_BACKEND="apps.notifications.tests.test_services.RejectingBackend")
+def test_a_recipient_the_mail_server_refuses_for_good_is_failed_at_once():
+    _events(2)
+    report = send_due()
+    assert (report.failed, report.interrupted) == (2, False)
+    assert set(EmailDelivery.objects.values_list("status", "attempts")) == {("failed", 1)}
+
+
+@override_settings(EMAIL_BACKEND="apps.notifications.tests.test_services.BusyBackend")
+def test_an_email_is_failed_after_its_last_attempt():
+    accept()
+    for _ in range(3):
+        EmailDelivery.objects.update(available_at=Now())
+        send_due(max_attempts=3)
+    delivery = EmailDelivery.objects.get()
+    assert (delivery.status, delivery.attempts) == ("failed", 3)
+    assert delivery.last_error.startswith("gave up after 3 attempts: 451")
+    assert services.email_delivery_retry(delivery_ids=[delivery.pk]) == 1
+    assert EmailDelivery.objects.values_list("status", "attempts").get() == ("pending", 0)
+
+
+def test_the_stop_signal_is_looked_at_before_each_email():
+    _events(3)
+    report = send_due(should_stop=lambda: len(mail.outbox) >= 1)
+    assert (report.sent, report.released, report.interrupted) == (1, 2, True)
+    assert EmailDelivery.objects.filter(status="pending", claimed_by="").count() == 2
+
+
+def test_a_worker_whose_lease_passed_to_another_does_not_record():
+    accept()
+
+    def send(*, delivery):
+        EmailDelivery.objects.filter(pk=delivery.pk).update(claimed_by="w2")
+        return services.SendResult(sent=True)
+
+    assert send_due(send=send).lost == 1
+    assert EmailDelivery.objects.values_list("status", "claimed_by").get() == ("pending", "w2")
+
+
+def test_rows_of_the_previous_release_are_never_taken():
+    accept()
+    EmailDelivery.objects.update(available_at=None)
+    assert send_due().claimed == 0
+
+
+def test_event_ids_past_the_dedup_window_are_forgotten_and_their_inbox_entries_stay():
+    accept(event_id=uuid.UUID(int=1))
+    accept(event_id=uuid.UUID(int=2))
+    ProcessedEvent.objects.filter(pk=uuid.UUID(int=1)).update(last_received_at=timezone.now() - timedelta(days=31))
+    assert services.processed_events_prune(older_than=timedelta(days=30)) == 1
+    assert list(ProcessedEvent.objects.values_list("pk", flat=True)) == [uuid.UUID(int=2)]
+    assert Notification.objects.count() == 2
+    assert Notification.objects.filter(event__isnull=True).count() == 1
 
 
 @pytest.mark.parametrize(
@@ -90,6 +189,11 @@ class RefusingBackend:
             "payment.refunded",
             {"order_id": "o-1", "amount": 5, "currency": "USD"},
             "0.05 USD was refunded for order o-1.",
+        ),
+        (
+            "order.payment_refused",
+            {"order_id": "o-1", "total": 500, "currency": "EUR", "reason": "refused"},
+            "The payment of 5.00 EUR for order o-1 could not be taken (refused). Nothing was charged.",
         ),
         ("order.shipped", {}, "Event order.shipped."),
         ("order.paid", {}, "We received ? for order ?. Thank you!"),

@@ -1,6 +1,8 @@
 """The orders service talks to payments (and auth) over real HTTP: pytest-django's live server runs
 every service of this test process, and orders authenticates with a real client-credentials token."""
 
+import uuid
+
 import pytest
 
 from apps.core import service_calls
@@ -23,16 +25,15 @@ def live_platform(live_server, settings):
     yield live_server
     service_calls.service_token.forget()
     # Close kept-alive connections now, while the live server's threads still share the database.
-    with service_calls._sessions_lock:
-        for session in service_calls._sessions.values():
-            session.close()
-        service_calls._sessions.clear()
+    service_calls.sessions_close()
 
 
 @pytest.fixture
 def customer(db):
-    user_id, token = user_token()
-    return user_id, bearer_client(token)
+    """(user id, API client with their token, their email)."""
+    email = f"customer-{uuid.uuid4().hex[:8]}@example.com"
+    user_id, token = user_token(email=email)
+    return user_id, bearer_client(token), email
 
 
 @pytest.fixture

@@ -105,9 +105,11 @@ def test_an_abandoned_key_is_taken_over_after_its_lease():
     IdempotencyRecord.objects.create(
         client_id="orders", key="k", request_fingerprint=fingerprint, locked_until=timezone.now() - timedelta(seconds=1)
     )
+    before = timezone.now()
     record = services.idempotency_begin(client_id="orders", key="k", fingerprint=fingerprint)
     assert isinstance(record, IdempotencyRecord)
-    assert record.locked_until < IdempotencyRecord.objects.get().locked_until
+    assert record.locked_until == IdempotencyRecord.objects.get().locked_until
+    assert record.locked_until >= before + services.IDEMPOTENCY_LEASE
 
 
 def test_keys_are_per_client():
@@ -191,3 +193,119 @@ def test_a_declined_payment_cannot_be_refunded():
     assert error.value.detail.code == "not_captured"
     assert Refund.objects.count() == 0
     assert PaymentEvent.objects.count() == 0
+
+
+def test_a_processor_outage_is_503_charges_nothing_and_leaves_the_key_usable(settings, tmp_path):
+    fault = tmp_path / "processor-down"
+    fault.touch()
+    settings.PAYMENTS_PROVIDER_FAULT_FILE = str(fault)
+    with pytest.raises(services.ProviderUnavailable):
+        charge()
+    record = IdempotencyRecord.objects.get()
+    assert (record.state, Payment.objects.count()) == ("in_flight", 0)
+    assert record.locked_until <= timezone.now()
+    fault.unlink()
+    answer = charge()
+    assert (answer.status, answer.replayed, answer.body["status"]) == (201, False, "succeeded")
+    assert Payment.objects.count() == 1
+
+
+def test_a_processor_that_raises_unexpectedly_never_leaves_the_key_locked(monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("processor client bug")
+
+    monkeypatch.setattr(services.provider, "charge_decide", broken)
+    with pytest.raises(RuntimeError):
+        charge()
+    assert IdempotencyRecord.objects.get().locked_until <= timezone.now()
+    monkeypatch.undo()
+    assert charge().body["status"] == "succeeded"
+    assert Payment.objects.count() == 1
+
+
+def test_the_processor_is_asked_under_the_keys_own_idempotency_key(monkeypatch):
+    asked = []
+    real = services.provider.charge_decide
+
+    def recording(**kwargs):
+        asked.append(kwargs["idempotency_key"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(services.provider, "charge_decide", recording)
+    charge()
+    charge()
+    assert asked == ["orders:key-1"]
+
+
+def test_a_request_that_died_after_taking_its_key_is_finished_by_the_sweeper():
+    body = {
+        "order_id": str(ORDER_ID),
+        "user_id": str(USER_ID),
+        "amount": 2500,
+        "currency": "EUR",
+        "payment_method": "pm_card_visa",
+        "receipt_email": "",
+    }
+    IdempotencyRecord.objects.create(
+        client_id="orders",
+        key="key-1",
+        request_fingerprint=services.request_fingerprint(method="POST", path="/api/payments/", body=body),
+        operation="charge",
+        request_body=body,
+        locked_until=timezone.now() - timedelta(seconds=1),
+    )
+    report = services.payments_requests_finish()
+    assert (report.finished, report.refused, report.failed) == (1, 0, 0)
+    payment = Payment.objects.get()
+    record = IdempotencyRecord.objects.get()
+    assert (record.state, record.response_body["id"]) == ("completed", str(payment.id))
+    replay = charge(receipt_email="")
+    assert (replay.replayed, replay.body["id"]) == (True, str(payment.id))
+    assert services.payments_requests_finish().finished == 0
+
+
+def test_the_sweeper_leaves_requests_whose_holder_is_alive():
+    IdempotencyRecord.objects.create(
+        client_id="orders",
+        key="k",
+        request_fingerprint="f",
+        operation="refund",
+        request_body={"payment_id": str(uuid.uuid4()), "amount": None, "reason": ""},
+        locked_until=timezone.now() + timedelta(seconds=30),
+    )
+    assert services.payments_requests_finish().finished == 0
+    assert IdempotencyRecord.objects.get().state == "in_flight"
+
+
+def test_a_finished_refund_of_a_missing_payment_frees_the_key():
+    IdempotencyRecord.objects.create(
+        client_id="orders",
+        key="k",
+        request_fingerprint="f",
+        operation="refund",
+        request_body={"payment_id": str(uuid.uuid4()), "amount": None, "reason": ""},
+        locked_until=timezone.now() - timedelta(seconds=1),
+    )
+    assert services.payments_requests_finish().refused == 1
+    assert IdempotencyRecord.objects.count() == 0
+
+
+def test_prune_forgets_completed_keys_after_a_day_and_keeps_the_rest():
+    charge(key="old")
+    charge(key="recent", order_id=uuid.uuid4())
+    IdempotencyRecord.objects.create(
+        client_id="orders", key="flying", request_fingerprint="f", locked_until=timezone.now() - timedelta(days=2)
+    )
+    IdempotencyRecord.objects.filter(key="old").update(completed_at=timezone.now() - timedelta(hours=25))
+    assert services.idempotency_records_prune(older_than=timedelta(hours=24)) == 1
+    assert sorted(IdempotencyRecord.objects.values_list("key", flat=True)) == ["flying", "recent"]
+    assert Payment.objects.count() == 2
+
+
+def test_the_database_refuses_a_currency_that_is_not_a_code():
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError, match="payment_currency_code"), transaction.atomic():
+        Payment.objects.create(
+            order_id=ORDER_ID, user_id=USER_ID, amount=1, currency="eur", status="declined", created_by="orders"
+        )

@@ -2,18 +2,13 @@
 
 Run it beside the web process of every service that writes events (orders, payments), with the same
 environment. Several relays may run at once: each claims its own rows (see apps.core.outbox).
+SIGTERM is looked at before each event: the relay records the delivery in hand, releases the rest of
+its batch and exits 0, within one delivery's budget of the signal.
 """
 
-import logging
-import signal
-import time
-
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections
 
-from apps.core import outbox
-
-logger = logging.getLogger(__name__)
+from apps.core import outbox, work_queue
 
 
 class Command(BaseCommand):
@@ -23,48 +18,51 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
         parser.add_argument("--batch-size", type=int, default=50, help="events claimed per transaction")
         parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds to wait when nothing is due")
-        parser.add_argument("--lease", type=float, default=60.0, help="seconds a claim lasts before others retake it")
+        parser.add_argument(
+            "--lease",
+            type=float,
+            default=None,
+            help="seconds one event stays with this relay; default: the slowest delivery plus a margin",
+        )
         parser.add_argument("--backoff-base", type=float, default=1.0, help="seconds before the first retry")
         parser.add_argument("--backoff-max", type=float, default=300.0, help="longest wait between retries")
 
     def handle(self, *args, once, batch_size, poll_interval, lease, backoff_base, backoff_max, **options):
-        if batch_size < 1 or poll_interval <= 0 or lease <= 0 or backoff_base <= 0 or backoff_max < backoff_base:
+        if batch_size < 1 or poll_interval <= 0 or backoff_base <= 0 or backoff_max < backoff_base:
             raise CommandError("sizes and intervals must be positive, and --backoff-max at least --backoff-base")
+        budget = outbox.delivery_lease_seconds()
+        if lease is not None and lease < budget:
+            raise CommandError(f"--lease must cover one delivery: at least {budget:.1f} s with these timeouts")
         models = outbox.outbox_models()
         if not models:
             raise CommandError("this service has no outbox (only orders and payments emit events)")
-        relay = outbox.relay_id()
-        stopping = []
+        relay = work_queue.worker_id()
+        stop = work_queue.StopSignal()
         if not once:
-            # SIGTERM (Kubernetes, honcho) finishes the batch in hand and exits: nothing half-recorded.
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stopping.append(True))
+            stop.install()
         self.stdout.write(f"outbox relay {relay} for {', '.join(m._meta.label for m in models)}")
-        while True:
-            worked = 0
+
+        def work_pass() -> bool:
+            again = False
             for model in models:
-                close_old_connections()  # a database restart costs one failed pass, not the relay
-                try:
-                    report = outbox.relay_batch(
-                        model,
-                        relay=relay,
-                        batch_size=batch_size,
-                        lease_seconds=lease,
-                        backoff_base=backoff_base,
-                        backoff_max=backoff_max,
-                    )
-                except DatabaseError:
-                    logger.exception("outbox relay pass failed; retrying after the poll interval")
-                    continue
-                worked += report.claimed
+                report = outbox.relay_batch(
+                    model,
+                    relay=relay,
+                    should_stop=stop,
+                    batch_size=batch_size,
+                    lease_seconds=lease,
+                    backoff_base=backoff_base,
+                    backoff_max=backoff_max,
+                )
                 if report.claimed:
                     self.stdout.write(
                         f"{model._meta.label}: claimed {report.claimed}, delivered {report.delivered}, "
-                        f"retry {report.retried}, failed {report.failed}"
+                        f"retry {report.retried}, failed {report.failed}, released {report.released}, "
+                        f"lost {report.lost}"
                     )
-            if stopping or (once and not worked):
-                return
-            if not worked:
-                deadline = time.monotonic() + poll_interval
-                while not stopping and time.monotonic() < deadline:
-                    time.sleep(min(0.1, poll_interval))
+                    self.stdout.flush()
+                again = again or (report.claimed > 0 and not report.interrupted)
+            return again
+
+        work_queue.worker_loop(work_pass, once=once, poll_interval=poll_interval, stop=stop)
+        self.stdout.write(f"outbox relay {relay} stopped")

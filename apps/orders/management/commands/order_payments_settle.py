@@ -1,18 +1,22 @@
-"""Settle orders left pending by a payments outage whose clients never retried (run it on a schedule)."""
+"""Finish orders nobody is working on (run it on a schedule): charges left pending by a payments
+outage whose clients never retried, and cancellations whose refund payments has not confirmed."""
 
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
-from apps.orders.services import orders_pending_settle
+from apps.orders.services import orders_unsettled_settle
 
 
 class Command(BaseCommand):
-    help = "Ask payments again, with each order's own payment key, about orders still pending."
+    help = "Ask payments again, with each order's own payment and refund keys, about orders not settled yet."
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", type=float, default=60.0, help="seconds since the order was placed")
+        parser.add_argument(
+            "--older-than", type=float, default=60.0, help="seconds since payments was last asked about the order"
+        )
 
     def handle(self, *args, older_than, **options):
-        counts = orders_pending_settle(older_than=timedelta(seconds=older_than))
-        self.stdout.write(f"settled {counts['settled']}, still pending {counts['still_pending']}")
+        report = orders_unsettled_settle(older_than=timedelta(seconds=older_than))
+        stopped = "; stopped: payments is not answering" if report.stopped else ""
+        self.stdout.write(f"settled {report.settled}, still open {report.still_open}{stopped}")
