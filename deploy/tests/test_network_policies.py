@@ -222,7 +222,8 @@ CALLS = {
         },
         # Every service verifies tokens with auth's keys and takes client-credentials tokens from auth.
         [
-            ("apps/core/tokens.py", 'settings.AUTH_URL, "/.well-known/jwks.json"'),
+            ("apps/core/tokens.py", "settings.AUTH_URL"),
+            ("apps/core/tokens.py", '"/.well-known/jwks.json"'),
             ("apps/core/service_calls.py", '"/api/auth/token/"'),
         ],
     ),
