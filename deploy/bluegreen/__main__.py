@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from deploy.bluegreen import commands
 from deploy.bluegreen.cluster import Cluster
-from deploy.bluegreen.decisions import SERVICES, BlueGreenError, GateThresholds
+from deploy.bluegreen.decisions import SERVICES, BlueGreenError, GateThresholds, TrafficMovedError
 
 
 def default_actor() -> str:
@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--migrate-timeout", type=int, default=600, help="seconds (default 600)")
     deploy.add_argument("--rollout-timeout", type=int, default=600, help="seconds (default 600)")
 
-    promote = sub.add_parser("promote", help="switch traffic to the idle color if it is available and healthy")
+    promote = sub.add_parser("promote", help="make IMAGE live: switch to the idle color running it (no-op if live)")
     promote.add_argument("service", choices=SERVICES)
+    promote.add_argument("--image", required=True, help="the image that must be live (deployed to the idle color)")
     promote.add_argument("--prometheus-url", help="gate on the idle color's error rate and p95 latency")
     promote.add_argument("--window", default="5m", help="PromQL range of the gate (default 5m)")
     promote.add_argument("--max-error-rate", type=float, default=0.01, help="share of 5xx (default 0.01)")
@@ -52,8 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--capacity-timeout", type=int, default=300, help="seconds to grow the idle color first (default 300)"
     )
 
-    rollback = sub.add_parser("rollback", help="switch traffic back to the previous color in one step")
+    rollback = sub.add_parser(
+        "rollback", help="return to the state before the last promotion in one step (no-op if there)"
+    )
     rollback.add_argument("service", choices=SERVICES)
+    rollback.add_argument("--force", action="store_true", help="even when the previous color is not fully available")
+    rollback.add_argument(
+        "--keep", action="store_true", help="leave the color rolled back from at its size (default: scale it to 0)"
+    )
 
     scale_down = sub.add_parser("scale-down", help="scale the idle color to zero after connections drained")
     scale_down.add_argument("service", choices=SERVICES)
@@ -87,6 +94,7 @@ def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
         commands.promote(
             ctx,
             service=arguments.service,
+            image=arguments.image,
             prometheus_url=arguments.prometheus_url,
             window=arguments.window,
             thresholds=GateThresholds(
@@ -97,15 +105,20 @@ def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
             capacity_timeout_seconds=arguments.capacity_timeout,
         )
     elif arguments.command == "rollback":
-        commands.rollback(ctx, service=arguments.service)
+        commands.rollback(ctx, service=arguments.service, force=arguments.force, keep=arguments.keep)
     elif arguments.command == "scale-down":
         commands.scale_down(
             ctx, service=arguments.service, drain_seconds=arguments.drain_seconds, wait=not arguments.no_wait
         )
 
 
+# Exit codes: the state asked for was reached (or was there already); refused or failed with nothing
+# moved (a retry is safe); the traffic switch happened but a step after it failed (do not undo it).
+EXIT_DONE, EXIT_REFUSED, EXIT_TRAFFIC_MOVED = 0, 1, 3
+
+
 def main(argv: Sequence[str] | None = None, *, api_client: client.ApiClient | None = None, **context_options) -> int:
-    """Run one command; 0 when it did what was asked, 1 when it refused or failed (with what to do next)."""
+    """Run one command and answer with one of the exit codes above, printing what to do next."""
     arguments = build_parser().parse_args(argv)
     api_client = api_client or load_api_client(kubeconfig=arguments.kubeconfig, context=arguments.context)
     ctx = commands.Context(
@@ -115,19 +128,22 @@ def main(argv: Sequence[str] | None = None, *, api_client: client.ApiClient | No
     )
     try:
         run(arguments, ctx=ctx)
+    except TrafficMovedError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_TRAFFIC_MOVED
     except BlueGreenError as error:
         sys.stderr.write(f"error: {error}\n")
-        return 1
+        return EXIT_REFUSED
     except ApiException as error:
         sys.stderr.write(f"error: {api_error(error, namespace=arguments.namespace)}\n")
-        return 1
+        return EXIT_REFUSED
     except urllib3.exceptions.HTTPError as error:
         sys.stderr.write(
             f"error: the Kubernetes API did not answer ({error.__class__.__name__})\n"
             "Next: check the cluster and your context: kubectl cluster-info\n"
         )
-        return 1
-    return 0
+        return EXIT_REFUSED
+    return EXIT_DONE
 
 
 def api_error(error: ApiException, *, namespace: str) -> BlueGreenError:

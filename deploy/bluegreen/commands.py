@@ -31,6 +31,8 @@ from deploy.bluegreen.decisions import (
     ColorState,
     GateThresholds,
     LockState,
+    Plan,
+    TrafficMovedError,
     capacity_shortfall,
     color_state,
     deployment_name,
@@ -44,8 +46,9 @@ from deploy.bluegreen.decisions import (
     other_color,
     parse_time,
     preview_service_name,
+    promotion_plan,
     promotion_refusal,
-    rollback_refusal,
+    rollback_plan,
     scale_down_refusal,
     selected_color,
     switch_record,
@@ -72,6 +75,9 @@ class Context:
     poll_seconds: float = 2.0
     endpoints_poll_seconds: float = 0.25
     endpoints_timeout_seconds: float = 30.0
+    # After the EndpointSlices settle, kube-proxy still has to program every node (seen on the local
+    # cluster: up to 1.1 s); a color taken out of traffic is scaled down only after this.
+    dataplane_settle_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -391,6 +397,9 @@ def deploy(
     lease_seconds = migrate_timeout_seconds + rollout_timeout_seconds + 120
     with service_lock(ctx, service=service, purpose="deploy", duration_seconds=lease_seconds):
         state = read_state(ctx, service=service)
+        if state.live_state.image == image:
+            ctx.say(f"{service}: {image} is live already on {state.live}; nothing to deploy")
+            return state
         ctx.say(f"{service}: live {state.live} runs {state.live_state.version}; deploying {image} to {state.idle}")
         idle_name = deployment_name(service=service, color=state.idle)
         idle_deployment = ctx.cluster.read_deployment(name=idle_name)
@@ -440,6 +449,7 @@ def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, ta
         to_color=to_color,
         version=target.version,
         image=target.image,
+        from_image=state.live_state.image,
     )
     body = {
         "metadata": {
@@ -461,13 +471,31 @@ def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, ta
         ) from None
     patch_seconds = ctx.monotonic() - started
     ctx.say(f"{service}: selector switched {from_color} -> {to_color} ({target.version}) in {patch_seconds:.3f} s")
-    switched = Switched(
-        patch_seconds=patch_seconds,
-        traffic_seconds=_wait_for_endpoints(ctx, service=service, color=to_color, started=started),
-    )
-    _after_switch(ctx, service=service, from_color=from_color, to_color=to_color, image=target.image)
-    _record_event(ctx, state=state, action=action, record=record, switched=switched)
+    try:
+        switched = Switched(
+            patch_seconds=patch_seconds,
+            traffic_seconds=_wait_for_endpoints(ctx, service=service, color=to_color, started=started),
+        )
+        problems = _after_switch(ctx, service=service, from_color=from_color, to_color=to_color, image=target.image)
+        _record_event(ctx, state=state, action=action, record=record, switched=switched)
+    except Exception as error:
+        raise _traffic_moved(service=service, to_color=to_color, error=error) from error
+    if problems:
+        raise TrafficMovedError(
+            f"{service}: traffic moved to {to_color}; {len(problems)} step(s) after the switch failed (above)",
+            next_step="apply the fixes printed above; the switch itself needs no retry",
+        )
     return switched
+
+
+def _traffic_moved(*, service: str, to_color: str, error: Exception) -> TrafficMovedError:
+    """A failure after the selector moved: say so, so that nobody retries the switch to undo it."""
+    problem = error.problem if isinstance(error, BlueGreenError) else f"{error.__class__.__name__}: {error}"
+    return TrafficMovedError(
+        f"{service}: traffic moved to {to_color}; a step after the switch failed: {problem}",
+        next_step=f"python -m deploy.bluegreen status {service} shows where things are; the switch itself needs "
+        "no retry (running the command again changes nothing)",
+    )
 
 
 def _wait_for_endpoints(ctx: Context, *, service: str, color: str, started: float) -> float | None:
@@ -487,16 +515,17 @@ def _wait_for_endpoints(ctx: Context, *, service: str, color: str, started: floa
         ctx.sleep(ctx.endpoints_poll_seconds)
 
 
-def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str, image: str) -> None:
+def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str, image: str) -> list[str]:
     """The preview Service follows the new idle color; relays and schedules run the live color's image.
 
-    The switch already happened; a failure here is reported with its fix and does not undo it.
+    The switch already happened: each step is tried, and what failed is returned with its fix.
     """
+    problems = []
     try:
         _point_preview(ctx, service=service, color=from_color)
-    except (ConflictError, NotFoundError) as error:
-        ctx.say(
-            f"warning: Service {preview_service_name(service=service)} was not pointed at {from_color} ({error}); "
+    except (ConflictError, NotFoundError, ApiException) as error:
+        problems.append(
+            f"Service {preview_service_name(service=service)} was not pointed at {from_color} ({error}); "
             f"fix: kubectl -n {ctx.cluster.namespace} patch service {preview_service_name(service=service)} "
             f'-p \'{{"spec":{{"selector":{{"color":"{from_color}"}}}}}}\''
         )
@@ -510,12 +539,15 @@ def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str,
                 body = {"spec": {"template": {"spec": containers}}}
                 ctx.cluster.patch_deployment(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
             ctx.say(f"{follower.kind} {follower.name} now runs {image}")
-        except (ConflictError, NotFoundError) as error:
+        except (ConflictError, NotFoundError, ApiException) as error:
             target = f"{follower.kind.lower()}/{follower.name}"
-            ctx.say(
-                f"warning: {follower.kind} {follower.name} still runs its old image ({error}); fix: kubectl -n "
+            problems.append(
+                f"{follower.kind} {follower.name} still runs its old image ({error}); fix: kubectl -n "
                 f"{ctx.cluster.namespace} set image {target} {follower.container}={image}"
             )
+    for problem in problems:
+        ctx.say(f"warning: {problem}")
+    return problems
 
 
 def _record_event(ctx: Context, *, state: ServiceState, action: str, record: dict, switched: Switched) -> None:
@@ -560,12 +592,14 @@ def promote(
     ctx: Context,
     *,
     service: str,
+    image: str,
     prometheus_url: str | None = None,
     window: str = "5m",
     thresholds: GateThresholds | None = None,
     capacity_timeout_seconds: int = 300,
-) -> Switched:
-    """Send the service's traffic to the idle color, if it is fully available and passes the gate.
+) -> Switched | None:
+    """Make `image` the service's live version: a no-op when it is (None), else a switch to the
+    idle color that runs it, if that color is fully available and passes the gate.
 
     The idle color first gets at least as many pods as the live one has: its HPA may have shrunk it
     while it had no traffic, and it is about to take all of it.
@@ -573,6 +607,10 @@ def promote(
     lease_seconds = capacity_timeout_seconds + 180
     with service_lock(ctx, service=service, purpose="promote", duration_seconds=lease_seconds):
         state = read_state(ctx, service=service)
+        plan = promotion_plan(service=service, image=image, live=state.live_state, idle=state.idle_state)
+        if plan is Plan.NOTHING:
+            ctx.say(f"{service}: {image} is live already on {state.live}; nothing to do")
+            return None
         result = None
         if prometheus_url:
             result = gate.gate_check(
@@ -613,26 +651,58 @@ def _match_capacity(ctx: Context, *, state: ServiceState, timeout_seconds: int) 
     )
 
 
-def rollback(ctx: Context, *, service: str) -> Switched:
-    """Send the traffic back to the previous color in one step, and measure how long that took."""
-    with service_lock(ctx, service=service, purpose="rollback", duration_seconds=120):
+def rollback(ctx: Context, *, service: str, force: bool = False, keep: bool = False) -> Switched | None:
+    """Return the service to its state before the last promotion, in one step: a no-op when it is
+    there (None). Once the old color's endpoints and the nodes' rules have settled, the color rolled
+    back from is scaled to zero (unless `keep`): its pods drain, and the keep-alive connections other
+    services hold to it close, so in-cluster traffic leaves it too."""
+    with service_lock(ctx, service=service, purpose="rollback", duration_seconds=180):
         state = read_state(ctx, service=service)
-        refusal = rollback_refusal(service=service, previous=state.idle_state)
-        if refusal is not None:
-            raise refusal
+        plan = rollback_plan(
+            service=service, history=state.history, live=state.live_state, idle=state.idle_state, force=force
+        )
+        if plan.plan is Plan.NOTHING:
+            ctx.say(f"{service}: {plan.to_color} ({plan.image}) is live already, as before the last promotion")
+            return None
+        if force and not state.idle_state.fully_available:
+            ctx.say(f"warning: forced: {state.idle} takes the traffic while {state.idle_state.describe()}")
         shortfall = capacity_shortfall(live=state.live_state, idle=state.idle_state)
         if shortfall:
             ctx.say(
                 f"warning: {state.idle} has {shortfall} pod(s) fewer than {state.live}; rolling back now anyway, "
                 "its HPA scales it up under the load"
             )
-        return _switch(ctx, state=state, action="rollback", to_color=state.idle, target=state.idle_state)
+        switched = _switch(ctx, state=state, action="rollback", to_color=state.idle, target=state.idle_state)
+        if keep:
+            ctx.say(f"{state.live} kept at its size (--keep); scale it down with python -m deploy.bluegreen scale-down")
+            return switched
+        try:
+            _evict(ctx, service=service, color=state.live, settled=switched.traffic_seconds is not None)
+        except Exception as error:
+            raise _traffic_moved(service=service, to_color=state.idle, error=error) from error
+        return switched
+
+
+def _evict(ctx: Context, *, service: str, color: str, settled: bool) -> None:
+    """Scale a color that has just lost its traffic to zero, once the nodes no longer send it any."""
+    name = deployment_name(service=service, color=color)
+    if not settled:
+        raise BlueGreenError(
+            f"the endpoints did not settle, so {name} was left up",
+            next_step=f"check the EndpointSlices, then python -m deploy.bluegreen scale-down {service}",
+        )
+    ctx.sleep(ctx.dataplane_settle_seconds)
+    ctx.cluster.patch_deployment(name=name, body={"spec": {"replicas": 0}})
+    ctx.say(f"{name} scaled to 0: its pods drain, and connections held to them close")
 
 
 def scale_down(ctx: Context, *, service: str, drain_seconds: float = 120, wait: bool = True) -> None:
     """Scale the idle color to zero once keep-alive connections had `drain_seconds` to leave it."""
     with service_lock(ctx, service=service, purpose="scale-down", duration_seconds=int(drain_seconds) + 120):
         state = read_state(ctx, service=service)
+        if state.idle_state.desired == 0:
+            ctx.say(f"{service}: {state.idle} is at zero already; nothing to do")
+            return
         refusal = scale_down_refusal(service=service, live=state.live_state, idle=state.idle_state)
         if refusal is not None:
             raise refusal

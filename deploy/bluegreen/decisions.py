@@ -39,7 +39,7 @@ HISTORY_LENGTH = 10
 
 
 class BlueGreenError(Exception):
-    """A refusal or failure, with what the operator should do next."""
+    """A refusal or failure, with what the operator should do next. Nothing moved: a retry is safe."""
 
     def __init__(self, problem: str, *, next_step: str):
         super().__init__(problem)
@@ -48,6 +48,11 @@ class BlueGreenError(Exception):
 
     def __str__(self) -> str:
         return f"{self.problem}\nNext: {self.next_step}"
+
+
+class TrafficMovedError(BlueGreenError):
+    """The switch happened, and a step after it failed: traffic is on the new color. Its own exit
+    code tells a pipeline not to retry the switch (a retry is a no-op anyway) but to fix the step."""
 
 
 def other_color(color: str) -> str:
@@ -214,6 +219,69 @@ def gate_verdict(
 # --- promote, roll back, scale down -------------------------------------------------------------------
 
 
+class Plan(StrEnum):
+    """What a declarative command has to do to reach the state it names."""
+
+    NOTHING = "nothing"  # the cluster is there already
+    SWITCH = "switch"
+
+
+def promotion_plan(*, service: str, image: str, live: ColorState, idle: ColorState) -> Plan:
+    """`promote SERVICE --image IMAGE` wants IMAGE live: nothing to do if it is, a switch if the idle
+    color runs it, a refusal otherwise (it has to be deployed first)."""
+    if live.image == image:
+        return Plan.NOTHING
+    if idle.image != image:
+        raise BlueGreenError(
+            f"{service} runs {live.image} on {live.color} (live) and {idle.image} on {idle.color}; "
+            f"{image} is on neither",
+            next_step=f"deploy it to the idle color first: python -m deploy.bluegreen deploy {service} {image}",
+        )
+    return Plan.SWITCH
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    plan: Plan
+    to_color: str
+    image: str  # what the color rolled back to runs
+
+
+def last_promotion(history: list[dict]) -> dict | None:
+    return next((record for record in history if record.get("action") == "promote"), None)
+
+
+def rollback_plan(
+    *, service: str, history: list[dict], live: ColorState, idle: ColorState, force: bool
+) -> RollbackPlan:
+    """`rollback SERVICE` wants the state before the last promotion: that promotion's `from` color
+    live again, still on the image it ran then. Nothing to do once it is live; refused when that
+    color now runs something else, or is not available (unless forced: for when it is unready for a
+    reason outside it, such as a database both colors share)."""
+    promotion = last_promotion(history)
+    if promotion is None:
+        raise BlueGreenError(
+            f"no promotion of {service} is recorded, so there is no earlier state to return to",
+            next_step=f"python -m deploy.bluegreen status {service}",
+        )
+    previous_color = promotion["from"]
+    if live.color == previous_color:
+        return RollbackPlan(plan=Plan.NOTHING, to_color=live.color, image=live.image)
+    expected = promotion.get("from_image") or idle.image
+    if idle.image != expected:
+        raise BlueGreenError(
+            f"{service} {idle.color} runs {idle.image} now, not {expected}, which it ran before the promotion "
+            f"of {promotion['when']}",
+            next_step=f"deploy the version to return to (python -m deploy.bluegreen deploy {service} IMAGE), then "
+            f"promote it with --image",
+        )
+    if not force:
+        refusal = rollback_refusal(service=service, previous=idle)
+        if refusal is not None:
+            raise refusal
+    return RollbackPlan(plan=Plan.SWITCH, to_color=idle.color, image=idle.image)
+
+
 def promotion_refusal(*, service: str, idle: ColorState, gate: GateResult | None) -> BlueGreenError | None:
     """Why the idle color must not take traffic now, or None when it may."""
     if not idle.fully_available:
@@ -261,19 +329,14 @@ def rollback_refusal(*, service: str, previous: ColorState) -> BlueGreenError | 
         return None
     return BlueGreenError(
         f"{service} {previous.color} cannot take traffic back ({previous.describe()})",
-        next_step=f"scale it up (kubectl -n platform scale deployment/"
-        f"{deployment_name(service=service, color=previous.color)} --replicas=N), wait until it is available "
-        f"and roll back again, or deploy the previous image with python -m deploy.bluegreen deploy {service} IMAGE",
+        next_step=f"if it is unready for a reason outside it (the shared database, say), roll back with --force; "
+        f"otherwise deploy the previous image (python -m deploy.bluegreen deploy {service} IMAGE) and promote "
+        f"it with --image",
     )
 
 
 def scale_down_refusal(*, service: str, live: ColorState, idle: ColorState) -> BlueGreenError | None:
     """The idle color is the rollback: keep it while the live color is not fully available."""
-    if idle.desired == 0:
-        return BlueGreenError(
-            f"{service} {idle.color} is already scaled down",
-            next_step="nothing to do",
-        )
     if not live.fully_available:
         return BlueGreenError(
             f"{service} {live.color} (live) is not fully available ({live.describe()}); {idle.color} is the way back",
@@ -343,7 +406,10 @@ def switch_record(
     to_color: str,
     version: str,
     image: str,
+    from_image: str,
 ) -> dict:
+    """`image` and `version` are what the new live color runs; `from_image` what the old one ran,
+    the state a rollback returns to."""
     return {
         "action": action,
         "who": actor,
@@ -352,6 +418,7 @@ def switch_record(
         "to": to_color,
         "version": version,
         "image": image,
+        "from_image": from_image,
     }
 
 

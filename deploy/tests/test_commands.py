@@ -9,7 +9,13 @@ import json
 import pytest
 
 from deploy.bluegreen import commands
-from deploy.bluegreen.decisions import HISTORY_ANNOTATION, LAST_SWITCH_ANNOTATION, BlueGreenError, GateThresholds
+from deploy.bluegreen.decisions import (
+    HISTORY_ANNOTATION,
+    LAST_SWITCH_ANNOTATION,
+    BlueGreenError,
+    GateThresholds,
+    TrafficMovedError,
+)
 from deploy.tests.conftest import IDLE_IMAGE, LIVE_IMAGE, LIVE_REPLICAS, NEW_IMAGE
 from deploy.tests.fake_prometheus import FakePrometheus
 
@@ -22,6 +28,22 @@ def _image(fake, name: str) -> str:
     return fake.get("deployments", name)["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
+def _replicas(fake, name: str) -> int:
+    return fake.get("deployments", name)["spec"]["replicas"]
+
+
+def _set_image(fake, name: str, image: str) -> None:
+    fake.touch(
+        "deployments", name, patch={"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
+    )
+
+
+def _degrade(fake, name: str) -> None:
+    """One pod of the Deployment's stays unavailable (the fake's controller leaves it so)."""
+    fake.stuck.add(name)
+    fake.touch("deployments", name, patch={"status": {"availableReplicas": 1}})
+
+
 def _lease_holder(fake, service: str) -> str | None:
     return fake.get("leases", f"bluegreen-{service}")["spec"].get("holderIdentity")
 
@@ -29,7 +51,7 @@ def _lease_holder(fake, service: str) -> str | None:
 def _promoted(ctx, fake) -> None:
     """orders green deployed with NEW_IMAGE and promoted: green live, blue idle but up."""
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
-    commands.promote(ctx, service="orders")
+    commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
 
 # --- deploy -----------------------------------------------------------------------------------------------
@@ -243,7 +265,7 @@ def test_promote_sends_the_traffic_to_the_idle_color(ctx, fake_kubernetes):
 def test_promote_switches_with_one_patch_of_the_stable_service(ctx, fake_kubernetes):
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
-    commands.promote(ctx, service="orders")
+    commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
     assert fake_kubernetes.writes("services/orders") == [
         ("PATCH", "/api/v1/namespaces/platform/services/orders", "application/merge-patch+json")
@@ -262,6 +284,7 @@ def test_promote_records_who_when_from_to_and_version_on_the_service(ctx, fake_k
         "to": "green",
         "version": "1.5.0",
         "image": NEW_IMAGE,
+        "from_image": LIVE_IMAGE,
     }
 
 
@@ -299,21 +322,33 @@ def test_promote_moves_the_settle_schedule_to_the_new_image(ctx, fake_kubernetes
 
 def test_promote_of_a_service_without_relays_moves_no_other_workload(ctx, fake_kubernetes):
     commands.deploy(ctx, service="notifications", image=NEW_IMAGE)
-    commands.promote(ctx, service="notifications")
+    commands.promote(ctx, service="notifications", image=NEW_IMAGE)
 
     assert (fake_kubernetes.writes("deployments/orders-outbox-relay"), fake_kubernetes.writes("cronjobs")) == ([], [])
 
 
-def test_a_missing_relay_does_not_undo_the_switch(ctx, fake_kubernetes, said):
+def test_a_missing_relay_does_not_undo_the_switch_and_says_that_traffic_moved(ctx, fake_kubernetes, said):
     fake_kubernetes.objects.pop(("deployments", "platform", "payments-outbox-relay"))
     commands.deploy(ctx, service="payments", image=NEW_IMAGE)
 
-    commands.promote(ctx, service="payments")
+    with pytest.raises(TrafficMovedError, match="payments: traffic moved to green; 1 step"):
+        commands.promote(ctx, service="payments", image=NEW_IMAGE)
 
-    assert (_selector_color(fake_kubernetes, "payments"), said[-2].split(";")[1]) == (
+    assert (_selector_color(fake_kubernetes, "payments"), said[-1].split(";")[1]) == (
         "green",
         f" fix: kubectl -n platform set image deployment/payments-outbox-relay relay={NEW_IMAGE}",
     )
+
+
+def test_promote_again_after_a_failed_step_changes_nothing(ctx, fake_kubernetes):
+    fake_kubernetes.objects.pop(("deployments", "platform", "payments-outbox-relay"))
+    commands.deploy(ctx, service="payments", image=NEW_IMAGE)
+    with pytest.raises(TrafficMovedError):
+        commands.promote(ctx, service="payments", image=NEW_IMAGE)
+    writes = len(fake_kubernetes.writes("services"))
+
+    assert commands.promote(ctx, service="payments", image=NEW_IMAGE) is None
+    assert (_selector_color(fake_kubernetes, "payments"), len(fake_kubernetes.writes("services"))) == ("green", writes)
 
 
 def test_promote_keeps_the_old_color_up_for_rollback(ctx, fake_kubernetes):
@@ -341,7 +376,7 @@ def test_promote_first_gives_the_idle_color_the_live_colors_size(ctx, fake_kuber
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
     _shrink_idle_green(fake_kubernetes, 1)
 
-    commands.promote(ctx, service="orders")
+    commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
     assert fake_kubernetes.get("deployments", "orders-green")["spec"]["replicas"] == LIVE_REPLICAS
 
@@ -351,7 +386,7 @@ def test_promote_scales_up_before_it_switches(ctx, fake_kubernetes):
     _shrink_idle_green(fake_kubernetes, 1)
     fake_kubernetes.requests.clear()
 
-    commands.promote(ctx, service="orders")
+    commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
     writes = [path.rsplit("/", 1)[1] for method, path, _ in fake_kubernetes.requests if method == "PATCH"]
     assert writes.index("orders-green") < writes.index("orders")
@@ -363,17 +398,42 @@ def test_promote_does_not_switch_when_the_idle_color_cannot_grow(ctx, fake_kuber
     fake_kubernetes.stuck.add("orders-green")
 
     with pytest.raises(BlueGreenError, match="orders green was not available within 60 s"):
-        commands.promote(ctx, service="orders", capacity_timeout_seconds=60)
+        commands.promote(ctx, service="orders", image=NEW_IMAGE, capacity_timeout_seconds=60)
 
 
 def test_promote_refuses_an_idle_color_at_zero_replicas(ctx, fake_kubernetes):
     with pytest.raises(BlueGreenError, match="orders green is not fully available"):
-        commands.promote(ctx, service="orders")
+        commands.promote(ctx, service="orders", image=IDLE_IMAGE)
+
+
+def test_promote_refuses_an_image_no_color_runs(ctx, fake_kubernetes):
+    with pytest.raises(BlueGreenError, match=f"{NEW_IMAGE} is on neither"):
+        commands.promote(ctx, service="orders", image=NEW_IMAGE)
+
+
+def test_promote_of_the_live_image_changes_nothing(ctx, fake_kubernetes, said):
+    assert commands.promote(ctx, service="orders", image=LIVE_IMAGE) is None
+
+    assert (fake_kubernetes.writes("services"), said[-1]) == (
+        [],
+        f"orders: {LIVE_IMAGE} is live already on blue; nothing to do",
+    )
+
+
+def test_promote_twice_switches_once(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    writes = len(fake_kubernetes.writes("services/orders"))
+
+    assert commands.promote(ctx, service="orders", image=NEW_IMAGE) is None
+    assert (_selector_color(fake_kubernetes, "orders"), len(fake_kubernetes.writes("services/orders"))) == (
+        "green",
+        writes,
+    )
 
 
 def test_a_refused_promotion_changes_no_service(ctx, fake_kubernetes):
     with pytest.raises(BlueGreenError):
-        commands.promote(ctx, service="orders")
+        commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
     assert fake_kubernetes.writes("services") == []
 
@@ -389,7 +449,7 @@ def test_promote_loses_the_race_to_a_concurrent_change_of_the_service(ctx, fake_
     fake_kubernetes.before_request = someone_else_switches_first
 
     with pytest.raises(BlueGreenError, match="changed while this promote was deciding; nothing was switched"):
-        commands.promote(ctx, service="orders")
+        commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
 
 def test_a_promotion_that_lost_the_race_left_the_selector_alone(ctx, fake_kubernetes):
@@ -402,7 +462,7 @@ def test_a_promotion_that_lost_the_race_left_the_selector_alone(ctx, fake_kubern
 
     fake_kubernetes.before_request = someone_else_changes_it
     with pytest.raises(BlueGreenError):
-        commands.promote(ctx, service="orders")
+        commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
     assert _selector_color(fake_kubernetes, "orders") == "blue"
 
@@ -424,7 +484,7 @@ def test_promote_passes_the_gate_on_healthy_metrics(ctx, fake_kubernetes, promet
     server = prometheus({'status=~"5.."': "2", "histogram_quantile": "0.120", "increase(": "1000"})
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
-    commands.promote(ctx, service="orders", prometheus_url=server.url)
+    commands.promote(ctx, service="orders", image=NEW_IMAGE, prometheus_url=server.url)
 
     assert _selector_color(fake_kubernetes, "orders") == "green"
 
@@ -433,7 +493,7 @@ def test_the_gate_asks_for_the_idle_colors_series(ctx, fake_kubernetes, promethe
     server = prometheus({'status=~"5.."': "2", "histogram_quantile": "0.120", "increase(": "1000"})
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
-    commands.promote(ctx, service="orders", prometheus_url=server.url, window="10m")
+    commands.promote(ctx, service="orders", image=NEW_IMAGE, prometheus_url=server.url, window="10m")
 
     assert server.queries == [
         'sum(increase(django_http_responses_total_by_status_total{service="orders",color="green"}[10m]))',
@@ -448,7 +508,7 @@ def test_promote_refuses_on_a_failing_gate(ctx, fake_kubernetes, prometheus):
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
     with pytest.raises(BlueGreenError, match=r"failed the metrics gate \(fail: error rate 5.00% above 1.00%\)"):
-        commands.promote(ctx, service="orders", prometheus_url=server.url)
+        commands.promote(ctx, service="orders", image=NEW_IMAGE, prometheus_url=server.url)
 
 
 def test_promote_refuses_when_prometheus_has_no_data(ctx, fake_kubernetes, prometheus):
@@ -456,14 +516,14 @@ def test_promote_refuses_when_prometheus_has_no_data(ctx, fake_kubernetes, prome
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
     with pytest.raises(BlueGreenError, match="the metrics gate is inconclusive"):
-        commands.promote(ctx, service="orders", prometheus_url=server.url)
+        commands.promote(ctx, service="orders", image=NEW_IMAGE, prometheus_url=server.url)
 
 
 def test_promote_refuses_when_prometheus_does_not_answer(ctx, fake_kubernetes):
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
     with pytest.raises(BlueGreenError, match=r"inconclusive.*Prometheus at http://127\.0\.0\.1:9 did not answer"):
-        commands.promote(ctx, service="orders", prometheus_url="http://127.0.0.1:9")
+        commands.promote(ctx, service="orders", image=NEW_IMAGE, prometheus_url="http://127.0.0.1:9")
 
 
 def test_an_inconclusive_gate_leaves_the_traffic_where_it_was(ctx, fake_kubernetes, prometheus):
@@ -471,7 +531,13 @@ def test_an_inconclusive_gate_leaves_the_traffic_where_it_was(ctx, fake_kubernet
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
     with pytest.raises(BlueGreenError):
-        commands.promote(ctx, service="orders", prometheus_url=server.url, thresholds=GateThresholds(min_requests=50))
+        commands.promote(
+            ctx,
+            service="orders",
+            image=NEW_IMAGE,
+            prometheus_url=server.url,
+            thresholds=GateThresholds(min_requests=50),
+        )
 
     assert _selector_color(fake_kubernetes, "orders") == "blue"
 
@@ -507,22 +573,88 @@ def test_rollback_reports_endpoints_that_do_not_settle(ctx, fake_kubernetes, sai
     _promoted(ctx, fake_kubernetes)
     fake_kubernetes.endpoints_lag = 1000
 
-    switched = commands.rollback(ctx, service="orders")
+    with pytest.raises(TrafficMovedError, match="the endpoints did not settle, so orders-green was left up"):
+        commands.rollback(ctx, service="orders")
 
-    assert (switched.traffic_seconds, said[-4]) == (
-        None,
+    assert (
         "warning: 30 s after the switch the endpoints of Service orders are not only blue pods; check kubectl -n "
-        "platform get endpointslices -l kubernetes.io/service-name=orders",
-    )
+        "platform get endpointslices -l kubernetes.io/service-name=orders"
+    ) in said
 
 
-def test_a_rollback_that_did_not_settle_still_switched_the_selector(ctx, fake_kubernetes):
+def test_a_rollback_that_did_not_settle_still_switched_the_selector_and_kept_the_new_color(ctx, fake_kubernetes):
     _promoted(ctx, fake_kubernetes)
     fake_kubernetes.endpoints_lag = 1000
 
+    with pytest.raises(TrafficMovedError):
+        commands.rollback(ctx, service="orders")
+
+    assert (_selector_color(fake_kubernetes, "orders"), _replicas(fake_kubernetes, "orders-green")) == (
+        "blue",
+        LIVE_REPLICAS,
+    )
+
+
+def test_rollback_scales_the_color_it_left_to_zero_after_the_nodes_settled(ctx, fake_kubernetes, clock):
+    _promoted(ctx, fake_kubernetes)
+    slept = len(clock.slept)
+
     commands.rollback(ctx, service="orders")
 
+    assert (_replicas(fake_kubernetes, "orders-green"), clock.slept[slept:][-1]) == (0, ctx.dataplane_settle_seconds)
+
+
+def test_rollback_with_keep_leaves_the_color_it_left_up(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    commands.rollback(ctx, service="orders", keep=True)
+
+    assert _replicas(fake_kubernetes, "orders-green") == LIVE_REPLICAS
+
+
+def test_rollback_twice_switches_once(ctx, fake_kubernetes, said):
+    _promoted(ctx, fake_kubernetes)
+    commands.rollback(ctx, service="orders")
+    writes = len(fake_kubernetes.writes("services/orders"))
+
+    assert commands.rollback(ctx, service="orders") is None
+    assert (_selector_color(fake_kubernetes, "orders"), len(fake_kubernetes.writes("services/orders"))) == (
+        "blue",
+        writes,
+    )
+    assert said[-1] == f"orders: blue ({LIVE_IMAGE}) is live already, as before the last promotion"
+
+
+def test_rollback_without_a_recorded_promotion_is_refused(ctx, fake_kubernetes):
+    with pytest.raises(BlueGreenError, match="no promotion of orders is recorded"):
+        commands.rollback(ctx, service="orders")
+
+
+def test_rollback_refuses_when_the_previous_color_runs_another_image_since(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    _set_image(fake_kubernetes, "orders-blue", IDLE_IMAGE)
+
+    with pytest.raises(BlueGreenError, match=f"orders blue runs {IDLE_IMAGE} now, not {LIVE_IMAGE}"):
+        commands.rollback(ctx, service="orders")
+    assert _selector_color(fake_kubernetes, "orders") == "green"
+
+
+def test_a_forced_rollback_switches_to_a_previous_color_that_is_not_fully_available(ctx, fake_kubernetes, said):
+    _promoted(ctx, fake_kubernetes)
+    _degrade(fake_kubernetes, "orders-blue")
+
+    commands.rollback(ctx, service="orders", force=True)
+
     assert _selector_color(fake_kubernetes, "orders") == "blue"
+    assert any(line.startswith("warning: forced: blue takes the traffic while blue:") for line in said)
+
+
+def test_an_unforced_rollback_to_a_color_not_fully_available_is_refused_and_says_force_exists(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+    _degrade(fake_kubernetes, "orders-blue")
+
+    with pytest.raises(BlueGreenError, match="roll back with --force"):
+        commands.rollback(ctx, service="orders")
 
 
 def test_rollback_is_recorded_in_the_history_after_the_promotion(ctx, fake_kubernetes):
@@ -689,7 +821,7 @@ def test_two_creators_of_a_new_lock_race_and_one_loses(ctx, fake_kubernetes):
     fake_kubernetes.before_request = bob_creates_it_first
 
     with pytest.raises(BlueGreenError, match="holds the lock: bob promote"):
-        commands.promote(ctx, service="orders")
+        commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
 
 def test_the_lock_is_a_lease_that_names_the_operation_and_the_actor(ctx, fake_kubernetes):
@@ -702,7 +834,7 @@ def test_the_lock_is_a_lease_that_names_the_operation_and_the_actor(ctx, fake_ku
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
     fake_kubernetes.before_request = look_at_the_lease_during_the_switch
 
-    commands.promote(ctx, service="orders")
+    commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
     assert seen == [(["alice", "promote"], 480)]
 

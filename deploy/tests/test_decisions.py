@@ -279,7 +279,7 @@ def test_rollback_is_refused_once_the_previous_color_is_scaled_down():
 
     refusal = decisions.rollback_refusal(service="auth", previous=gone)
 
-    assert refusal.next_step.startswith("scale it up (kubectl -n platform scale deployment/auth-blue --replicas=N)")
+    assert refusal.next_step.startswith("if it is unready for a reason outside it (the shared database, say), roll")
 
 
 def test_scale_down_is_allowed_when_the_live_color_is_available():
@@ -292,12 +292,10 @@ def test_scale_down_keeps_the_idle_color_while_the_live_one_is_not_available():
     assert refusal.next_step.startswith("roll back (python -m deploy.bluegreen rollback auth)")
 
 
-def test_scale_down_of_a_color_already_at_zero_is_refused():
+def test_scale_down_of_a_color_already_at_zero_is_not_refused_there_is_nothing_to_do():
     idle = _state(desired=0, updated=0, available=0, total=0)
 
-    refusal = decisions.scale_down_refusal(service="auth", live=_state(color="blue"), idle=idle)
-
-    assert refusal.problem == "auth green is already scaled down"
+    assert decisions.scale_down_refusal(service="auth", live=_state(color="blue"), idle=idle) is None
 
 
 def test_drain_wait_is_what_is_left_of_the_drain_time():
@@ -373,6 +371,7 @@ def test_switch_record_says_who_when_from_to_and_version():
         to_color="green",
         version="1.5.0",
         image="registry.example.com/platform:1.5.0",
+        from_image="registry.example.com/platform:1.4.0",
     )
 
     assert record == {
@@ -383,7 +382,65 @@ def test_switch_record_says_who_when_from_to_and_version():
         "to": "green",
         "version": "1.5.0",
         "image": "registry.example.com/platform:1.5.0",
+        "from_image": "registry.example.com/platform:1.4.0",
     }
+
+
+# --- declarative plans --------------------------------------------------------------------------------------
+
+PROMOTION = {"action": "promote", "when": "2026-03-02T09:00:00Z", "from": "blue", "to": "green", "from_image": "a:1"}
+
+
+def test_promotion_plan_is_nothing_when_the_image_is_live():
+    plan = decisions.promotion_plan(service="auth", image="a:1", live=_state(color="blue", image="a:1"), idle=_state())
+
+    assert plan is decisions.Plan.NOTHING
+
+
+def test_promotion_plan_switches_to_the_idle_color_running_the_image():
+    live, idle = _state(color="blue", image="a:1"), _state(image="a:2")
+
+    assert decisions.promotion_plan(service="auth", image="a:2", live=live, idle=idle) is decisions.Plan.SWITCH
+
+
+def test_promotion_plan_refuses_an_image_neither_color_runs():
+    with pytest.raises(decisions.BlueGreenError, match="a:3 is on neither"):
+        decisions.promotion_plan(
+            service="auth", image="a:3", live=_state(color="blue", image="a:1"), idle=_state(image="a:2")
+        )
+
+
+def test_rollback_plan_returns_to_the_last_promotions_previous_color():
+    live, idle = _state(color="green", image="a:2"), _state(color="blue", image="a:1")
+
+    plan = decisions.rollback_plan(service="auth", history=[PROMOTION], live=live, idle=idle, force=False)
+
+    assert plan == decisions.RollbackPlan(plan=decisions.Plan.SWITCH, to_color="blue", image="a:1")
+
+
+def test_rollback_plan_is_nothing_once_the_previous_color_is_live_again():
+    rolled_back = {**PROMOTION, "action": "rollback", "from": "green", "to": "blue"}
+    live, idle = _state(color="blue", image="a:1"), _state(color="green", image="a:2")
+
+    plan = decisions.rollback_plan(service="auth", history=[rolled_back, PROMOTION], live=live, idle=idle, force=False)
+
+    assert plan.plan is decisions.Plan.NOTHING
+
+
+def test_rollback_plan_refuses_a_previous_color_that_runs_another_image_since():
+    live, idle = _state(color="green", image="a:2"), _state(color="blue", image="a:9")
+
+    with pytest.raises(decisions.BlueGreenError, match="runs a:9 now, not a:1"):
+        decisions.rollback_plan(service="auth", history=[PROMOTION], live=live, idle=idle, force=False)
+
+
+def test_a_forced_rollback_plan_takes_a_previous_color_that_is_not_fully_available():
+    live = _state(color="green", image="a:2")
+    idle = _state(color="blue", image="a:1", available=1)
+
+    plan = decisions.rollback_plan(service="auth", history=[PROMOTION], live=live, idle=idle, force=True)
+
+    assert plan.plan is decisions.Plan.SWITCH
 
 
 def test_history_keeps_the_newest_switches_first_and_at_most_ten():

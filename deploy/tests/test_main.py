@@ -34,25 +34,48 @@ def test_status_without_a_service_reports_all_four(fake_kubernetes, clock, said)
 
 def test_a_deploy_and_promote_record_the_actor_given(fake_kubernetes, clock, said):
     _run(fake_kubernetes, clock, said, "deploy", "auth", NEW_IMAGE)
-    _run(fake_kubernetes, clock, said, "promote", "auth")
+    _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE)
 
     annotations = fake_kubernetes.get("services", "auth")["metadata"]["annotations"]
     assert json.loads(annotations[LAST_SWITCH_ANNOTATION])["who"] == "ci-bot"
 
 
 def test_a_refusal_exits_one(fake_kubernetes, clock, said):
-    assert _run(fake_kubernetes, clock, said, "promote", "auth") == 1
+    assert _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE) == 1
+
+
+def test_the_state_already_reached_exits_zero_twice(fake_kubernetes, clock, said):
+    _run(fake_kubernetes, clock, said, "deploy", "auth", NEW_IMAGE)
+
+    assert [_run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE) for _ in range(2)] == [0, 0]
+    assert [_run(fake_kubernetes, clock, said, "rollback", "auth") for _ in range(2)] == [0, 0]
+
+
+def test_a_failure_after_the_switch_exits_three_and_says_traffic_moved(fake_kubernetes, clock, said, capsys):
+    fake_kubernetes.objects.pop(("deployments", "platform", "payments-outbox-relay"))
+    _run(fake_kubernetes, clock, said, "deploy", "payments", NEW_IMAGE)
+
+    exit_code = _run(fake_kubernetes, clock, said, "promote", "payments", "--image", NEW_IMAGE)
+
+    assert (exit_code, capsys.readouterr().err.splitlines()[0]) == (
+        3,
+        "error: payments: traffic moved to green; 1 step(s) after the switch failed (above)",
+    )
+
+
+def test_promote_needs_the_image_it_makes_live():
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["promote", "orders"])
+
+    assert exited.value.code == 2
 
 
 def test_a_refusal_prints_the_problem_and_the_next_step(fake_kubernetes, clock, said, capsys):
     _run(fake_kubernetes, clock, said, "rollback", "payments")
 
     assert capsys.readouterr().err.splitlines() == [
-        "error: payments green cannot take traffic back (green: 1.3.0 (registry.example.com/platform:1.3.0), "
-        "0/0 available, 0 updated)",
-        "Next: scale it up (kubectl -n platform scale deployment/payments-green --replicas=N), wait until it is "
-        "available and roll back again, or deploy the previous image with python -m deploy.bluegreen deploy "
-        "payments IMAGE",
+        "error: no promotion of payments is recorded, so there is no earlier state to return to",
+        "Next: python -m deploy.bluegreen status payments",
     ]
 
 
@@ -65,7 +88,16 @@ def test_an_unknown_service_is_a_usage_error():
 
 def test_promote_takes_the_gate_thresholds():
     arguments = build_parser().parse_args(
-        ["promote", "orders", "--prometheus-url", "http://prometheus:9090", "--max-error-rate", "0.02"]
+        [
+            "promote",
+            "orders",
+            "--image",
+            NEW_IMAGE,
+            "--prometheus-url",
+            "http://prometheus:9090",
+            "--max-error-rate",
+            "0.02",
+        ]
     )
 
     assert (arguments.prometheus_url, arguments.max_error_rate, arguments.max_p95_seconds, arguments.min_requests) == (
@@ -102,7 +134,7 @@ def test_a_forbidden_answer_points_at_the_role(fake_kubernetes, clock, said, cap
     fake_kubernetes.refusals[("PATCH", "/services/orders")] = 403
     _run(fake_kubernetes, clock, said, "deploy", "orders", NEW_IMAGE)
 
-    exit_code = _run(fake_kubernetes, clock, said, "promote", "orders")
+    exit_code = _run(fake_kubernetes, clock, said, "promote", "orders", "--image", NEW_IMAGE)
 
     assert (exit_code, capsys.readouterr().err.splitlines()) == (
         1,
