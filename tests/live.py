@@ -177,31 +177,36 @@ class LiveService(LoggedProcess):
 
 
 # Fast retries for tests: an event waits at most a second between attempts while its consumer is down.
-RELAY_ARGS = ("--poll-interval", "0.1", "--backoff-base", "0.2", "--backoff-max", "1", "--lease", "30")
+RELAY_ARGS = ("--poll-interval", "0.1", "--backoff-base", "0.2", "--backoff-max", "1")
+EMAIL_WORKER_ARGS = ("--poll-interval", "0.1", "--backoff-base", "0.2", "--backoff-max", "1")
+BANNERS = {"outbox_relay": "outbox relay ", "email_deliver": "email worker "}
 
 
 @dataclass
 class LiveRelay(LoggedProcess):
-    """`manage.py outbox_relay` of a service, a separate process with the service's own environment.
+    """A worker of a service (`manage.py outbox_relay`, or `email_deliver` for notifications), a
+    separate process with the service's own environment (plus `extra_env`).
 
-    SIGTERM lets it finish the batch in hand, then it exits 0.
+    SIGTERM lets it record the item in hand and release the rest of its batch, then it exits 0.
     """
 
     service: LiveService
     args: tuple[str, ...] = RELAY_ARGS
+    command: str = "outbox_relay"
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> LiveRelay:
         self.spawn(
-            [sys.executable, str(REPO / "manage.py"), "outbox_relay", *self.args],
-            env=self.service.process_env(),
-            log_path=self.service.workdir / f"{self.service.name}-relay-{uuid.uuid4().hex[:6]}.log",
+            [sys.executable, str(REPO / "manage.py"), self.command, *self.args],
+            env={**self.service.process_env(), **self.extra_env},
+            log_path=self.service.workdir / f"{self.service.name}-{self.command}-{uuid.uuid4().hex[:6]}.log",
         )
         return self
 
     def wait_started(self, *, timeout: float = 30.0) -> None:
-        """Until the relay has printed its first line (Django loaded, about to claim)."""
+        """Until the worker has printed its first line (Django loaded, about to claim)."""
         deadline = time.monotonic() + timeout
-        while "outbox relay " not in self.log_text():
+        while BANNERS[self.command] not in self.log_text():
             if self.process.poll() is not None:
                 raise RuntimeError(f"relay exited with {self.process.returncode}:\n{self.log_text()}")
             if time.monotonic() > deadline:
@@ -212,7 +217,8 @@ class LiveRelay(LoggedProcess):
 @dataclass
 class Stack:
     """The platform's services running together, wired to each other by URL and client credentials,
-    with an outbox relay beside each service that emits events."""
+    with an outbox relay beside each service that emits events and the email worker beside
+    notifications (`relays["notifications"]`)."""
 
     services: dict[str, LiveService]
     relays: dict[str, LiveRelay] = field(default_factory=dict)
@@ -225,6 +231,11 @@ class Stack:
             relay.stop()
         for service in self.services.values():
             service.stop()
+
+
+def email_worker(notifications: LiveService, **extra_env: str) -> LiveRelay:
+    """notifications' `manage.py email_deliver`, with fast retries (and other EMAIL_* settings)."""
+    return LiveRelay(notifications, args=EMAIL_WORKER_ARGS, command="email_deliver", extra_env=extra_env)
 
 
 # Scopes of each service's OAuth2 client, as platform/local-setup.sh provisions them.
@@ -291,6 +302,8 @@ def stack_start(
         for name in RELAYED:
             if name in services and "notifications" in services:
                 stack.relays[name] = LiveRelay(services[name]).start()
+        if "notifications" in services:
+            stack.relays["notifications"] = email_worker(services["notifications"]).start()
         yield stack
     finally:
         stack.stop()
