@@ -573,6 +573,42 @@ def test_the_settle_command_exists_in_the_code():
     assert (REPO / "apps" / "orders" / "management" / "commands" / "order_payments_settle.py").is_file()
 
 
+@overlays
+def test_every_cronjob_and_worker_runs_a_command_of_its_own_service(rendered, overlay):
+    """Each schedule and worker runs a management command that exists, with SERVICE naming its app."""
+    from django.core.management import get_commands
+
+    commands = get_commands()
+    runs = {}
+    for workload in workloads(rendered[overlay]):
+        labels = pod_template(workload)["metadata"]["labels"]
+        if labels["app.kubernetes.io/name"] not in SERVICES or labels["app.kubernetes.io/component"] in {
+            "api",
+            "migrate",
+            "service-clients",
+        }:
+            continue
+        (only,) = pod_template(workload)["spec"]["containers"]
+        command = only["command"]
+        runs[workload["metadata"]["name"]] = (
+            command[2],
+            commands.get(command[2]),
+            _env(workload, only["name"])["SERVICE"],
+        )
+
+    assert runs == {
+        "orders-outbox-relay": ("outbox_relay", "apps.core", "orders"),
+        "payments-outbox-relay": ("outbox_relay", "apps.core", "payments"),
+        "notifications-email-worker": ("email_deliver", "apps.notifications", "notifications"),
+        "orders-payments-settle": ("order_payments_settle", "apps.orders", "orders"),
+        "payments-requests-finish": ("payments_requests_finish", "apps.payments", "payments"),
+        "auth-prune": ("auth_prune", "apps.auth", "auth"),
+        "orders-prune": ("orders_prune", "apps.orders", "orders"),
+        "payments-prune": ("payments_prune", "apps.payments", "payments"),
+        "notifications-prune": ("notifications_prune", "apps.notifications", "notifications"),
+    }
+
+
 def _client_provisioning(text: str) -> dict[str, tuple[str, list[str]]]:
     """client id -> (secret variable, scopes) of every `service_client_ensure` call in a shell text."""
     calls = {}
@@ -726,7 +762,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "kind",
             {
-                "ConfigMap": 2, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 6, "Service": 9,
                 "ServiceAccount": 4, "StatefulSet": 1,
             },
@@ -734,7 +770,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "local",
             {
-                "ConfigMap": 2, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 14, "PersistentVolume": 1, "PodDisruptionBudget": 8, "Role": 1,
                 "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
             },
@@ -742,7 +778,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "production",
             {
-                "ConfigMap": 1, "CronJob": 1, "Deployment": 10, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "ConfigMap": 1, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 5, "Service": 8,
                 "ServiceAccount": 4,
             },
@@ -801,5 +837,6 @@ def test_the_in_cluster_database_admits_every_connection_the_platform_can_open(r
 
 
 def test_the_connection_count_of_the_local_overlay_is_its_web_threads_relays_and_jobs(rendered):
-    """8 web Deployments x 4 pods at most x 2 workers x 4 threads, 2 relays, 5 Jobs, 1 CronJob."""
-    assert connections_at_most(rendered["local"]) == 8 * 4 * 2 * 4 + 2 + 5 + 1
+    """8 web Deployments x 4 pods at most x 2 workers x 4 threads, 2 relays and the email worker,
+    5 Jobs, 6 CronJobs (settle, requests-finish, a prune per service)."""
+    assert connections_at_most(rendered["local"]) == 8 * 4 * 2 * 4 + 3 + 5 + 6

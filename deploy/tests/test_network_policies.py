@@ -22,6 +22,12 @@ APP_ROLES = (
     "orders/outbox-relay",
     "payments/outbox-relay",
     "orders/payments-settle",
+    "notifications/email-worker",
+    "auth/prune",
+    "orders/prune",
+    "payments/prune",
+    "payments/requests-finish",
+    "notifications/prune",
     "auth/migrate",
     "orders/migrate",
     "payments/migrate",
@@ -164,8 +170,8 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
     flows |= {(role, database, "TCP", 5432) for role in APP_ROLES}
     if overlay == "local":
         flows |= {("machine", api, "TCP", 8000) for api in API_ROLES}
-    if overlay == "production":  # notifications sends email (apps/notifications/services.py: send_mail)
-        flows.add(("notifications/api", "mail-relay", "TCP", 587))
+    if overlay == "production":  # notifications' worker sends email (manage.py email_deliver)
+        flows.add(("notifications/email-worker", "mail-relay", "TCP", 587))
     return flows
 
 
@@ -229,14 +235,13 @@ CALLS = {
     ),
     "payments/api": (
         {"orders/api", "orders/payments-settle"},
-        [("apps/orders/services.py", "settings.PAYMENTS_URL")],
+        [("apps/orders/payments_client.py", "settings.PAYMENTS_URL")],
     ),
     "notifications/api": (
         {"orders/outbox-relay", "payments/outbox-relay"},
         [
-            ("apps/core/outbox.py", 'settings.NOTIFICATIONS_URL,\n            "/api/notifications/events/"'),
-            ("apps/orders/models.py", "OutboxEvent"),
-            ("apps/payments/models.py", "OutboxEvent"),
+            ("apps/orders/models.py", 'base_url=settings.NOTIFICATIONS_URL, path="/api/notifications/events/"'),
+            ("apps/payments/models.py", 'base_url=settings.NOTIFICATIONS_URL, path="/api/notifications/events/"'),
         ],
     ),
 }
@@ -265,4 +270,4 @@ def test_every_flow_between_services_is_a_known_call(rendered, overlay):
 def test_the_settle_command_calls_payments_through_the_orders_services():
     command = _code("apps/orders/management/commands/order_payments_settle.py")
 
-    assert "from apps.orders.services import orders_pending_settle" in command
+    assert "from apps.orders.services import orders_unsettled_settle" in command
