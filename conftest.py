@@ -40,7 +40,7 @@ def user(db, password):
 def user_tokens(user, password):
     from apps.auth.services import user_login
 
-    return user_login(email=user.email, password=password, remote_addr="127.0.0.1")
+    return user_login(email=user.email, password=password, client_address="127.0.0.1")
 
 
 @pytest.fixture

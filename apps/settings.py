@@ -4,6 +4,7 @@
 With DEBUG off (the default) the settings refuse insecure values instead of falling back to them.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def env_float(name: str, default: float) -> float:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_rate(name: str, default: str):
+    from apps.core.rates import Rate  # noqa: PLC0415 (plain values: nothing needs the app registry)
+
+    return Rate.parse(os.environ.get(name) or default, name=name)
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in env_list(name)]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
 
 
 DEBUG = env_bool("DEBUG")
@@ -105,9 +119,33 @@ JWKS_FETCH_WAIT_SECONDS = env_float("JWKS_FETCH_WAIT_SECONDS", 3.0)
 # The auth service's private signing key: a PEM file (a mounted Secret) or the PEM itself.
 AUTH_SIGNING_KEY_FILE = os.environ.get("AUTH_SIGNING_KEY_FILE", "")
 AUTH_SIGNING_KEY = os.environ.get("AUTH_SIGNING_KEY", "")
-# Failed logins per email within the window before the token endpoint answers 429.
-LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
-LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+
+# --- rate limits of the unauthenticated endpoints (apps.core.ratelimit; counted in the database) -----
+# Per client address, a token bucket per endpoint: bounds the password hashing (about 0.3 s of CPU
+# each) one address can make a pod do. "N/period": N in a burst, then N per period.
+RATE_LIMIT_REGISTER_PER_ADDRESS = env_rate("RATE_LIMIT_REGISTER_PER_ADDRESS", "20/minute")
+RATE_LIMIT_REGISTER_PER_EMAIL = env_rate("RATE_LIMIT_REGISTER_PER_EMAIL", "5/hour")
+RATE_LIMIT_LOGIN_PER_ADDRESS = env_rate("RATE_LIMIT_LOGIN_PER_ADDRESS", "30/minute")
+RATE_LIMIT_REFRESH_PER_ADDRESS = env_rate("RATE_LIMIT_REFRESH_PER_ADDRESS", "120/minute")
+RATE_LIMIT_REFRESH_PER_USER = env_rate("RATE_LIMIT_REFRESH_PER_USER", "30/minute")
+RATE_LIMIT_CLIENT_TOKEN_PER_ADDRESS = env_rate("RATE_LIMIT_CLIENT_TOKEN_PER_ADDRESS", "60/minute")
+# Password guessing slows down instead of locking anyone out: per (address, account) the first
+# LOGIN_FREE_ATTEMPTS_PER_ADDRESS pass, then each attempt waits twice as long as the one before
+# (from LOGIN_DELAY_BASE_SECONDS up to LOGIN_DELAY_MAX_SECONDS). Per account over all addresses the
+# same with LOGIN_FREE_ATTEMPTS_PER_ACCOUNT, but not for addresses the account has logged in from
+# before: a distributed guesser slows down without keeping the real user out. A correct password
+# resets both; attempts are forgotten after LOGIN_FAILURE_WINDOW_SECONDS without one.
+LOGIN_FREE_ATTEMPTS_PER_ADDRESS = env_int("LOGIN_FREE_ATTEMPTS_PER_ADDRESS", 5)
+LOGIN_FREE_ATTEMPTS_PER_ACCOUNT = env_int("LOGIN_FREE_ATTEMPTS_PER_ACCOUNT", 20)
+LOGIN_DELAY_BASE_SECONDS = env_float("LOGIN_DELAY_BASE_SECONDS", 1.0)
+LOGIN_DELAY_MAX_SECONDS = env_float("LOGIN_DELAY_MAX_SECONDS", 900.0)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 3600)
+# An address an account logged in from within this many days is known for it (see above).
+LOGIN_KNOWN_ADDRESS_DAYS = env_int("LOGIN_KNOWN_ADDRESS_DAYS", 30)
+# Proxies (addresses or networks) whose X-Forwarded-For is believed: the ingress or gateway pods.
+# Empty: REMOTE_ADDR is the client. Behind a proxy not listed, every client shares its address.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+TRUSTED_PROXY_NETWORKS = env_networks("TRUSTED_PROXIES")
 
 # --- outbound calls ------------------------------------------------------------------------------
 # Timeouts of one attempt; the whole retry budget of a caller stays below its own callers' timeout.

@@ -246,6 +246,10 @@ CLIENT_SCOPES = {
 }
 
 
+# The endpoints auth limits per client address (RATE_LIMIT_<name>_PER_ADDRESS in apps/settings.py).
+ADDRESS_LIMITED = ("REGISTER", "LOGIN", "REFRESH", "CLIENT_TOKEN")
+
+
 # The services with an outbox, whose relays deliver to notifications.
 RELAYED = ("orders", "payments")
 
@@ -273,6 +277,10 @@ def stack_start(
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "DATA_DIR": str(workdir),
         **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
+        # Every test, relay and service talks from 127.0.0.1: to the limits per client address the
+        # whole suite is one client. Limits per account keep their production values, and
+        # tests/e2e/test_rate_limits.py runs an auth of its own with limits per address.
+        **{f"RATE_LIMIT_{name}_PER_ADDRESS": "100000/minute" for name in ADDRESS_LIMITED},
     }
     common["JWT_ISSUER"] = common["AUTH_URL"]
     signing_key = write_signing_key(workdir / "signing-key.pem")

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from apps.auth import keys, selectors, services
 from apps.core.api import PROBLEM
+from apps.core.client_address import client_address
 from apps.core.parsers import FormParser, JSONParser
 from apps.core.permissions import IsUser
 from apps.core.serializers import StrictInputSerializer
@@ -50,7 +51,7 @@ class RegisterApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_register(**data.validated_data)
+        user = services.user_register(**data.validated_data, client_address=client_address(request))
         return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -83,7 +84,9 @@ class TokenApi(APIView):
             data = self.ClientInputSerializer(data=body)
             data.is_valid(raise_exception=True)
             pair = services.client_token_issue(
-                client_id=data.validated_data["client_id"], client_secret=data.validated_data["client_secret"]
+                client_id=data.validated_data["client_id"],
+                client_secret=data.validated_data["client_secret"],
+                client_address=client_address(request),
             )
         else:
             data = self.PasswordInputSerializer(data=body)
@@ -91,7 +94,7 @@ class TokenApi(APIView):
             pair = services.user_login(
                 email=data.validated_data["email"],
                 password=data.validated_data["password"],
-                remote_addr=request.META.get("REMOTE_ADDR"),
+                client_address=client_address(request),
             )
         return _token_response(pair)
 
@@ -112,7 +115,10 @@ class TokenRefreshApi(APIView):
     def post(self, request):
         data = RefreshTokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return _token_response(services.refresh_token_rotate(raw_token=data.validated_data["refresh_token"]))
+        pair = services.refresh_token_rotate(
+            raw_token=data.validated_data["refresh_token"], client_address=client_address(request)
+        )
+        return _token_response(pair)
 
 
 class LogoutApi(APIView):

@@ -94,3 +94,18 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} at {self.created_at}"
+
+
+class LoginAddress(models.Model):
+    """A client address a user has logged in from: the login throttle does not slow the user down
+    there when guessers elsewhere are after the account (apps.auth.services.user_login)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="login_addresses")
+    address = models.GenericIPAddressField()
+    last_login_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "address"], name="login_address_user_address_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} from {self.address}"

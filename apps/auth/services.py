@@ -1,6 +1,11 @@
-"""Writes of the auth service: registration, logins, token issue, rotation and revocation."""
+"""Writes of the auth service: registration, logins, token issue, rotation and revocation.
+
+Every endpoint a client reaches without a token is rate limited here (apps.core.ratelimit, counted
+in this service's database, so across all workers and pods), per client address and per account.
+"""
 
 import hashlib
+import ipaddress
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,8 +20,10 @@ from django.utils import timezone
 from rest_framework import exceptions
 
 from apps.auth import keys
-from apps.auth.models import LoginFailure, RefreshToken, ServiceClient, User
+from apps.auth.models import LoginAddress, LoginFailure, RefreshToken, ServiceClient, User
 from apps.core.errors import Conflict
+from apps.core.ratelimit import Attempt, attempt_reserve, attempts_reset, rate_limit_take
+from apps.core.rates import Backoff
 from apps.core.tokens import SERVICE, USER
 
 # Checked against when the email is unknown, so both answers take the same time.
@@ -32,19 +39,26 @@ class TokenPair:
 
 # The token endpoints authenticate by what the body carries, not by a header, so these are plain
 # 401s: DRF would turn an AuthenticationFailed from a view without authenticators into a 403.
+# RFC 9110 requires a challenge with every 401: the API's own scheme, a bearer token.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
 class InvalidCredentials(exceptions.APIException):
+    headers = CHALLENGE
     status_code = 401
     default_detail = "Invalid email or password."
     default_code = "invalid_credentials"
 
 
 class InvalidRefreshToken(exceptions.APIException):
+    headers = CHALLENGE
     status_code = 401
     default_detail = "The refresh token is invalid, expired or revoked."
     default_code = "invalid_refresh_token"
 
 
 class InvalidClient(exceptions.APIException):
+    headers = CHALLENGE
     status_code = 401
     default_detail = "Invalid client credentials."
     default_code = "invalid_client"
@@ -58,9 +72,26 @@ def _token_hash(raw_token: str) -> str:
     return hashlib.sha256(raw_token.encode()).hexdigest()
 
 
-def user_register(*, email: str, password: str) -> User:
-    """Create a user; Django's password validators apply; a taken email is a 409."""
+def user_register(*, email: str, password: str, client_address: str | None = None) -> User:
+    """Create a user; Django's password validators apply; a taken email is a 409.
+
+    Limited per client address (each registration hashes a password) and per email (a taken
+    email answers 409, which must not be askable at will).
+    """
     user = User(email=email_normalize(email))
+    if client_address is not None:
+        rate_limit_take(
+            scope="register:address",
+            key=client_address,
+            rate=settings.RATE_LIMIT_REGISTER_PER_ADDRESS,
+            detail="Too many registrations from this address.",
+        )
+    rate_limit_take(
+        scope="register:email",
+        key=user.email,
+        rate=settings.RATE_LIMIT_REGISTER_PER_EMAIL,
+        detail="Too many registrations for this email.",
+    )
     try:
         validate_password(password, user=user)
     except DjangoValidationError as error:
@@ -117,29 +148,85 @@ def _user_token_pair(*, user: User, family: uuid.UUID) -> TokenPair:
     )
 
 
-def login_throttle_check(*, email: str) -> None:
-    """429 once an email has had LOGIN_FAILURE_LIMIT failures within the window."""
-    window_start = timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    failures = LoginFailure.objects.filter(email=email, created_at__gte=window_start).order_by("created_at")
-    if failures.count() >= settings.LOGIN_FAILURE_LIMIT:
-        oldest = failures.first()
-        wait = (oldest.created_at - window_start).total_seconds()
-        raise exceptions.Throttled(wait=max(1, int(wait)), detail="Too many failed logins for this account.")
+def _guessing_backoff(*, free: int) -> Backoff:
+    return Backoff(
+        free=free,
+        base=settings.LOGIN_DELAY_BASE_SECONDS,
+        maximum=settings.LOGIN_DELAY_MAX_SECONDS,
+        window=settings.LOGIN_FAILURE_WINDOW_SECONDS,
+    )
 
 
-def user_login(*, email: str, password: str, remote_addr: str | None) -> TokenPair:
-    """Check the password and issue an access token and the first refresh token of a new family."""
+def _login_address_known(*, email: str, client_address: str) -> bool:
+    since = timezone.now() - timedelta(days=settings.LOGIN_KNOWN_ADDRESS_DAYS)
+    return LoginAddress.objects.filter(
+        user__email=email, user__is_active=True, address=client_address, last_login_at__gte=since
+    ).exists()
+
+
+def _secret_guess_reserve(*, kind: str, account: str, client_address: str, address_known: bool) -> None:
+    """Count an attempt at an account's secret, per (address, account) and per account (unless from
+    a known address); raise RateLimited while the exponential pause since the last one runs."""
+    attempts = [
+        Attempt(
+            scope=f"{kind}:address-account",
+            key=f"{client_address} {account}",
+            backoff=_guessing_backoff(free=settings.LOGIN_FREE_ATTEMPTS_PER_ADDRESS),
+            detail="Too many failed attempts for this account from this address; retry later.",
+        )
+    ]
+    if not address_known:
+        attempts.append(
+            Attempt(
+                scope=f"{kind}:account",
+                key=account,
+                backoff=_guessing_backoff(free=settings.LOGIN_FREE_ATTEMPTS_PER_ACCOUNT),
+                detail="Too many failed attempts for this account; retry later.",
+            )
+        )
+    attempt_reserve(*attempts)
+
+
+def _secret_guesses_reset(*, kind: str, account: str, client_address: str) -> None:
+    attempts_reset(scope=f"{kind}:account", key=account)
+    attempts_reset(scope=f"{kind}:address-account", key=f"{client_address} {account}")
+
+
+def user_login(*, email: str, password: str, client_address: str) -> TokenPair:
+    """Check the password and issue an access token and the first refresh token of a new family.
+
+    Throttled, never locked: per client address a token bucket; per account and per (address,
+    account) an exponential delay after a few attempts, where an address the user has logged in
+    from before is exempt from the per-account delay. A correct password resets both delays.
+    """
     email = email_normalize(email)
-    login_throttle_check(email=email)
+    rate_limit_take(
+        scope="login:address",
+        key=client_address,
+        rate=settings.RATE_LIMIT_LOGIN_PER_ADDRESS,
+        detail="Too many logins from this address.",
+    )
+    known = _login_address_known(email=email, client_address=client_address)
+    _secret_guess_reserve(kind="login", account=email, client_address=client_address, address_known=known)
     user = User.objects.filter(email=email, is_active=True).first()
     password_ok = check_password(password, user.password if user else _DUMMY_PASSWORD_HASH)
     if user is None or not password_ok:
-        LoginFailure.objects.create(email=email, remote_addr=remote_addr)
+        LoginFailure.objects.create(email=email, remote_addr=_ip_or_none(client_address))
         raise InvalidCredentials()
+    now = timezone.now()
     with transaction.atomic():
-        LoginFailure.objects.filter(email=email).delete()
-        User.objects.filter(pk=user.pk).update(last_login_at=timezone.now())
+        _secret_guesses_reset(kind="login", account=email, client_address=client_address)
+        if _ip_or_none(client_address):
+            LoginAddress.objects.update_or_create(user=user, address=client_address, defaults={"last_login_at": now})
+        User.objects.filter(pk=user.pk).update(last_login_at=now)
         return _user_token_pair(user=user, family=uuid.uuid4())
+
+
+def _ip_or_none(address: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def _family_revoke(*, family: uuid.UUID, reason: str) -> int:
@@ -148,8 +235,18 @@ def _family_revoke(*, family: uuid.UUID, reason: str) -> int:
     )
 
 
-def refresh_token_rotate(*, raw_token: str) -> TokenPair:
-    """Exchange a refresh token for a new pair. A second use of the same token revokes its family."""
+def refresh_token_rotate(*, raw_token: str, client_address: str | None = None) -> TokenPair:
+    """Exchange a refresh token for a new pair. A second use of the same token revokes its family.
+
+    Limited per client address and per user.
+    """
+    if client_address is not None:
+        rate_limit_take(
+            scope="refresh:address",
+            key=client_address,
+            rate=settings.RATE_LIMIT_REFRESH_PER_ADDRESS,
+            detail="Too many token refreshes from this address.",
+        )
     with transaction.atomic():
         token = (
             RefreshToken.objects.select_for_update()
@@ -159,6 +256,12 @@ def refresh_token_rotate(*, raw_token: str) -> TokenPair:
         )
         if token is None:
             raise InvalidRefreshToken()
+        rate_limit_take(
+            scope="refresh:user",
+            key=str(token.user_id),
+            rate=settings.RATE_LIMIT_REFRESH_PER_USER,
+            detail="Too many token refreshes for this user.",
+        )
         reused = token.used_at is not None or token.revoked_at is not None
         if reused:
             _family_revoke(family=token.family, reason="reuse")
@@ -180,12 +283,23 @@ def refresh_token_revoke(*, raw_token: str) -> None:
         _family_revoke(family=token.family, reason="logout")
 
 
-def client_token_issue(*, client_id: str, client_secret: str) -> TokenPair:
-    """OAuth2 client credentials: an access token carrying the client's scopes, no refresh token."""
+def client_token_issue(*, client_id: str, client_secret: str, client_address: str = "") -> TokenPair:
+    """OAuth2 client credentials: an access token carrying the client's scopes, no refresh token.
+
+    Limited as logins are: per client address, and by delay per client and per (address, client).
+    """
+    rate_limit_take(
+        scope="client-token:address",
+        key=client_address,
+        rate=settings.RATE_LIMIT_CLIENT_TOKEN_PER_ADDRESS,
+        detail="Too many token requests from this address.",
+    )
+    _secret_guess_reserve(kind="client-token", account=client_id, client_address=client_address, address_known=False)
     client = ServiceClient.objects.filter(client_id=client_id, is_active=True).first()
     secret_ok = check_password(client_secret, client.secret_hash if client else _DUMMY_PASSWORD_HASH)
     if client is None or not secret_ok:
         raise InvalidClient()
+    _secret_guesses_reset(kind="client-token", account=client_id, client_address=client_address)
     return TokenPair(
         access_token=_access_token(
             subject=client.client_id, kind=SERVICE, scopes=client.scopes, ttl=settings.CLIENT_TOKEN_TTL_SECONDS

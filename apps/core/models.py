@@ -18,3 +18,23 @@ class KeySetSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} at {self.fetched_at}"
+
+
+class RateLimitCounter(models.Model):
+    """One rate limit's state for one key (apps.core.ratelimit), shared by every worker and pod.
+
+    Keys are stored as digests: a counter needs to tell keys apart, not to know whose they are.
+    """
+
+    scope = models.CharField(max_length=64)  # which limit: "login:address", "login:account", ...
+    key_digest = models.CharField(max_length=64)  # sha256 hex of the key (an address, an email, both)
+    tokens = models.FloatField(default=0)  # token buckets: what is left to spend
+    attempts = models.PositiveIntegerField(default=0)  # backoffs: attempts since the last reset
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key_digest"], name="rate_limit_scope_key_unique")]
+        indexes = [models.Index(fields=["updated_at"], name="rate_limit_updated_at")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key_digest[:12]}"

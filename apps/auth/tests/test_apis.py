@@ -67,13 +67,42 @@ def test_token_wrong_password_is_401(api_client, user):
 
 
 def test_token_throttled_is_429_with_retry_after(api_client, user, settings):
-    settings.LOGIN_FAILURE_LIMIT = 2
+    settings.LOGIN_FREE_ATTEMPTS_PER_ADDRESS = 2
+    settings.LOGIN_DELAY_BASE_SECONDS = 30
     for _ in range(2):
         api_client.post("/api/auth/token/", {"email": user.email, "password": "wrong one!"}, format="json")
     response = api_client.post("/api/auth/token/", {"email": user.email, "password": "wrong one!"}, format="json")
     body = problem(response, 429)
     assert body["code"] == "throttled"
+    assert 29 <= body["retry_after"] <= 30
     assert int(response["Retry-After"]) == body["retry_after"]
+
+
+def test_token_refusals_carry_a_challenge(api_client, user):
+    response = api_client.post("/api/auth/token/", {"email": user.email, "password": "wrong one!"}, format="json")
+    assert problem(response, 401)["code"] == "invalid_credentials"
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_the_client_address_is_taken_from_a_trusted_proxy_only(api_client, user, settings):
+    """Behind the gateway, limits count the client's address, and a client cannot pick its own."""
+    import ipaddress
+
+    from apps.core.rates import Rate
+
+    settings.RATE_LIMIT_LOGIN_PER_ADDRESS = Rate(count=1, period=3600)
+    body = {"email": user.email, "password": "wrong one!"}
+    forged = {"HTTP_X_FORWARDED_FOR": "198.51.100.1"}
+    assert api_client.post("/api/auth/token/", body, format="json", **forged).status_code == 401
+    # Not from a trusted proxy: the header is ignored, 127.0.0.1 is the client, its bucket is spent.
+    assert (
+        api_client.post("/api/auth/token/", body, format="json", HTTP_X_FORWARDED_FOR="198.51.100.2").status_code == 429
+    )
+    settings.TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+    # From a trusted proxy: each client address has a bucket of its own.
+    for client in ("203.0.113.1", "203.0.113.2"):
+        via_proxy = {"HTTP_X_FORWARDED_FOR": f"{client}, 127.0.0.9"}
+        assert api_client.post("/api/auth/token/", body, format="json", **via_proxy).status_code == 401
 
 
 def test_client_credentials_accept_a_form_encoded_body(api_client, db):

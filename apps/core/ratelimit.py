@@ -1,0 +1,116 @@
+"""Rate limits that hold across every worker and pod: the service's database is the shared store.
+
+Two shapes, both decided under a row lock (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite's write
+transactions are serial), so that concurrent requests can never all read "one left" and all pass:
+
+- `rate_limit_take`: a token bucket. At most `count` requests per `period` seconds per key, in
+  bursts of up to `count`: what bounds the CPU one client address can spend on password hashing.
+- `attempt_reserve`: an exponential delay. The first `free` attempts pass; each one after must
+  come later than the one before by a pause that doubles (`base`, 2 x `base`, ... up to
+  `maximum`). An attempt is counted before its outcome is known, and `attempts_reset` clears the
+  count on success: parallel guesses each take a turn of their own. Nothing ever locks a key for
+  good; attempts are forgotten after `window` seconds without one.
+
+Refusals raise DRF's Throttled: a 429 problem with Retry-After.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.exceptions import Throttled
+
+from apps.core.models import RateLimitCounter
+from apps.core.rates import Backoff, Rate
+
+
+class RateLimited(Throttled):
+    default_detail = "Too many requests."
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _counter_locked(scope: str, key: str, *, now: datetime, tokens: float = 0) -> RateLimitCounter:
+    """The counter row for (scope, key), created if missing, locked until the transaction ends."""
+    digest = _digest(key)
+    RateLimitCounter.objects.bulk_create(
+        [RateLimitCounter(scope=scope, key_digest=digest, tokens=tokens, attempts=0, updated_at=now)],
+        ignore_conflicts=True,
+    )
+    return RateLimitCounter.objects.select_for_update().get(scope=scope, key_digest=digest)
+
+
+def _refuse(wait: float, detail: str):
+    raise RateLimited(wait=max(1, math.ceil(wait)), detail=detail)
+
+
+def rate_limit_take(*, scope: str, key: str, rate: Rate, detail: str = "Too many requests from this address.") -> None:
+    """Spend one request of `key`'s bucket, or raise RateLimited with when the next one is allowed."""
+    now = timezone.now()
+    with transaction.atomic():
+        counter = _counter_locked(scope, key, now=now, tokens=rate.count)
+        refill = max(0.0, (now - counter.updated_at).total_seconds()) * rate.count / rate.period
+        tokens = min(float(rate.count), counter.tokens + refill)
+        if tokens < 1:
+            _refuse((1 - tokens) * rate.period / rate.count, detail)
+        counter.tokens = tokens - 1
+        counter.updated_at = now
+        counter.save(update_fields=["tokens", "updated_at"])
+
+
+def attempt_pause(attempts: int, backoff: Backoff) -> float:
+    """Seconds the next attempt must wait after the last one, `attempts` having been made."""
+    if attempts < backoff.free:
+        return 0.0
+    return min(backoff.maximum, backoff.base * 2 ** (attempts - backoff.free))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One count an attempt is made against: a scope, a key, its backoff and what a refusal says."""
+
+    scope: str
+    key: str
+    backoff: Backoff
+    detail: str = "Too many attempts."
+
+
+def attempt_reserve(*attempts: Attempt) -> None:
+    """Count one attempt against every one of `attempts`, or against none of them and raise
+    RateLimited (the longest wait) if it comes before the pause of any one has passed."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked in one order, whoever asks: two requests never wait on each other's second row.
+        ordered = sorted(attempts, key=lambda attempt: (attempt.scope, _digest(attempt.key)))
+        counters = [_counter_locked(attempt.scope, attempt.key, now=now) for attempt in ordered]
+        refusals = []
+        for attempt, counter in zip(ordered, counters, strict=True):
+            quiet = (now - counter.updated_at).total_seconds()
+            counter.attempts = 0 if quiet > attempt.backoff.window else counter.attempts
+            pause = attempt_pause(counter.attempts, attempt.backoff)
+            if pause > quiet:
+                refusals.append((pause - quiet, attempt.detail))
+        if refusals:
+            _refuse(*max(refusals))
+        for counter in counters:
+            counter.attempts += 1
+            counter.updated_at = now
+            counter.save(update_fields=["attempts", "updated_at"])
+
+
+def attempts_reset(*, scope: str, key: str) -> None:
+    """Forget `key`'s attempts (it proved itself: a correct password)."""
+    RateLimitCounter.objects.filter(scope=scope, key_digest=_digest(key)).delete()
+
+
+def rate_limit_counters_prune(*, older_than: timedelta) -> int:
+    """Delete counters untouched for longer than any limit's period or window (retention)."""
+    deleted, _ = RateLimitCounter.objects.filter(updated_at__lt=timezone.now() - older_than).delete()
+    return deleted

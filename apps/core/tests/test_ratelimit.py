@@ -1,0 +1,110 @@
+"""Rate limits in the database: token buckets, exponential pauses, and rates as settings spell them."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from apps.core.models import RateLimitCounter
+from apps.core.ratelimit import (
+    Attempt,
+    RateLimited,
+    attempt_pause,
+    attempt_reserve,
+    attempts_reset,
+    rate_limit_counters_prune,
+    rate_limit_take,
+)
+from apps.core.rates import Backoff, Rate
+
+pytestmark = pytest.mark.django_db
+
+
+class Clock:
+    def __init__(self):
+        self.now = timezone.now()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr("apps.core.ratelimit.timezone.now", fake)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [("30/minute", Rate(30, 60)), ("100/hour", Rate(100, 3600)), ("5/15min", Rate(5, 900)), ("1/s", Rate(1, 1))],
+)
+def test_rates_are_read_as_requests_per_period(text, rate):
+    assert Rate.parse(text) == rate
+
+
+@pytest.mark.parametrize("text", ["", "30", "0/minute", "30/fortnight", "-1/hour", "30/minute/x"])
+def test_a_malformed_rate_is_a_configuration_error(text):
+    with pytest.raises(ImproperlyConfigured, match="is not a rate"):
+        Rate.parse(text)
+
+
+def test_a_bucket_allows_a_burst_then_one_request_per_share_of_the_period(clock):
+    rate = Rate(3, 60)
+    for _ in range(3):
+        rate_limit_take(scope="s", key="10.0.0.1", rate=rate)
+    with pytest.raises(RateLimited) as refused:
+        rate_limit_take(scope="s", key="10.0.0.1", rate=rate)
+    assert refused.value.wait == 20
+    clock.advance(20)
+    rate_limit_take(scope="s", key="10.0.0.1", rate=rate)
+    with pytest.raises(RateLimited):
+        rate_limit_take(scope="s", key="10.0.0.1", rate=rate)
+
+
+def test_buckets_of_other_keys_and_scopes_are_apart(clock):
+    rate = Rate(1, 60)
+    rate_limit_take(scope="s", key="a", rate=rate)
+    rate_limit_take(scope="s", key="b", rate=rate)
+    rate_limit_take(scope="t", key="a", rate=rate)
+    assert RateLimitCounter.objects.count() == 3
+
+
+def test_keys_are_kept_as_digests(clock):
+    rate_limit_take(scope="login:account", key="ada@example.com", rate=Rate(5, 60))
+    assert "ada" not in RateLimitCounter.objects.get().key_digest
+
+
+@pytest.mark.parametrize(("attempts", "pause"), [(0, 0), (2, 0), (3, 1), (4, 2), (5, 4), (8, 30), (50, 30)])
+def test_the_pause_doubles_after_the_free_attempts_up_to_the_maximum(attempts, pause):
+    assert attempt_pause(attempts, Backoff(free=3, base=1, maximum=30, window=3600)) == pause
+
+
+def test_a_refused_attempt_counts_against_none_of_its_keys(clock):
+    tight = Backoff(free=1, base=10, maximum=10, window=3600)
+    loose = Backoff(free=100, base=10, maximum=10, window=3600)
+    attempt_reserve(Attempt("pair", "k", tight), Attempt("account", "k", loose))
+    with pytest.raises(RateLimited):
+        attempt_reserve(Attempt("pair", "k", tight), Attempt("account", "k", loose))
+    assert RateLimitCounter.objects.get(scope="account").attempts == 1
+
+
+def test_a_reset_forgets_the_attempts(clock):
+    backoff = Backoff(free=1, base=10, maximum=10, window=3600)
+    attempt_reserve(Attempt("pair", "k", backoff))
+    attempts_reset(scope="pair", key="k")
+    attempt_reserve(Attempt("pair", "k", backoff))
+
+
+def test_counters_untouched_for_long_are_pruned():
+    rate_limit_take(scope="s", key="old", rate=Rate(5, 60))
+    rate_limit_take(scope="s", key="new", rate=Rate(5, 60))
+    old = RateLimitCounter.objects.order_by("pk").first()
+    RateLimitCounter.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+    assert rate_limit_counters_prune(older_than=timedelta(hours=1)) == 1
+    assert list(RateLimitCounter.objects.values_list("pk", flat=True)) != [old.pk]
+    assert RateLimitCounter.objects.count() == 1
