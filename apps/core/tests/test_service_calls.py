@@ -129,3 +129,57 @@ def test_a_4xx_is_returned_not_retried(server):
 def test_connection_refused_raises_service_call_error():
     with pytest.raises(ServiceCallError, match="failed: ConnectionError"):
         call("GET", "http://127.0.0.1:9", "/things", auth=None, timeout=(0.2, 0.2))
+
+
+@override_settings(SERVICE_CALL_CONNECT_TIMEOUT=1.0, SERVICE_CALL_READ_TIMEOUT=5.0, SERVICE_CALL_RETRIES=2)
+def test_the_budgets_are_derived_from_the_timeouts_and_retries():
+    # 3 attempts of 1 s + 5 s, and 0.4 s of backoff between them.
+    assert service_calls.call_budget_seconds(retried=True) == pytest.approx(18.4)
+    # Only failed connects are repeated: 2 x 1 s, then 1 s + 5 s, with the same backoff.
+    assert service_calls.call_budget_seconds(retried=False) == pytest.approx(8.4)
+    assert service_calls.service_call_budget_seconds() == pytest.approx(26.8)
+    assert service_calls.call_budget_seconds(timeout=(0.5, 1.0)) == pytest.approx(4.9)
+
+
+@override_settings(SERVICE_CALL_CONNECT_TIMEOUT=0.2, SERVICE_CALL_READ_TIMEOUT=0.3, SERVICE_CALL_RETRIES=2)
+def test_a_hanging_callee_costs_at_most_the_budget():
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections, never answers
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServiceCallError):
+            call("GET", f"http://127.0.0.1:{listener.getsockname()[1]}", "/hang", auth=None)
+    finally:
+        listener.close()
+    assert 3 * 0.3 <= time.monotonic() - started <= service_calls.call_budget_seconds() + 0.5
+
+
+def test_a_retry_after_from_the_callee_does_not_stretch_the_budget(server):
+    import time
+
+    server.plan = [503, 200]
+    started = time.monotonic()
+    with override_settings(SERVICE_CALL_RETRIES=1):
+        # Recorder answers without Retry-After; a header of an hour would be ignored the same way.
+        session = service_calls._session(retry_everything=True)
+    assert session.get_adapter(server.url).max_retries.respect_retry_after_header is False
+    assert call("GET", server.url, "/x", auth=None).status_code == 200
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"token_type": "Bearer"}, {"access_token": "", "expires_in": 600}, {"access_token": "t", "expires_in": "600"}],
+    ids=["no-token", "empty-token", "string-expiry"],
+)
+def test_a_token_answer_that_is_not_a_token_is_a_service_call_error(server, payload):
+    server.payload = payload
+    with (
+        override_settings(AUTH_URL=server.url, SERVICE_CLIENT_ID="orders", SERVICE_CLIENT_SECRET="s" * 32),
+        pytest.raises(ServiceCallError, match="not a token"),
+    ):
+        call("GET", server.url, "/one", auth="service")
