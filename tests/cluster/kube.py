@@ -3,6 +3,7 @@ as an operator runs it, and the stable Services over HTTP by ClusterIP with thei
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from kubernetes import client
+from kubernetes.stream import stream
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = REPO / "deploy" / "cluster"
@@ -115,6 +117,46 @@ class Cluster:
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"{shlex.join(arguments)} exited {result.returncode}:\n{output}"
         return output
+
+    def bluegreen_exit(self, *arguments: str, timeout: float = 900) -> tuple[int, str]:
+        """The tool's exit code and output, for the commands that must refuse."""
+        command = [sys.executable, "-m", "deploy.bluegreen", "--kubeconfig", str(self.kubeconfig), *arguments]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+        return result.returncode, result.stdout + result.stderr
+
+    def deployment(self, service: str, color: str) -> client.V1Deployment:
+        return self.apps.read_namespaced_deployment(f"{service}-{color}", NAMESPACE)
+
+    def image(self, service: str, color: str) -> str:
+        containers = self.deployment(service, color).spec.template.spec.containers
+        return next(container.image for container in containers if container.name == "app")
+
+    def replicas(self, service: str, color: str) -> int:
+        return self.deployment(service, color).spec.replicas
+
+    def fully_available(self, service: str, color: str) -> bool:
+        deployment = self.deployment(service, color)
+        wanted, status = deployment.spec.replicas, deployment.status
+        return bool(wanted) and (status.available_replicas or 0) == wanted == (status.updated_replicas or 0)
+
+    def last_switch(self, service: str) -> dict:
+        """The switch the tool recorded last on the stable Service."""
+        annotations = self.core.read_namespaced_service(service, NAMESPACE).metadata.annotations or {}
+        return json.loads(annotations.get("bluegreen.platform.dev/last-switch", "{}"))
+
+    def exec(self, pod: str, command: list[str]) -> str:
+        """A command run in a pod's app container, through the API server; its output."""
+        return stream(
+            self.core.connect_get_namespaced_pod_exec,
+            pod,
+            NAMESPACE,
+            container="app",
+            command=command,
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
 
     def pods(self, service: str, color: str) -> list[client.V1Pod]:
         selector = f"app.kubernetes.io/name={service},app.kubernetes.io/component=api,color={color}"

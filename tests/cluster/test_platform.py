@@ -6,7 +6,6 @@ import subprocess
 
 import yaml
 from kubernetes import client
-from kubernetes.stream import stream
 
 from tests.cluster.kube import NAMESPACE, REPO, SERVICES, kubectl, wait_until
 from tests.journey import journey_run
@@ -101,17 +100,7 @@ def connects(cluster, *, source_pod: str, address: str, port: int) -> str:
         "except OSError as error:\n"
         "    print(type(error).__name__)\n"
     )
-    output = stream(
-        cluster.core.connect_get_namespaced_pod_exec,
-        source_pod,
-        NAMESPACE,
-        command=["python", "-c", program],
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-    )
-    return output.strip()
+    return cluster.exec(source_pod, ["python", "-c", program]).strip()
 
 
 def test_the_network_policies_are_enforced_allowed_flows_open_and_others_refused(cluster):

@@ -56,11 +56,21 @@ def new_connections_settle_on(cluster, service: str, version: str, *, consecutiv
     return round(time.monotonic() - started, 2)
 
 
+def drain_one_pod(cluster, service: str, color: str) -> str:
+    """Make one pod of a color unready, as a fault outside it would (its readiness answers 503)."""
+    pod = cluster.pods(service, color)[0].metadata.name
+    cluster.exec(pod, ["touch", "/tmp/draining"])  # noqa: S108 (the pod's drain file, see apps/core/probes.py)
+    return pod
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_a_release_is_promoted_then_rolled_back_under_load(cluster, load, next_image, service):
+def test_a_release_is_promoted_then_rolled_back_under_load_and_each_command_twice_changes_nothing(
+    cluster, load, next_image, service
+):
     live = cluster.live_color(service)
     idle = other_color(live)
     before = cluster.version(service)["version"]
+    before_image = cluster.image(service, live)
     # The release is the version that is not live: normally the next one; the first one again
     # where a run that stopped halfway left the next one live.
     release_version, release_image = (
@@ -72,15 +82,27 @@ def test_a_release_is_promoted_then_rolled_back_under_load(cluster, load, next_i
     deployed = time.time()
     assert cluster.version(service)["version"] == before, "deploy must not move traffic"
 
-    promote = cluster.bluegreen("promote", service)
+    promote = cluster.bluegreen("promote", service, "--image", release_image)
     promoted = time.time()
     assert cluster.live_color(service) == idle
     promote_settled = new_connections_settle_on(cluster, service, release_version)
+    promotion = cluster.last_switch(service)
+    recorded = (promotion["action"], promotion["image"], promotion["from_image"])
+    assert recorded == ("promote", release_image, before_image)
+    again = cluster.bluegreen("promote", service, "--image", release_image)
+    assert "nothing to do" in again
+    assert (cluster.live_color(service), cluster.last_switch(service)) == (idle, promotion)
 
     rollback = cluster.bluegreen("rollback", service)
     rolled_back = time.time()
     assert cluster.live_color(service) == live
     rollback_settled = new_connections_settle_on(cluster, service, before)
+    assert cluster.replicas(service, idle) == 0, "the color rolled back from is scaled to zero"
+    back = cluster.last_switch(service)
+    assert (back["action"], back["to"], back["image"]) == ("rollback", live, before_image)
+    again = cluster.bluegreen("rollback", service)
+    assert "is live already" in again
+    assert (cluster.live_color(service), cluster.last_switch(service)) == (live, back)
 
     promote_patch, promote_endpoints = switch_seconds(promote)
     rollback_patch, rollback_endpoints = switch_seconds(rollback)
@@ -101,6 +123,44 @@ def test_a_release_is_promoted_then_rolled_back_under_load(cluster, load, next_i
             "window": (promoted, rolled_back + SWITCH_WINDOW_AFTER),
         },
     }
+    assert cluster.image(service, live) == before_image
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load(cluster, load, next_image, service):
+    """The previous color has a pod that fails readiness for a reason outside it: a plain rollback
+    refuses and moves nothing; a forced one switches, and the ready pods carry the traffic."""
+    live = cluster.live_color(service)
+    idle = other_color(live)
+    before = cluster.version(service)["version"]
+    release_version, release_image = (
+        (NEXT_VERSION, next_image) if before != NEXT_VERSION else (FIRST_VERSION, FIRST_IMAGE)
+    )
+    cluster.bluegreen("deploy", service, release_image)
+    cluster.bluegreen("promote", service, "--image", release_image)
+    new_connections_settle_on(cluster, service, release_version)
+
+    drained = drain_one_pod(cluster, service, live)
+    wait_until(
+        lambda: not cluster.fully_available(service, live),
+        timeout=60,
+        message=f"{drained} unready, so {service}-{live} is not fully available",
+    )
+    code, refused = cluster.bluegreen_exit("rollback", service)
+    assert (code, cluster.live_color(service)) == (1, idle), refused
+    assert "roll back with --force" in refused
+
+    started = time.time()
+    forced = cluster.bluegreen("rollback", service, "--force")
+    RECORD.setdefault("forced_rollbacks", {})[service] = {
+        "seconds": round(time.time() - started, 1),
+        "patch_seconds": switch_seconds(forced)[0],
+        "window": (started, time.time() + SWITCH_WINDOW_AFTER),
+    }
+    assert cluster.live_color(service) == live
+    new_connections_settle_on(cluster, service, before)
+    cluster.exec(drained, ["rm", "-f", "/tmp/draining"])  # noqa: S108 (the pod's drain file)
+    wait_until(lambda: cluster.fully_available(service, live), timeout=60, message=f"{service}-{live} ready again")
 
 
 def test_a_live_pod_deleted_under_load_is_replaced(cluster, load):
@@ -140,6 +200,7 @@ def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, lo
     assert (result.k6_failed_count(), failed) == (0, []), f"see {path}"
     assert len(result.requests) > 500
     assert len(RECORD["releases"]) == len(SERVICES), "every service's release ran"
+    assert len(RECORD.get("forced_rollbacks", {})) == len(SERVICES), "every service's forced rollback ran"
 
 
 def record_results(cluster, result) -> str:
@@ -147,6 +208,8 @@ def record_results(cluster, result) -> str:
     for release in RECORD["releases"].values():
         for switch in ("promote", "rollback"):
             release[switch]["k6"] = result.window(*release[switch]["window"])
+    for forced in RECORD.get("forced_rollbacks", {}).values():
+        forced["k6"] = result.window(*forced["window"])
     if RECORD["pod_deletion"]:
         RECORD["pod_deletion"]["k6"] = result.window(*RECORD["pod_deletion"]["window"])
     durations = [r.duration_ms for r in result.requests]
@@ -236,6 +299,20 @@ def report(record: dict, day: str) -> str:
                 f"| {data['patch_seconds']:.3f} | {data['endpoints_seconds']:.3f} | {data['new_connections_seconds']}"
                 f" | {k6.get('requests')} "
                 f"| {k6.get('failed')} | {k6.get('p95_ms')} | {k6.get('max_ms')} |"
+            )
+    if record.get("forced_rollbacks"):
+        lines += [
+            "",
+            "Forced rollbacks (one pod of the previous color failing readiness; a plain rollback refused first):",
+            "",
+            "| service | command s | patch s | k6 requests | failed | p95 ms |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for service, forced in record["forced_rollbacks"].items():
+            k6 = forced.get("k6", {})
+            lines.append(
+                f"| {service} | {forced['seconds']} | {forced['patch_seconds']:.3f} | {k6.get('requests')} "
+                f"| {k6.get('failed')} | {k6.get('p95_ms')} |"
             )
     lines += ["", "Deploy (migration Job, idle color rolled out, smoke test through the preview Service):", ""]
     lines += [f"- {service}: {release['deploy_seconds']} s" for service, release in record["releases"].items()]
