@@ -115,7 +115,8 @@ JWKS_MAX_BACKOFF_SECONDS = env_float("JWKS_MAX_BACKOFF_SECONDS", 60)
 # Read timeout of one JWKS fetch attempt (it runs in the background, so it only bounds the fetch).
 JWKS_FETCH_TIMEOUT_SECONDS = env_float("JWKS_FETCH_TIMEOUT_SECONDS", 2.0)
 # How long a request with an unknown kid (or a process with no key yet) waits on the fetch under way.
-JWKS_FETCH_WAIT_SECONDS = env_float("JWKS_FETCH_WAIT_SECONDS", 3.0)
+# A healthy auth answers in milliseconds; short, so that forged kids cannot hold threads for long.
+JWKS_FETCH_WAIT_SECONDS = env_float("JWKS_FETCH_WAIT_SECONDS", 0.5)
 # The auth service's private signing key: a PEM file (a mounted Secret) or the PEM itself.
 AUTH_SIGNING_KEY_FILE = os.environ.get("AUTH_SIGNING_KEY_FILE", "")
 AUTH_SIGNING_KEY = os.environ.get("AUTH_SIGNING_KEY", "")

@@ -9,6 +9,8 @@ must outlive an auth outage, so the cache degrades instead of failing:
   the trigger (an expired cache or a `kid` the cache lacks), and after a failure the next attempt
   waits longer each time (exponential, capped at JWKS_MAX_BACKOFF_SECONDS). Random `kid`s therefore
   cost auth at most one fetch per interval, and an outage costs it nothing more than the backoff.
+- A request with a `kid` the cache lacks waits (JWKS_FETCH_WAIT_SECONDS at most) for the fetch it
+  started, which may bring a rotated key; while fetches are failing it does not wait at all.
 - Each good key set is kept in the service's own database (`KeySetSnapshot`), so a fresh worker or
   pod starts verifying from it while auth is down.
 
@@ -158,8 +160,10 @@ class KeySet:
             self._fetch_launch(started)
         if key is not None:
             return key  # a known kid never waits, whatever the fetch is doing
-        if flight is not None:
-            flight.wait(self._wait)  # the fetch under way may bring a rotated key
+        if flight is not None and (self._failures == 0 or not self._keys):
+            # The fetch under way may bring a rotated key. Not while auth is failing: a request with
+            # an unknown kid would only hold a thread, and a flood of them would hold them all.
+            flight.wait(self._wait)
         with self._lock:
             if not self._keys:
                 raise KeysUnavailable(retry_after=max(1.0, self._next_fetch_at - time.monotonic()))

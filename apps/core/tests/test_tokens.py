@@ -397,3 +397,18 @@ def test_the_kept_key_set_of_another_auth_url_is_not_used(clock):
     keys = key_set(auth, store=KeySetSnapshotStore("http://auth.test/.well-known/jwks.json"))
     with pytest.raises(KeysUnavailable):
         keys.get("k1")
+
+
+def test_an_unknown_kid_does_not_wait_while_fetches_are_failing():
+    auth = Auth("k1")
+    keys = key_set(auth, min_refresh_interval=0.01, max_backoff=0.01, wait=5, background=True)
+    keys.get("k1")
+    time.sleep(0.02)
+    auth.down = True
+    keys.get("k2")  # this fetch fails: auth is failing from now on
+    time.sleep(0.05)
+    auth.hung()
+    started = time.monotonic()
+    assert keys.get("k3") is None
+    assert time.monotonic() - started < 1.0
+    auth.hang.set()
