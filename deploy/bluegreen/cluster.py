@@ -50,6 +50,7 @@ class Cluster:
         self.batch = client.BatchV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.discovery = client.DiscoveryV1Api(api_client)
+        self.autoscaling = client.AutoscalingV2Api(api_client)
 
     def _call(self, method, **kwargs) -> dict:
         try:
@@ -71,6 +72,9 @@ class Cluster:
 
     def read_job(self, *, name: str) -> dict:
         return self._call(self.batch.read_namespaced_job, name=name)
+
+    def read_autoscaler(self, *, name: str) -> dict:
+        return self._call(self.autoscaling.read_namespaced_horizontal_pod_autoscaler, name=name)
 
     def read_lease(self, *, name: str) -> dict:
         return self._call(self.coordination.read_namespaced_lease, name=name)
@@ -98,6 +102,15 @@ class Cluster:
             name=name,
             body=body,
             _content_type=content_type,
+            field_manager=FIELD_MANAGER,
+        )
+
+    def patch_autoscaler(self, *, name: str, body: dict) -> dict:
+        return self._call(
+            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+            name=name,
+            body=body,
+            _content_type=MERGE_PATCH,
             field_manager=FIELD_MANAGER,
         )
 

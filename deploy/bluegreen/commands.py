@@ -33,6 +33,7 @@ from deploy.bluegreen.decisions import (
     LockState,
     Plan,
     TrafficMovedError,
+    autoscaler_name,
     capacity_shortfall,
     color_state,
     deployment_name,
@@ -215,6 +216,15 @@ def status(ctx: Context, *, service: str) -> ServiceState:
         ready = "ready" if color_state_.fully_available else "not ready"
         ctx.say(f"  {role} {color_state_.describe()}, {ready}")
     try:
+        autoscaler = ctx.cluster.read_autoscaler(name=autoscaler_name(service=service))
+        spec = autoscaler.get("spec", {})
+        ctx.say(
+            f"  autoscaler: {spec.get('scaleTargetRef', {}).get('name')}, "
+            f"{spec.get('minReplicas')} to {spec.get('maxReplicas')} pods"
+        )
+    except NotFoundError:
+        ctx.say("  autoscaler: none")
+    try:
         lease = ctx.cluster.read_lease(name=lease_name(service=service))
         holder = lease.get("spec", {}).get("holderIdentity")
     except NotFoundError:
@@ -341,6 +351,25 @@ def wait_for_rollout(ctx: Context, *, service: str, color: str, image: str, live
                 next_step=next_step,
             )
         ctx.sleep(ctx.poll_seconds)
+
+
+def _move_autoscaler(ctx: Context, *, service: str, color: str) -> None:
+    """Put the service's autoscaler on `color`, the live one. It carries on from that color's size
+    (the live color's, given at deploy or kept since the last promote); the color it leaves keeps
+    its size, as the way back, until scale-down."""
+    name = autoscaler_name(service=service)
+    target = deployment_name(service=service, color=color)
+    autoscaler = ctx.cluster.read_autoscaler(name=name)
+    if autoscaler.get("spec", {}).get("scaleTargetRef", {}).get("name") == target:
+        return
+    ctx.cluster.patch_autoscaler(
+        name=name,
+        body={
+            "metadata": {"resourceVersion": autoscaler["metadata"]["resourceVersion"]},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}},
+        },
+    )
+    ctx.say(f"HorizontalPodAutoscaler {name} now scales {target}")
 
 
 def _point_preview(ctx: Context, *, service: str, color: str) -> None:
@@ -521,6 +550,15 @@ def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str,
     The switch already happened: each step is tried, and what failed is returned with its fix.
     """
     problems = []
+    try:
+        _move_autoscaler(ctx, service=service, color=to_color)
+    except (ConflictError, NotFoundError, ApiException) as error:
+        name = autoscaler_name(service=service)
+        problems.append(
+            f"HorizontalPodAutoscaler {name} still scales the old color ({error}); fix: kubectl -n "
+            f"{ctx.cluster.namespace} patch hpa {name} -p "
+            f'\'{{"spec":{{"scaleTargetRef":{{"name":"{deployment_name(service=service, color=to_color)}"}}}}}}\''
+        )
     try:
         _point_preview(ctx, service=service, color=from_color)
     except (ConflictError, NotFoundError, ApiException) as error:

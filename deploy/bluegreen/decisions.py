@@ -69,6 +69,11 @@ def preview_service_name(*, service: str) -> str:
     return f"{service}-preview"
 
 
+def autoscaler_name(*, service: str) -> str:
+    """The service's one HorizontalPodAutoscaler, which the tool keeps on the live color."""
+    return service
+
+
 def lease_name(*, service: str) -> str:
     return f"bluegreen-{service}"
 

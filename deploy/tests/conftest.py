@@ -49,8 +49,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def fake_kubernetes(rendered):
-    """A fake API server holding the kind overlay's Services and Deployments: blue live on LIVE_IMAGE
-    with LIVE_REPLICAS pods, green idle on IDLE_IMAGE scaled to zero."""
+    """A fake API server holding the kind overlay's Services, Deployments and autoscalers: blue live
+    on LIVE_IMAGE with LIVE_REPLICAS pods, green idle on IDLE_IMAGE scaled to zero."""
     fake = FakeKubernetes().start()
     for obj in copy.deepcopy(rendered["kind"]):  # the rendered objects are shared by every test
         if obj["kind"] == "Service":
@@ -70,6 +70,8 @@ def fake_kubernetes(rendered):
             fake.put(obj)
         elif obj["kind"] == "Deployment":
             obj["spec"]["template"]["spec"]["containers"][0]["image"] = LIVE_IMAGE
+            fake.put(obj)
+        elif obj["kind"] == "HorizontalPodAutoscaler":
             fake.put(obj)
         elif obj["kind"] == "CronJob":
             obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = LIVE_IMAGE

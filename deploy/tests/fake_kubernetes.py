@@ -27,6 +27,7 @@ PLURALS = {
     "cronjobs": ("batch/v1", "CronJob"),
     "leases": ("coordination.k8s.io/v1", "Lease"),
     "endpointslices": ("discovery.k8s.io/v1", "EndpointSlice"),
+    "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
 }
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)"

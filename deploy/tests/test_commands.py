@@ -54,6 +54,55 @@ def _promoted(ctx, fake) -> None:
     commands.promote(ctx, service="orders", image=NEW_IMAGE)
 
 
+# --- the autoscaler follows the live color -------------------------------------------------------------------
+
+
+def _autoscaled(fake, service: str) -> str:
+    return fake.get("horizontalpodautoscalers", service)["spec"]["scaleTargetRef"]["name"]
+
+
+def test_promote_moves_the_autoscaler_to_the_new_live_color(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    assert _autoscaled(fake_kubernetes, "orders") == "orders-green"
+
+
+def test_after_promote_the_old_color_keeps_its_size_with_no_autoscaler_on_it(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    assert (_replicas(fake_kubernetes, "orders-blue"), _autoscaled(fake_kubernetes, "orders")) == (
+        LIVE_REPLICAS,
+        "orders-green",
+    )
+
+
+def test_rollback_moves_the_autoscaler_back(ctx, fake_kubernetes):
+    _promoted(ctx, fake_kubernetes)
+
+    commands.rollback(ctx, service="orders")
+
+    assert _autoscaled(fake_kubernetes, "orders") == "orders-blue"
+
+
+def test_deploy_leaves_the_autoscaler_on_the_live_color(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    assert (_autoscaled(fake_kubernetes, "orders"), fake_kubernetes.writes("horizontalpodautoscalers")) == (
+        "orders-blue",
+        [],
+    )
+
+
+def test_an_autoscaler_that_could_not_move_says_traffic_moved_and_how_to_fix_it(ctx, fake_kubernetes, said):
+    fake_kubernetes.objects.pop(("horizontalpodautoscalers", "platform", "orders"))
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+
+    with pytest.raises(TrafficMovedError):
+        commands.promote(ctx, service="orders", image=NEW_IMAGE)
+
+    assert any(line.startswith("warning: HorizontalPodAutoscaler orders still scales the old color") for line in said)
+
+
 # --- deploy -----------------------------------------------------------------------------------------------
 
 
@@ -852,6 +901,7 @@ def test_status_shows_live_color_versions_readiness_lock_and_switches(ctx, fake_
         "orders: live color green",
         f"  live green: 1.5.0 ({NEW_IMAGE}), 3/3 available, 3 updated, ready",
         f"  idle blue: 1.4.0 ({LIVE_IMAGE}), 3/3 available, 3 updated, ready",
+        "  autoscaler: orders-green, 1 to 3 pods",
         "  lock: free",
         "  2026-03-02T09:00:00Z promote blue -> green version 1.5.0 by alice",
     ]
@@ -928,4 +978,4 @@ def test_status_shows_who_holds_the_lock_and_does_not_wait_for_it(ctx, fake_kube
 
     commands.status(ctx, service="orders")
 
-    assert said[3] == "  lock: held by bob deploy"
+    assert said[4] == "  lock: held by bob deploy"

@@ -21,7 +21,11 @@ from deploy.bluegreen import commands
 from deploy.bluegreen.cluster import Cluster
 from deploy.tests.conftest import LIVE_IMAGE
 
-PLURALS = {"Service": "v1/services", "Deployment": "apps/v1/deployments"}
+PLURALS = {
+    "Service": "v1/services",
+    "Deployment": "apps/v1/deployments",
+    "HorizontalPodAutoscaler": "autoscaling/v2/horizontalpodautoscalers",
+}
 
 
 @pytest.fixture
@@ -45,8 +49,12 @@ def kmock_emulator() -> Iterator[tuple[kmock.KubernetesEmulator, str]]:
 
 
 def _seed(emulator: kmock.KubernetesEmulator, fake_kubernetes) -> None:
-    """Copy the fake cluster's Services and Deployments of auth into kmock, as stored there."""
-    for plural, names in (("services", ["auth", "auth-preview"]), ("deployments", ["auth-blue", "auth-green"])):
+    """Copy the fake cluster's Services, Deployments and autoscaler of auth into kmock, as stored there."""
+    for plural, names in (
+        ("services", ["auth", "auth-preview"]),
+        ("deployments", ["auth-blue", "auth-green"]),
+        ("horizontalpodautoscalers", ["auth"]),
+    ):
         for name in names:
             obj = copy.deepcopy(fake_kubernetes.get(plural, name))
             emulator.objects[PLURALS[obj["kind"]], "platform", name] = obj

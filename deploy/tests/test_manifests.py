@@ -461,12 +461,21 @@ def test_allowed_hosts_cover_the_ingress_host_and_the_service_names(rendered, ov
 
 
 @overlays
-def test_every_web_deployment_has_exactly_one_hpa(rendered, overlay):
-    targets = Counter(
-        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(rendered[overlay], "HorizontalPodAutoscaler")
-    )
+def test_each_service_has_one_hpa_named_after_it_on_its_first_live_color(rendered, overlay):
+    """The blue/green tool moves it to the live color on every switch; the idle color has none."""
+    targets = {
+        h["metadata"]["name"]: h["spec"]["scaleTargetRef"]["name"]
+        for h in of_kind(rendered[overlay], "HorizontalPodAutoscaler")
+    }
 
-    assert targets == Counter(d["metadata"]["name"] for d in web_deployments(rendered[overlay]))
+    assert targets == {service: f"{service}-blue" for service in SERVICES}
+
+
+@overlays
+def test_no_web_deployment_sets_replicas(rendered, overlay):
+    """The live color's count is its HPA's, the idle color's the tool's: a manifest setting either
+    would reset it on every apply."""
+    assert [d["metadata"]["name"] for d in web_deployments(rendered[overlay]) if "replicas" in d["spec"]] == []
 
 
 @overlays
@@ -762,7 +771,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "kind",
             {
-                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 6, "Service": 9,
                 "ServiceAccount": 4, "StatefulSet": 1,
             },
@@ -770,7 +779,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "local",
             {
-                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 14, "PersistentVolume": 1, "PodDisruptionBudget": 8, "Role": 1,
                 "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
             },
@@ -778,7 +787,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "production",
             {
-                "ConfigMap": 1, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 8, "Ingress": 1, "Job": 5,
+                "ConfigMap": 1, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 5, "Service": 8,
                 "ServiceAccount": 4,
             },
@@ -812,15 +821,18 @@ SUPERUSER_RESERVED_CONNECTIONS = 3
 
 
 def connections_at_most(objects: list[dict]) -> int:
-    """Connections the platform can open at once: every gunicorn thread of every web pod at its HPA's
-    maximum keeps one (CONN_MAX_AGE), each relay replica one, each Job and CronJob one."""
+    """Connections the platform can open at once: every gunicorn thread of every web pod keeps one
+    (CONN_MAX_AGE), with both colors of a service at its HPA's maximum (the idle color is given the
+    live color's size); each relay replica one, each Job and CronJob one."""
     config = _config(objects)
     per_pod = int(config["WEB_CONCURRENCY"]) * int(config["GUNICORN_THREADS"])
     maxima = {
-        hpa["spec"]["scaleTargetRef"]["name"]: hpa["spec"]["maxReplicas"]
-        for hpa in of_kind(objects, "HorizontalPodAutoscaler")
+        hpa["metadata"]["name"]: hpa["spec"]["maxReplicas"] for hpa in of_kind(objects, "HorizontalPodAutoscaler")
     }
-    web = sum(maxima[deployment["metadata"]["name"]] * per_pod for deployment in web_deployments(objects))
+    web = sum(
+        maxima[deployment["metadata"]["labels"]["app.kubernetes.io/name"]] * per_pod
+        for deployment in web_deployments(objects)
+    )
     relays = sum(
         d["spec"].get("replicas", 1) for d in of_kind(objects, "Deployment") if d not in web_deployments(objects)
     )
