@@ -183,3 +183,14 @@ def test_a_token_answer_that_is_not_a_token_is_a_service_call_error(server, payl
         pytest.raises(ServiceCallError, match="not a token"),
     ):
         call("GET", server.url, "/one", auth="service")
+
+
+def test_gunicorns_graceful_timeout_outlasts_the_slowest_request_that_makes_a_service_call(monkeypatch):
+    import os
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the config sets defaults in the environment
+    repository = Path(__file__).resolve().parents[3]
+    config = runpy.run_path(str(repository / "platform" / "gunicorn.conf.py"))
+    assert config["graceful_timeout"] > service_calls.service_call_budget_seconds()
