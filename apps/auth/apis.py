@@ -1,6 +1,6 @@
 """HTTP API of the auth service: one view per operation, validate -> service -> serialize."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -13,6 +13,9 @@ from apps.core.parsers import FormParser, JSONParser
 from apps.core.permissions import IsUser
 from apps.core.serializers import StrictInputSerializer
 
+# Register, token and refresh are limited per client address and per account (apps.auth.services).
+THROTTLED = OpenApiResponse(description="Rate limited (per client address or per account): retry after Retry-After.")
+
 
 class UserOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -22,9 +25,9 @@ class UserOutputSerializer(serializers.Serializer):
 
 class TokenOutputSerializer(serializers.Serializer):
     access_token = serializers.CharField()
-    token_type = serializers.CharField(default="Bearer")
-    expires_in = serializers.IntegerField()
-    refresh_token = serializers.CharField(required=False)
+    token_type = serializers.ChoiceField(choices=["Bearer"])
+    expires_in = serializers.IntegerField(help_text="Seconds the access token is valid")
+    refresh_token = serializers.CharField(required=False, help_text="Password and refresh grants only")
 
 
 def _token_response(pair: services.TokenPair) -> Response:
@@ -45,7 +48,7 @@ class RegisterApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={201: UserOutputSerializer, 400: PROBLEM, 409: PROBLEM},
+        responses={201: UserOutputSerializer, 400: PROBLEM, 409: PROBLEM, 429: THROTTLED},
         summary="Register a user",
     )
     def post(self, request):
@@ -73,9 +76,16 @@ class TokenApi(APIView):
         client_secret = serializers.CharField(max_length=256, trim_whitespace=False)
 
     @extend_schema(
-        request=PasswordInputSerializer,
-        responses={200: TokenOutputSerializer, 400: PROBLEM, 401: PROBLEM, 429: PROBLEM},
-        summary="Log in (password) or get a service token (client_credentials)",
+        request=PolymorphicProxySerializer(
+            component_name="TokenGrant",
+            serializers=[PasswordInputSerializer, ClientInputSerializer],
+            resource_type_field_name=None,
+        ),
+        responses={200: TokenOutputSerializer, 400: PROBLEM, 401: PROBLEM, 429: THROTTLED},
+        summary="Log in (password grant) or get a service token (client_credentials grant)",
+        description="Password grant: `{email, password}` (`grant_type` `password` may be given), answered with an "
+        "access token and a refresh token. Client credentials: `{grant_type: client_credentials, client_id, "
+        "client_secret}`, as JSON or form-encoded, answered with an access token carrying the client's scopes.",
     )
     def post(self, request):
         body = request.data
@@ -109,7 +119,7 @@ class TokenRefreshApi(APIView):
 
     @extend_schema(
         request=RefreshTokenInputSerializer,
-        responses={200: TokenOutputSerializer, 400: PROBLEM, 401: PROBLEM},
+        responses={200: TokenOutputSerializer, 400: PROBLEM, 401: PROBLEM, 429: THROTTLED},
         summary="Rotate a refresh token; reuse revokes the login's every token",
     )
     def post(self, request):

@@ -10,11 +10,12 @@ from rest_framework.request import Request
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Printable ASCII without spaces, as Stripe and the IETF draft allow; long enough for a UUID and more.
-_VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
+_VALID = re.compile(r"[\x21-\x7e]{1,255}")
 
 PARAMETER = OpenApiParameter(
     name=HEADER,
-    type=OpenApiTypes.STR,
+    # What _VALID accepts: 1 to 255 printable ASCII characters without spaces (! to ~).
+    type={"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
     location=OpenApiParameter.HEADER,
     required=True,
     description="A unique key per operation (a UUID). Retrying with the same key and body repeats nothing: "
@@ -36,6 +37,6 @@ def idempotency_key_from(request: Request) -> str:
     key = request.headers.get(HEADER, "")
     if not key:
         raise exceptions.ValidationError({HEADER: ["This header is required (a unique key per operation)."]})
-    if not _VALID.match(key):
+    if not _VALID.fullmatch(key):
         raise exceptions.ValidationError({HEADER: ["Use 1 to 255 printable ASCII characters without spaces."]})
     return key

@@ -75,6 +75,7 @@ class EventPublishApi(APIView):
 
 
 class NotificationListApi(APIView):
+    pagination_class = Pagination  # also what the OpenAPI document describes the list with
     permission_classes = [IsUser]
 
     @extend_schema(
@@ -93,7 +94,7 @@ class NotificationListApi(APIView):
         if unread not in {"true", "false", "1", "0"}:
             raise serializers.ValidationError({"unread": ["Use true or false."]})
         notifications = selectors.notification_list(user_id=request.user.subject, unread_only=unread in {"true", "1"})
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(notifications, request, view=self)
         return paginator.get_paginated_response(NotificationOutputSerializer(page, many=True).data)
 

@@ -59,6 +59,7 @@ def _order_body(order) -> dict:
 class OrderListCreateApi(APIView):
     """GET lists the caller's orders (newest first); POST places one."""
 
+    pagination_class = Pagination  # also what the OpenAPI document describes the list with
     permission_classes = [IsUser]
 
     class InputSerializer(StrictInputSerializer):
@@ -90,7 +91,7 @@ class OrderListCreateApi(APIView):
         summary="The caller's orders, newest first (paginated: ?page=, ?page_size= up to 100)",
     )
     def get(self, request):
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.order_list(customer_id=request.user.subject), request, view=self)
         return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
 
