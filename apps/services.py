@@ -15,14 +15,15 @@ class Service:
     app: str  # dotted path of the AppConfig module
     urls: str  # dotted path of the URL module mounted at the site root
     default_port: int
+    calls_services: bool = False  # makes calls of its own, so it needs its client credentials
 
 
 SERVICES: dict[str, Service] = {
     service.name: service
     for service in (
         Service("auth", "apps.auth", "apps.auth.urls", 8001),
-        Service("orders", "apps.orders", "apps.orders.urls", 8002),
-        Service("payments", "apps.payments", "apps.payments.urls", 8003),
+        Service("orders", "apps.orders", "apps.orders.urls", 8002, calls_services=True),
+        Service("payments", "apps.payments", "apps.payments.urls", 8003, calls_services=True),
         Service("notifications", "apps.notifications", "apps.notifications.urls", 8004),
     )
 }

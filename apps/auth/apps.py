@@ -10,8 +10,11 @@ class AuthServiceConfig(AppConfig):
     verbose_name = "Auth service"
 
     def ready(self) -> None:
-        from apps.auth import keys  # noqa: PLC0415 (models are ready only now)
+        from apps.auth import checks, keys  # noqa: PLC0415 (models are ready only now)
         from apps.core import tokens  # noqa: PLC0415
+        from apps.core.checks import startup_check_register  # noqa: PLC0415
+
+        startup_check_register(checks.signing_key_startup_check)
 
         # The process that signs tokens verifies them with the keys it publishes, read from its own
         # database: no HTTP call to itself, and the kernel never has to know the auth app.

@@ -67,18 +67,37 @@ _active: ActiveKey | None = None
 _lock = threading.Lock()
 
 
+def signing_key_load() -> rsa.RSAPrivateKey:
+    """The configured private key, checked (RSA, at least 2048 bits); ImproperlyConfigured otherwise.
+
+    Reads no database: the settings check (apps.auth.checks) calls it when a process starts.
+    """
+    try:
+        private_key = serialization.load_pem_private_key(_private_key_pem(), password=None)
+    except (OSError, ValueError, TypeError) as error:
+        raise ImproperlyConfigured(f"the auth signing key cannot be loaded: {error.__class__.__name__}") from None
+    if not isinstance(private_key, rsa.RSAPrivateKey) or private_key.key_size < 2048:
+        raise ImproperlyConfigured("the auth signing key must be an RSA key of at least 2048 bits")
+    return private_key
+
+
 def active_key() -> ActiveKey:
-    """The key that signs new tokens; registered as published on first use in this process."""
+    """The key that signs new tokens; published on first use in this process.
+
+    A key configured again after it was retired (a rollback to the previous key) is published
+    again: the tokens it signs must verify.
+    """
     global _active
     with _lock:
         if _active is None:
-            private_key = serialization.load_pem_private_key(_private_key_pem(), password=None)
-            if not isinstance(private_key, rsa.RSAPrivateKey) or private_key.key_size < 2048:
-                raise ImproperlyConfigured("the auth signing key must be an RSA key of at least 2048 bits")
+            private_key = signing_key_load()
             public_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
             kid = thumbprint(public_jwk)
             public_jwk.update({"kid": kid, "use": "sig", "alg": settings.JWT_ALGORITHM})
-            SigningKey.objects.get_or_create(kid=kid, defaults={"public_jwk": public_jwk})
+            published, created = SigningKey.objects.get_or_create(kid=kid, defaults={"public_jwk": public_jwk})
+            if not created and published.retired_at is not None:
+                SigningKey.objects.filter(kid=kid).update(retired_at=None)
+                logger.warning("a retired signing key is configured again: published again", extra={"kid": kid})
             _active = ActiveKey(kid=kid, private_key=private_key, public_jwk=public_jwk)
         return _active
 

@@ -7,4 +7,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Platform kernel"
 
     def ready(self) -> None:
-        from apps.core import schema  # noqa: F401, PLC0415 (registers the OpenAPI auth extension)
+        from apps.core import checks, schema  # noqa: F401, PLC0415 (register settings checks, OpenAPI extension)

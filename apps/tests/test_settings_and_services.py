@@ -28,10 +28,26 @@ def run_check(env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+def _signing_key_file() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = Path(DATA_DIR) / "signing-key.pem"
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(path)
+
+
 PRODUCTION = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "api.example.com",
     "DATA_DIR": DATA_DIR,
+    # What the services need to do their work (apps.core.checks): auth its key, callers their client.
+    "AUTH_SIGNING_KEY_FILE": _signing_key_file(),
+    "SERVICE_CLIENT_ID": "a-service",
+    "SERVICE_CLIENT_SECRET": secrets.token_urlsafe(32),
 }
 
 
@@ -152,3 +168,44 @@ def test_production_sends_email_by_smtp_and_development_prints_it(debug, backend
         check=True,
     )
     assert result.stdout.split() == [backend, "10"]
+
+
+def deploy_check(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=REPO,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "apps.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("service", ["auth", "all"])
+def test_production_auth_without_a_signing_key_fails_the_deploy_check(service):
+    env = {**PRODUCTION, "SERVICE": service, "AUTH_SIGNING_KEY_FILE": ""}
+    result = deploy_check(env)
+    assert result.returncode != 0
+    assert "(auth.E001) the auth service has no signing key" in result.stderr
+
+
+@pytest.mark.parametrize("service", ["orders", "payments", "all"])
+@pytest.mark.parametrize("missing", ["SERVICE_CLIENT_ID", "SERVICE_CLIENT_SECRET"])
+def test_production_callers_without_client_credentials_fail_the_deploy_check(service, missing):
+    result = deploy_check({**PRODUCTION, "SERVICE": service, missing: ""})
+    assert result.returncode != 0
+    assert f"(core.E001) {missing} not set: this service calls others with its client credentials" in result.stderr
+
+
+def test_notifications_calls_nobody_and_needs_no_client_credentials():
+    result = deploy_check(
+        {**PRODUCTION, "SERVICE": "notifications", "SERVICE_CLIENT_ID": "", "SERVICE_CLIENT_SECRET": ""}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_migration_job_needs_no_signing_key():
+    """`migrate` runs the checks without --deploy: its Job is given the database, not the key."""
+    result = run_check({**PRODUCTION, "SERVICE": "auth", "AUTH_SIGNING_KEY_FILE": ""})
+    assert result.returncode == 0, result.stderr
