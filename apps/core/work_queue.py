@@ -100,7 +100,8 @@ def worker_loop(work_pass: Callable[[], bool], *, once: bool, poll_interval: flo
     """Run `work_pass` until stopped; it answers whether it should run again at once (it worked a
     full pass), otherwise the loop waits `poll_interval`. `once`: exit after the first idle pass."""
     while not stop():
-        close_old_connections()  # a database restart costs one failed pass, not the worker
+        if not connection.in_atomic_block:  # never the connection a caller's transaction is using
+            close_old_connections()  # a database restart costs one failed pass, not the worker
         try:
             again = work_pass()
         except DatabaseError:
