@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 from apps.auth.models import SigningKey
 
@@ -100,6 +101,22 @@ def active_key() -> ActiveKey:
                 logger.warning("a retired signing key is configured again: published again", extra={"kid": kid})
             _active = ActiveKey(kid=kid, private_key=private_key, public_jwk=public_jwk)
         return _active
+
+
+class SigningKeyActive(Exception):
+    """The key asked to be retired signs new tokens: retiring it would make them unverifiable."""
+
+
+class SigningKeyUnknown(Exception):
+    """No published key has this kid."""
+
+
+def signing_key_retire(*, kid: str) -> None:
+    """Stop publishing an old key (once every token it signed has expired). Never the active one."""
+    if kid == active_key().kid:
+        raise SigningKeyActive("this key signs new tokens; configure a new AUTH_SIGNING_KEY first")
+    if not SigningKey.objects.filter(kid=kid, retired_at__isnull=True).update(retired_at=timezone.now()):
+        raise SigningKeyUnknown(f"no published key with kid {kid}")
 
 
 def jwks() -> dict:

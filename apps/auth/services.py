@@ -230,9 +230,27 @@ def _ip_or_none(address: str) -> str | None:
 
 
 def _family_revoke(*, family: uuid.UUID, reason: str) -> int:
-    return RefreshToken.objects.filter(family=family, revoked_at__isnull=True).update(
+    return refresh_token_families_revoke(families=[family], reason=reason)
+
+
+def refresh_token_families_revoke(*, families: list[uuid.UUID], reason: str) -> int:
+    """Revoke every unrevoked token of these logins (families); returns how many were revoked."""
+    return RefreshToken.objects.filter(family__in=families, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoked_reason=reason
     )
+
+
+def user_deactivate(*, user_id: uuid.UUID, reason: str = "admin") -> None:
+    """Keep a user out: no login, no refresh. Access tokens already issued expire within their TTL."""
+    with transaction.atomic():
+        User.objects.filter(pk=user_id).update(is_active=False)
+        families = RefreshToken.objects.filter(user_id=user_id).values_list("family", flat=True).distinct()
+        refresh_token_families_revoke(families=list(families), reason=reason)
+
+
+def service_client_deactivate(*, client_id: str) -> None:
+    """Refuse the client new tokens (those issued expire within CLIENT_TOKEN_TTL_SECONDS)."""
+    ServiceClient.objects.filter(client_id=client_id).update(is_active=False)
 
 
 def refresh_token_rotate(*, raw_token: str, client_address: str | None = None) -> TokenPair:

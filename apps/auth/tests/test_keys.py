@@ -78,3 +78,18 @@ def test_production_without_a_key_refuses_to_sign(settings):
     keys.forget_active_key()
     with pytest.raises(ImproperlyConfigured, match="needs AUTH_SIGNING_KEY_FILE or AUTH_SIGNING_KEY"):
         keys.active_key()
+
+
+def test_a_retired_key_configured_again_is_published_again(settings):
+    """Rolling a rotation back configures the old key again: the tokens it signs must verify."""
+    first_pem = settings.AUTH_SIGNING_KEY
+    old_kid = keys.active_key().kid
+    settings.AUTH_SIGNING_KEY = pem()
+    keys.forget_active_key()
+    keys.active_key()
+    call_command("signing_key_retire", old_kid)
+    settings.AUTH_SIGNING_KEY = first_pem
+    keys.forget_active_key()
+    assert keys.active_key().kid == old_kid
+    assert old_kid in {jwk["kid"] for jwk in keys.jwks()["keys"]}
+    assert SigningKey.objects.get(kid=old_kid).retired_at is None

@@ -2,10 +2,8 @@
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from apps.auth import keys
-from apps.auth.models import SigningKey
 
 
 class Command(BaseCommand):
@@ -15,9 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("kid")
 
     def handle(self, *args, kid, **options):
-        if kid == keys.active_key().kid:
-            raise CommandError("this key signs new tokens; configure a new AUTH_SIGNING_KEY first")
-        updated = SigningKey.objects.filter(kid=kid, retired_at__isnull=True).update(retired_at=timezone.now())
-        if not updated:
-            raise CommandError(f"no published key with kid {kid}")
+        try:
+            keys.signing_key_retire(kid=kid)
+        except (keys.SigningKeyActive, keys.SigningKeyUnknown) as refused:
+            raise CommandError(str(refused)) from None
         self.stdout.write(f"retired {kid}; verifiers drop it within JWKS_CACHE_SECONDS={settings.JWKS_CACHE_SECONDS}s")
