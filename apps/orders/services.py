@@ -199,11 +199,15 @@ def order_payment_settle(*, order: Order, lease_until=None) -> Order:
 
 
 def _charge_settle(*, order: Order, lease_until) -> tuple[Order, PaymentsAnswer]:
-    answer = payments_client.charge(order)
-    if answer.outcome == Outcome.DECIDED:
-        return _payment_outcome_record(order=order, payment=answer.body), answer
-    if answer.outcome == Outcome.REFUSED:
-        return _payment_refusal_record(order=order, answer=answer), answer
+    try:
+        answer = payments_client.charge(order)
+        if answer.outcome == Outcome.DECIDED:
+            return _payment_outcome_record(order=order, payment=answer.body), answer
+        if answer.outcome == Outcome.REFUSED:
+            return _payment_refusal_record(order=order, answer=answer), answer
+    except Exception:
+        _lease_release(order, lease_until)  # an unexpected failure never leaves the order locked
+        raise
     _lease_release(order, lease_until)
     logger.warning(
         "payments gave no decision; order stays pending",
@@ -311,9 +315,13 @@ def _refund_settle(*, order: Order) -> tuple[Order, PaymentsAnswer | None]:
     lease_until = _lease_acquire(order)
     if lease_until is None:  # another request is asking payments right now
         return order, None
-    answer = payments_client.refund(order)
-    if answer.outcome == Outcome.DECIDED:
-        return _cancellation_record(order=order, refund=answer.body), answer
+    try:
+        answer = payments_client.refund(order)
+        if answer.outcome == Outcome.DECIDED:
+            return _cancellation_record(order=order, refund=answer.body), answer
+    except Exception:
+        _lease_release(order, lease_until)  # an unexpected failure never leaves the order locked
+        raise
     Order.objects.filter(pk=order.pk, payment_lease_until=lease_until).update(
         payment_lease_until=None, payment_error=answer.reason if answer.outcome == Outcome.REFUSED else ""
     )

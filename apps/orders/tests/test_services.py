@@ -297,9 +297,9 @@ def test_the_settle_job_leaves_orders_asked_about_recently(settings):
 
 
 def test_a_charge_payments_refuses_ends_in_payment_refused_with_the_reason_and_no_charge(settings):
-    from apps.auth.services import service_client_ensure
+    from apps.core.testing import service_client_provision
 
-    service_client_ensure(
+    service_client_provision(
         client_id="orders", secret=settings.SERVICE_CLIENT_SECRET, scopes=["payments:refund", "notifications:publish"]
     )
     service_calls.service_token.forget()
@@ -378,4 +378,16 @@ def test_a_lease_is_released_only_by_its_holder():
 def test_no_call_to_auth_places_an_order(settings):
     service_calls.service_token.get()  # orders' own token, fetched before auth goes away
     settings.AUTH_URL = "http://127.0.0.1:9"
+    assert place().status == "paid"
+
+
+def test_an_unexpected_failure_while_settling_never_leaves_the_order_locked(monkeypatch):
+    def broken(order):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(services.payments_client, "charge", broken)
+    with pytest.raises(RuntimeError):
+        place()
+    assert Order.objects.get().payment_lease_until is None
+    monkeypatch.undo()
     assert place().status == "paid"
