@@ -36,10 +36,11 @@ up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001
 # Every shell script of the repository: the platform's, CI's and the deploy tooling's.
 SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh deploy/cluster/*.sh)
 
-lint: $(INSTALLED)  ## ruff lint and format check, shellcheck
+lint: $(INSTALLED)  ## ruff lint and format check, shellcheck, import boundaries (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/shellcheck --external-sources $(SHELL_SCRIPTS)
+	$(BIN)/lint-imports
 
 format: $(INSTALLED)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -99,3 +99,38 @@ def test_the_idempotency_key_is_required_with_its_limits(document, operation):
     (key,) = [p for p in dict(operations(document))[operation]["parameters"] if p["name"] == "Idempotency-Key"]
     assert key["required"] is True
     assert key["schema"] == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"}
+
+
+@pytest.mark.parametrize("service", ["auth", "orders", "payments", "notifications"])
+def test_each_services_document_is_valid_openapi_without_warnings(service, tmp_path):
+    """The document a service process serves (only its own paths), validated by drf-spectacular."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "spectacular",
+            "--validate",
+            "--fail-on-warn",
+            "--format",
+            "openapi-json",
+            "--file",
+            str(tmp_path / "s.json"),
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        env={"PATH": os.environ["PATH"], "SERVICE": service, "DEBUG": "true", "DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    paths = json.loads((tmp_path / "s.json").read_text())["paths"]
+    prefix = {"auth": ("/api/auth/", "/.well-known/")}.get(service, (f"/api/{service}/",))
+    assert paths
+    assert all(path.startswith(prefix) for path in paths)

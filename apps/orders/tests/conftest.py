@@ -6,15 +6,13 @@ import uuid
 import pytest
 
 from apps.core import service_calls
-from apps.core.testing import PASSWORD, bearer_client, user_token
+from apps.core.testing import PASSWORD, bearer_client, service_client_provision, user_token
 
 
 @pytest.fixture
 def live_platform(live_server, settings):
-    from apps.auth.services import service_client_ensure
-
     secret = "orders-test-secret-0123456789abcdef"
-    service_client_ensure(
+    service_client_provision(
         client_id="orders", secret=secret, scopes=["payments:charge", "payments:refund", "notifications:publish"]
     )
     settings.SERVICE_CLIENT_ID = "orders"

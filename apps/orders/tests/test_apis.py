@@ -2,8 +2,8 @@ import uuid
 
 import pytest
 
+from apps.core.testing import bearer_client, service_client_token
 from apps.orders.models import Order
-from apps.payments.models import Payment
 
 BODY = {
     "currency": "EUR",
@@ -33,7 +33,10 @@ def test_placing_an_order_is_201_with_the_contract_fields(customer):
     assert (order["status"], order["total"], order["currency"]) == ("paid", 2500, "EUR")
     assert order["lines"] == [{"sku": "BOOK-1", "quantity": 2, "unit_price": 1250, "line_total": 2500}]
     assert [step["to_status"] for step in order["status_history"]] == ["pending", "paid"]
-    assert order["payment_id"] == str(Payment.objects.get().id)
+    # Payments, asked through its API, holds that charge for this order.
+    payments = bearer_client(service_client_token(client_id="payments-reader", scopes=["payments:charge"]))
+    payment = payments.get(f"/api/payments/{order['payment_id']}/").json()
+    assert (payment["order_id"], payment["amount"], payment["status"]) == (order["id"], 2500, "succeeded")
     # The receipt address came from the user's own token.
     assert Order.objects.get().customer_email == customer[2]
 
@@ -63,7 +66,7 @@ def test_payments_down_is_a_503_problem_naming_the_pending_order(customer, setti
     problem = assert_problem(place(client), 503, "payments_unavailable")
     order = Order.objects.get()
     assert (problem["order_id"], problem["order_status"], order.status) == (str(order.id), "pending", "pending")
-    assert Payment.objects.count() == 0
+    assert order.payment_id is None
 
 
 @pytest.mark.django_db
