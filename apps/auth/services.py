@@ -158,9 +158,12 @@ def _guessing_backoff(*, free: int) -> Backoff:
 
 
 def _login_address_known(*, email: str, client_address: str) -> bool:
+    address = _ip_or_none(client_address)
+    if address is None:
+        return False
     since = timezone.now() - timedelta(days=settings.LOGIN_KNOWN_ADDRESS_DAYS)
     return LoginAddress.objects.filter(
-        user__email=email, user__is_active=True, address=client_address, last_login_at__gte=since
+        user__email=email, user__is_active=True, address=address, last_login_at__gte=since
     ).exists()
 
 
@@ -216,8 +219,8 @@ def user_login(*, email: str, password: str, client_address: str) -> TokenPair:
     now = timezone.now()
     with transaction.atomic():
         _secret_guesses_reset(kind="login", account=email, client_address=client_address)
-        if _ip_or_none(client_address):
-            LoginAddress.objects.update_or_create(user=user, address=client_address, defaults={"last_login_at": now})
+        if address := _ip_or_none(client_address):
+            LoginAddress.objects.update_or_create(user=user, address=address, defaults={"last_login_at": now})
         User.objects.filter(pk=user.pk).update(last_login_at=now)
         return _user_token_pair(user=user, family=uuid.uuid4())
 

@@ -20,8 +20,16 @@ def _trusted(address: str) -> bool:
     return any(ip in network for network in settings.TRUSTED_PROXY_NETWORKS)
 
 
+def _normalized(address: str) -> str:
+    """One spelling per address (`2001:DB8::1` and `2001:db8:0::1` are one client)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
 def client_address(request: HttpRequest) -> str:
-    remote = request.META.get("REMOTE_ADDR", "")
+    remote = _normalized(request.META.get("REMOTE_ADDR", ""))
     if not _trusted(remote):
         return remote
     hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
@@ -31,5 +39,5 @@ def client_address(request: HttpRequest) -> str:
         except ValueError:
             return remote  # a hop no proxy of ours wrote: believe nothing further left
         if not _trusted(hop):
-            return hop
-    return hops[0] if hops else remote
+            return _normalized(hop)
+    return _normalized(hops[0]) if hops else remote

@@ -43,3 +43,7 @@ def test_every_trusted_hop_is_skipped(proxies):
 
 def test_a_hop_that_is_not_an_address_stops_the_walk(proxies):
     assert client_address(request_from("10.1.2.3", "198.51.100.7, unknown")) == "10.1.2.3"
+
+
+def test_an_address_has_one_spelling(proxies):
+    assert client_address(request_from("10.1.2.3", "2001:DB8:0:0::1")) == "2001:db8::1"
