@@ -254,8 +254,10 @@ def migration_job_manifest(*, service: str, image: str, deployment: dict, deadli
         if key not in {"ports", "startupProbe", "readinessProbe", "livenessProbe", "lifecycle"}
     }
     container.update(name="migrate", image=image, command=["python", "manage.py", "migrate", "--no-input"])
+    # As the first apply's Jobs: a database that is slow to answer waits this step, not fails it.
+    wait = {**container, "name": "wait-for-database", "command": ["python", "manage.py", "database_wait"]}
     pod_spec.pop("topologySpreadConstraints", None)
-    pod_spec.update(containers=[container], restartPolicy="Never")
+    pod_spec.update(initContainers=[wait], containers=[container], restartPolicy="Never")
     labels = {
         "app.kubernetes.io/name": service,
         "app.kubernetes.io/component": "migrate",
