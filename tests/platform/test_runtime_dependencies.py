@@ -78,6 +78,16 @@ def hidden_modules() -> set[str]:
     }
 
 
+def signing_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
 @pytest.fixture(scope="module")
 def loaded() -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -91,6 +101,10 @@ def loaded() -> subprocess.CompletedProcess:
             "SECRET_KEY": "platform-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             "ALLOWED_HOSTS": "localhost",
             "DATABASE_URL": "postgres://user:password@database.invalid:5432/all",
+            # What a web process checks for as it starts (apps.core.checks): auth's key, a client.
+            "AUTH_SIGNING_KEY": signing_key_pem(),
+            "SERVICE_CLIENT_ID": "all",
+            "SERVICE_CLIENT_SECRET": "platform-test-client-secret-0123456789",
             "HIDDEN_MODULES": json.dumps(sorted(hidden_modules())),
         },
         capture_output=True,
