@@ -156,23 +156,19 @@ class KeySet:
             flight = self._flight
             if flight is None and now >= self._next_fetch_at and (stale or key is None):
                 flight = started = self._fetch_reserve(now)
+            # The fetch under way may bring a rotated key: worth a short wait, unless fetches are
+            # failing (it would only hold a thread, and a flood of forged kids would hold them all).
+            worth_waiting = self._failures == 0 or not self._keys
         if started is not None:
             self._fetch_launch(started)
         if key is not None:
             return key  # a known kid never waits, whatever the fetch is doing
-        if flight is not None and (self._failures == 0 or not self._keys):
-            # The fetch under way may bring a rotated key. Not while auth is failing: a request with
-            # an unknown kid would only hold a thread, and a flood of them would hold them all.
+        if flight is not None and worth_waiting:
             flight.wait(self._wait)
         with self._lock:
             if not self._keys:
                 raise KeysUnavailable(retry_after=max(1.0, self._next_fetch_at - time.monotonic()))
             return self._keys.get(kid)
-
-    def fetches_blocked_for(self) -> float:
-        """Seconds until the next fetch may start (0 when one may start now)."""
-        with self._lock:
-            return max(0.0, self._next_fetch_at - time.monotonic())
 
     # --- fetching --------------------------------------------------------------------------------
     def _fetch_reserve(self, now: float) -> threading.Event:
@@ -210,8 +206,8 @@ class KeySet:
         else:
             with self._lock:
                 self._keys = keys
-                self._loaded_at = self._next_fetch_at = time.monotonic()
-                self._next_fetch_at += self._min_refresh_interval
+                self._loaded_at = time.monotonic()
+                self._next_fetch_at = self._loaded_at + self._min_refresh_interval
                 self._failures = 0
             self._store_save(document)
         finally:
