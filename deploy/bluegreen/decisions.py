@@ -22,13 +22,25 @@ class Follower:
     container: str
 
 
-# The outbox relays and the schedule of orders follow the live color on promote and rollback.
+# Every workload outside the two colors that runs a service's code (its relay or worker, its
+# schedules) follows the live color's image on promote and rollback: it reads and writes the same
+# tables with the same code as the web pods that serve the traffic.
 FOLLOWERS = {
+    "auth": (Follower("CronJob", "auth-prune", "prune"),),
     "orders": (
         Follower("Deployment", "orders-outbox-relay", "relay"),
         Follower("CronJob", "orders-payments-settle", "settle"),
+        Follower("CronJob", "orders-prune", "prune"),
     ),
-    "payments": (Follower("Deployment", "payments-outbox-relay", "relay"),),
+    "payments": (
+        Follower("Deployment", "payments-outbox-relay", "relay"),
+        Follower("CronJob", "payments-requests-finish", "requests-finish"),
+        Follower("CronJob", "payments-prune", "prune"),
+    ),
+    "notifications": (
+        Follower("Deployment", "notifications-email-worker", "worker"),
+        Follower("CronJob", "notifications-prune", "prune"),
+    ),
 }
 APP_CONTAINER = "app"
 ANNOTATION_PREFIX = "bluegreen.platform.dev"

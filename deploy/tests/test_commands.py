@@ -369,11 +369,26 @@ def test_promote_moves_the_settle_schedule_to_the_new_image(ctx, fake_kubernetes
     assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] == NEW_IMAGE
 
 
-def test_promote_of_a_service_without_relays_moves_no_other_workload(ctx, fake_kubernetes):
+def test_promote_moves_only_the_workloads_of_its_own_service(ctx, fake_kubernetes):
     commands.deploy(ctx, service="notifications", image=NEW_IMAGE)
     commands.promote(ctx, service="notifications", image=NEW_IMAGE)
 
-    assert (fake_kubernetes.writes("deployments/orders-outbox-relay"), fake_kubernetes.writes("cronjobs")) == ([], [])
+    moved = {path.rsplit("/", 1)[1] for method, path, _ in fake_kubernetes.requests if method == "PATCH"}
+    assert moved & {"orders-outbox-relay", "payments-outbox-relay", "orders-payments-settle", "auth-prune"} == set()
+    assert {"notifications-email-worker", "notifications-prune"} <= moved
+
+
+def test_promote_moves_every_schedule_of_the_service_to_the_new_image(ctx, fake_kubernetes):
+    commands.deploy(ctx, service="payments", image=NEW_IMAGE)
+    commands.promote(ctx, service="payments", image=NEW_IMAGE)
+
+    images = {
+        name: fake_kubernetes.get("cronjobs", name)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+        for name in ("payments-requests-finish", "payments-prune")
+    }
+    assert images == {"payments-requests-finish": NEW_IMAGE, "payments-prune": NEW_IMAGE}
 
 
 def test_a_missing_relay_does_not_undo_the_switch_and_says_that_traffic_moved(ctx, fake_kubernetes, said):

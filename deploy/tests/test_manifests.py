@@ -810,10 +810,31 @@ def test_the_workloads_the_tool_moves_with_the_live_color_exist_with_those_conta
     }
 
     assert found == {
+        ("CronJob", "auth-prune"): True,
         ("Deployment", "orders-outbox-relay"): True,
         ("CronJob", "orders-payments-settle"): True,
+        ("CronJob", "orders-prune"): True,
         ("Deployment", "payments-outbox-relay"): True,
+        ("CronJob", "payments-requests-finish"): True,
+        ("CronJob", "payments-prune"): True,
+        ("Deployment", "notifications-email-worker"): True,
+        ("CronJob", "notifications-prune"): True,
     }
+
+
+@overlays
+def test_every_workload_running_a_services_code_outside_the_colors_follows_the_live_color(rendered, overlay):
+    """A relay, worker or schedule left on the old image after a promote would run old code against
+    the new color's schema and events."""
+    outside = {
+        (workload["kind"], workload["metadata"]["name"])
+        for workload in of_kind(rendered[overlay], "Deployment") + of_kind(rendered[overlay], "CronJob")
+        if workload not in web_deployments(rendered[overlay])
+        and workload["metadata"]["labels"].get("app.kubernetes.io/name") in SERVICES
+    }
+    followed = {(follower.kind, follower.name) for followers in FOLLOWERS.values() for follower in followers}
+
+    assert outside == followed
 
 
 # PostgreSQL's default: three of them are kept for superusers.
