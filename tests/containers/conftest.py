@@ -38,8 +38,9 @@ APP_VERSION = "containers-test"
 PORTS = {"auth": 8001, "orders": 8002, "payments": 8003, "notifications": 8004}
 PROMETHEUS_PORT = 9090
 # Everything in the compose file but Grafana; the one-shot steps start as the services' dependencies.
-LONG_RUNNING = (*PORTS, "orders-relay", "payments-relay", "postgres", "prometheus")
-APP_CONTAINERS = (*PORTS, "orders-relay", "payments-relay")
+WORKERS = ("orders-relay", "payments-relay", "notifications-email-worker")
+LONG_RUNNING = (*PORTS, *WORKERS, "postgres", "prometheus")
+APP_CONTAINERS = (*PORTS, *WORKERS)
 READY_TIMEOUT = 240
 
 TIMINGS: dict[str, str] = {}

@@ -83,6 +83,7 @@ def test_each_container_of_the_image_serves_or_prepares_one_service():
         "notifications": "notifications",
         "orders-relay": "orders",
         "payments-relay": "payments",
+        "notifications-email-worker": "notifications",
     }
 
 
@@ -314,7 +315,7 @@ def _management_commands_used() -> set[str]:
 
 
 def test_management_commands_used_are_these():
-    assert _management_commands_used() == {"migrate", "service_client_ensure", "outbox_relay"}
+    assert _management_commands_used() == {"migrate", "service_client_ensure", "outbox_relay", "email_deliver"}
 
 
 @pytest.mark.parametrize("command", sorted(_management_commands_used()))
