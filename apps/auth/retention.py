@@ -1,12 +1,13 @@
-"""Retention of the auth service's append-only tables: failed logins past any throttling window and
-refresh tokens past their expiry (a token that can no longer be used needs no reuse detection)."""
+"""Retention of the auth service's append-only tables: failed logins past any throttling window,
+refresh tokens past their expiry (a token that can no longer be used needs no reuse detection),
+and login addresses no longer recent enough to count as known (LOGIN_KNOWN_ADDRESS_DAYS)."""
 
 from datetime import timedelta
 
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from apps.auth.models import LoginFailure, RefreshToken
+from apps.auth.models import LoginAddress, LoginFailure, RefreshToken
 
 CHUNK = 1000
 
@@ -26,3 +27,8 @@ def login_failures_prune(*, older_than: timedelta) -> int:
 def refresh_tokens_prune(*, expired_for: timedelta) -> int:
     """Delete refresh tokens expired more than `expired_for` ago (this service's clock, as it set them)."""
     return _chunked_delete(RefreshToken.objects.filter(expires_at__lt=timezone.now() - expired_for))
+
+
+def login_addresses_prune(*, older_than: timedelta) -> int:
+    """Delete login addresses not logged in from for `older_than` (this service's clock, as it set them)."""
+    return _chunked_delete(LoginAddress.objects.filter(last_login_at__lt=timezone.now() - older_than))
