@@ -44,7 +44,8 @@ class RegisterApi(APIView):
 
     class InputSerializer(StrictInputSerializer):
         email = serializers.EmailField(max_length=254)
-        password = serializers.CharField(max_length=128, trim_whitespace=False)
+        # 8: Django's MinimumLengthValidator, said in the document; the other validators apply too.
+        password = serializers.CharField(min_length=8, max_length=128, trim_whitespace=False)
 
     @extend_schema(
         request=InputSerializer,

@@ -7,8 +7,9 @@ for paths with ids and for pages, 413/415 where there is a body, 500 everywhere)
 documents the X-Request-ID header it carries.
 """
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import is_list_serializer
 from rest_framework.permissions import AllowAny
 
 from apps.core.api import ProblemSerializer
@@ -42,6 +43,17 @@ RETRY_AFTER_HEADER = {
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """A nested list says how many items it takes (drf-spectacular leaves that out)."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if is_list_serializer(field) and isinstance(schema, dict) and schema.get("type") == "array":
+            minimum = max(getattr(field, "min_length", None) or 0, 0 if field.allow_empty else 1)
+            if minimum:
+                schema["minItems"] = minimum
+            if getattr(field, "max_length", None) is not None:
+                schema["maxItems"] = field.max_length
+        return schema
+
     def _verifies_tokens(self) -> bool:
         return bool(self.view.get_authenticators())
 
@@ -91,3 +103,15 @@ class JwtAuthenticationScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "JWT",
             "description": "Access token from POST /api/auth/token/ (RS256, verified against /.well-known/jwks.json).",
         }
+
+
+class StrictInputSerializerSchema(OpenApiSerializerExtension):
+    """Request bodies refuse fields they do not know (apps.core.serializers): the document says so."""
+
+    target_class = "apps.core.serializers.StrictInputSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        return schema

@@ -88,5 +88,17 @@ def test_the_api_answers_as_its_openapi_document_says(stack, service, tmp_path):
         f"{service}: {ran['operations']['tested']} operations, {cases['generated']} test cases, "
         f"{cases['with_failures']} with failures, {len(ran['errors'])} errors in {ran['running_time']:.1f} s; {phases}",
     )
+    accepted = {
+        operation: (
+            sum(phase["accepted"] for phase in rates.values()),
+            sum(phase["accepted"] + phase["rejected"] for phase in rates.values()),
+        )
+        for operation, rates in ran.get("valid_rates", {}).items()
+    }
+    record(
+        "schemathesis (seed " + SEED + f", {MAX_EXAMPLES} cases per operation and phase)",
+        f"  {service}, valid cases the API accepted: "
+        + ", ".join(f"{operation} {taken}/{tried}" for operation, (taken, tried) in sorted(accepted.items())),
+    )
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
     assert (cases["with_failures"], ran["errors"]) == (0, [])
