@@ -7,6 +7,7 @@ in this service's database, so across all workers and pods), per client address 
 import hashlib
 import ipaddress
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +27,9 @@ from apps.core.ratelimit import Attempt, attempt_reserve, attempts_reset, rate_l
 from apps.core.rates import Backoff
 from apps.core.tokens import SERVICE, USER
 
-# Checked against when the email is unknown, so both answers take the same time.
+# Checked against when the email (or client) is unknown. It is an unusable hash, for which Django's
+# check_password runs the default hasher once anyway: an unknown email costs what a wrong password
+# costs, so the answer's timing does not tell whether an account exists.
 _DUMMY_PASSWORD_HASH = make_password(None)
 
 
@@ -65,7 +68,8 @@ class InvalidClient(exceptions.APIException):
 
 
 def email_normalize(email: str) -> str:
-    return email.strip().lower()
+    """One spelling per address: Unicode NFKC (as Django normalizes user names), then lower case."""
+    return unicodedata.normalize("NFKC", email.strip()).lower()
 
 
 def _token_hash(raw_token: str) -> str:

@@ -32,7 +32,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,  # which gunicorn worker
         }
-        entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES})
+        for key, value in vars(record).items():
+            if key in _STANDARD_ATTRIBUTES:
+                continue
+            # An `extra=` key never overwrites a member every line has (ts, level, logger, pid...).
+            entry[f"extra_{key}" if key in entry else key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -283,3 +283,9 @@ def test_service_client_ensure_is_idempotent_and_updates_secret_and_scopes(db):
     client = ServiceClient.objects.get()
     assert client.scopes == "y z"
     assert services.client_token_issue(client_id="orders", client_secret="b" * 32).access_token
+
+
+def test_an_email_has_one_spelling_whatever_its_unicode_form(db, password):
+    services.user_register(email="Ada@Example.com", password=password)
+    with pytest.raises(Conflict):
+        services.user_register(email="\uff21da@\uff25xample.com", password=password)  # fullwidth A and E

@@ -60,3 +60,13 @@ def test_the_access_line_is_json_with_service_and_request_id():
     assert line["service"] == "all"
     assert line["request_id"] == "req-42"
     assert isinstance(line["duration_ms"], float)
+
+
+def test_extra_fields_never_overwrite_the_members_every_line_has():
+    record = logging.LogRecord("apps.test", logging.INFO, __file__, 1, "hello", (), None)
+    record.level = "forged"
+    record.ts = "yesterday"
+    record.path = "/x"
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["level"], line["extra_level"], line["extra_ts"], line["path"]) == ("info", "forged", "yesterday", "/x")
+    assert line["ts"] != "yesterday"
