@@ -14,14 +14,14 @@ from http import HTTPStatus
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker as GunicornThreadWorker
 
-CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expectation_failed", 431: "header_too_large"}
+from apps.core.problem_codes import status_code
 
 
 def problem_error_write(sock, status_int: int, reason: str, mesg: str) -> None:
     """What gunicorn sends for a request it refused, as problem+json. `mesg` is not sent: it can
     repeat the refused request line or header, which is the client's input."""
     request_id = uuid.uuid4().hex
-    code = CODES.get(status_int, "internal_error" if status_int >= 500 else "bad_request")
+    code = status_code(status_int)
     try:
         title = HTTPStatus(status_int).phrase
     except ValueError:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from apps.core import context, probes
+from apps.core.problem_codes import status_code
 from apps.core.problems import CONTENT_TYPE, problem_response
 
 access_logger = logging.getLogger("apps.access")
@@ -83,22 +84,6 @@ class RequestIdMiddleware:
             context.caller_token.reset(caller_token)
 
 
-# What an error answer says when something outside DRF produced it (Django's handlers, its debug
-# pages, a middleware): the code of each status clients can meet.
-_CODES = {
-    400: "bad_request",
-    401: "not_authenticated",
-    403: "permission_denied",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "throttled",
-    431: "request_header_fields_too_large",
-    500: "internal_error",
-    503: "unavailable",
-}
 # Headers of the original error answer that mean something to the client.
 _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "Cache-Control")
 
@@ -129,7 +114,7 @@ class ProblemResponseMiddleware:
             detail = f"{HTTPStatus(status).phrase}."
         problem = problem_response(
             status,
-            code=_CODES.get(status, "error"),
+            code=status_code(status),
             detail=detail,
             headers={name: response[name] for name in _KEPT_HEADERS if response.has_header(name)},
         )
