@@ -22,6 +22,7 @@ from deploy.bluegreen import gate
 from deploy.bluegreen.cluster import Cluster, ConflictError, NotFoundError, format_micro_time
 from deploy.bluegreen.decisions import (
     APP_CONTAINER,
+    CHANGE_ANNOTATION,
     FOLLOWERS,
     HISTORY_ANNOTATION,
     LAST_SWITCH_ANNOTATION,
@@ -56,6 +57,11 @@ from deploy.bluegreen.decisions import (
 )
 
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+
+def change_stamp() -> dict:
+    """The annotation that marks a write of a tool-owned field as the tool's (see CHANGE_ANNOTATION)."""
+    return {CHANGE_ANNOTATION: uuid.uuid4().hex}
 
 
 def _write_stdout(line: str) -> None:
@@ -367,7 +373,7 @@ def _move_autoscaler(ctx: Context, *, service: str, color: str) -> None:
     ctx.cluster.patch_autoscaler(
         name=name,
         body={
-            "metadata": {"resourceVersion": autoscaler["metadata"]["resourceVersion"]},
+            "metadata": {"resourceVersion": autoscaler["metadata"]["resourceVersion"], "annotations": change_stamp()},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}},
         },
     )
@@ -382,7 +388,7 @@ def _point_preview(ctx: Context, *, service: str, color: str) -> None:
     ctx.cluster.patch_service(
         name=name,
         body={
-            "metadata": {"resourceVersion": preview["metadata"]["resourceVersion"]},
+            "metadata": {"resourceVersion": preview["metadata"]["resourceVersion"], "annotations": change_stamp()},
             "spec": {"selector": {"color": color}},
         },
     )
@@ -441,7 +447,7 @@ def deploy(
         ctx.cluster.patch_deployment(
             name=idle_name,
             body={
-                "metadata": {"annotations": {VERSION_ANNOTATION: image}},
+                "metadata": {"annotations": {VERSION_ANNOTATION: image, **change_stamp()}},
                 "spec": {
                     "replicas": replicas,
                     "template": {"spec": {"containers": [{"name": APP_CONTAINER, "image": image}]}},
@@ -488,6 +494,7 @@ def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, ta
             "annotations": {
                 LAST_SWITCH_ANNOTATION: json.dumps(record, sort_keys=True),
                 HISTORY_ANNOTATION: json.dumps(history_with(history=state.history, record=record), sort_keys=True),
+                **change_stamp(),
             },
         },
         "spec": {"selector": {"color": to_color}},
@@ -573,10 +580,13 @@ def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str,
         containers = {"containers": [{"name": follower.container, "image": image}]}
         try:
             if follower.kind == "CronJob":
-                body = {"spec": {"jobTemplate": {"spec": {"template": {"spec": containers}}}}}
+                body = {
+                    "metadata": {"annotations": change_stamp()},
+                    "spec": {"jobTemplate": {"spec": {"template": {"spec": containers}}}},
+                }
                 ctx.cluster.patch_cronjob(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
             else:
-                body = {"spec": {"template": {"spec": containers}}}
+                body = {"metadata": {"annotations": change_stamp()}, "spec": {"template": {"spec": containers}}}
                 ctx.cluster.patch_deployment(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
             ctx.say(f"{follower.kind} {follower.name} now runs {image}")
         except (ConflictError, NotFoundError, ApiException) as error:

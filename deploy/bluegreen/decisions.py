@@ -47,6 +47,11 @@ ANNOTATION_PREFIX = "bluegreen.platform.dev"
 LAST_SWITCH_ANNOTATION = f"{ANNOTATION_PREFIX}/last-switch"
 HISTORY_ANNOTATION = f"{ANNOTATION_PREFIX}/history"
 VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/version"
+# A new value on every write of a field the tool owns (a selector's color, an image, the autoscaler's
+# target): the admission policy of deploy/base/bluegreen-guard.yaml lets those fields change only in
+# a request that also changes this, so a re-applied manifest or a stray `kubectl set image` cannot
+# move traffic or images behind the tool's back.
+CHANGE_ANNOTATION = f"{ANNOTATION_PREFIX}/change"
 HISTORY_LENGTH = 10
 
 

@@ -93,6 +93,7 @@ class FakeKubernetes:
     def __init__(self):
         self.objects: dict[tuple[str, str, str], dict] = {}
         self.requests: list[tuple[str, str, str]] = []  # (method, path, content type)
+        self.patches: list[tuple[str, object]] = []  # (path, body) of every PATCH
         self.field_managers: list[tuple[str, str, str]] = []  # (method, path, fieldManager) of writes
         self.stuck: set[str] = set()
         self.rollout_reads = 0
@@ -296,6 +297,7 @@ class FakeKubernetes:
                 self._deployment_read(self.objects[key])
             return 200, self.objects[key]
         if method == "PATCH":
+            self.patches.append((f"{plural}/{name}", json.loads(body)))
             return self._patch(key, content_type, json.loads(body))
         if method == "DELETE":
             del self.objects[key]

@@ -994,3 +994,22 @@ def test_status_shows_who_holds_the_lock_and_does_not_wait_for_it(ctx, fake_kube
     commands.status(ctx, service="orders")
 
     assert said[4] == "  lock: held by bob deploy"
+
+
+def test_every_write_of_a_field_the_tool_owns_carries_a_new_change_stamp(ctx, fake_kubernetes):
+    """The admission policy (base/bluegreen-guard.yaml) lets a selector, an image or the autoscaler's
+    target change only with a new bluegreen.platform.dev/change: the tool's own writes must carry one."""
+    _promoted(ctx, fake_kubernetes)
+    commands.rollback(ctx, service="orders")
+
+    owned = []
+    for _, body in fake_kubernetes.patches:
+        if not isinstance(body, dict):
+            continue
+        spec = body.get("spec", {})
+        template = spec.get("jobTemplate", {}).get("spec", spec).get("template", {})
+        if "selector" in spec or "scaleTargetRef" in spec or template.get("spec", {}).get("containers"):
+            owned.append(body.get("metadata", {}).get("annotations", {}).get("bluegreen.platform.dev/change"))
+    assert len(owned) >= 8
+    assert None not in owned
+    assert len(set(owned)) == len(owned)

@@ -9,18 +9,34 @@
 //
 // Environment: HOSTS (JSON: service host name -> ClusterIP, k6 resolves names with it), AUTH_URL,
 // ORDERS_URL, PAYMENTS_URL, NOTIFICATIONS_URL, RATE (iterations started per second, default 6),
-// ORDER_EVERY (default 6), USERS (default 4), DURATION (an upper bound, default 30m), SUMMARY_FILE.
+// ORDER_EVERY (default 6), USERS (default 4), DURATION (an upper bound, default 30m),
+// TOKEN_RENEW_AFTER_SECONDS (default 200), SUMMARY_FILE.
 // One JSON line per response goes to the console: {t: end time in ms, n: request name, s: status,
 // e: k6 error code, d: duration in ms, v: the X-Request-ID}.
 import http from 'k6/http';
 import { check, fail } from 'k6';
 import exec from 'k6/execution';
-import { REQUEST_TIMEOUT, TREND_STATS, URLS, envInt, jsonHeaders, runIdentifier, summaryOutputs, usersLogin } from './lib.js';
+import {
+  PASSWORD,
+  REQUEST_TIMEOUT,
+  TREND_STATS,
+  URLS,
+  envInt,
+  jsonHeaders,
+  runIdentifier,
+  summaryOutputs,
+  usersLogin,
+} from './lib.js';
 
 const RATE = envInt('RATE', 6);
 const ORDER_EVERY = envInt('ORDER_EVERY', 6);
 const USERS = envInt('USERS', 4);
 const LINES = [{ sku: 'BOOK-42', quantity: 1, unit_price: 1250 }];
+// Access tokens live ACCESS_TOKEN_TTL_SECONDS (300 s by default) and a run through every release lasts
+// longer: each virtual user logs its user in again when its token is this old. (A refresh token
+// shared by several virtual users would be reuse, which revokes the whole login.)
+const TOKEN_RENEW_AFTER_MS = envInt('TOKEN_RENEW_AFTER_SECONDS', 200) * 1000;
+const tokens = {}; // this virtual user's: email -> {token, at}
 
 export const options = {
   hosts: JSON.parse(__ENV.HOSTS || '{}'),
@@ -74,13 +90,35 @@ export function setup() {
     }
     user.orderId = placed.json('id');
     user.paymentId = placed.json('payment_id');
+    user.issuedAt = Date.now();
   }
   return { runId, users };
 }
 
+function freshToken(user) {
+  const held = tokens[user.email] || { token: user.token, at: user.issuedAt };
+  if (Date.now() - held.at < TOKEN_RENEW_AFTER_MS) {
+    return held.token;
+  }
+  const answer = logged(
+    http.post(`${URLS.auth}/api/auth/token/`, JSON.stringify({ email: user.email, password: PASSWORD }), {
+      headers: jsonHeaders(),
+      tags: { name: 'login' },
+      timeout: REQUEST_TIMEOUT,
+    }),
+    'login',
+  );
+  if (!check(answer, { 'login: 200': (r) => r.status === 200 })) {
+    return held.token;
+  }
+  tokens[user.email] = { token: answer.json('access_token'), at: Date.now() };
+  return tokens[user.email].token;
+}
+
 export default function (data) {
   const iteration = exec.scenario.iterationInTest;
-  const user = data.users[iteration % data.users.length];
+  const user = { ...data.users[iteration % data.users.length] };
+  user.token = freshToken(user);
   const params = (name) => ({ headers: jsonHeaders(user.token), tags: { name }, timeout: REQUEST_TIMEOUT });
   const reads = [
     ['order_detail', `${URLS.orders}/api/orders/${user.orderId}/`],

@@ -139,6 +139,9 @@ class Cluster:
         wanted, status = deployment.spec.replicas, deployment.status
         return bool(wanted) and (status.available_replicas or 0) == wanted == (status.updated_replicas or 0)
 
+    def autoscaler_target(self, service: str) -> str:
+        return self.autoscaling.read_namespaced_horizontal_pod_autoscaler(service, NAMESPACE).spec.scale_target_ref.name
+
     def last_switch(self, service: str) -> dict:
         """The switch the tool recorded last on the stable Service."""
         annotations = self.core.read_namespaced_service(service, NAMESPACE).metadata.annotations or {}

@@ -7,7 +7,7 @@ import subprocess
 import yaml
 from kubernetes import client
 
-from tests.cluster.kube import NAMESPACE, REPO, SERVICES, kubectl, wait_until
+from tests.cluster.kube import KUBECONFIG, NAMESPACE, REPO, SERVICES, kubectl, other_color, wait_until
 from tests.journey import journey_run
 
 
@@ -51,16 +51,16 @@ def test_the_journey_through_the_stable_services(cluster):
     }
 
 
-def test_every_live_autoscaler_reads_cpu_from_metrics_server(cluster):
+def test_every_services_autoscaler_is_on_its_live_color_reading_cpu_from_metrics_server(cluster):
     """metrics-server scrapes the kubelet every 15 s; a new pod has a value within a minute or so."""
     autoscaling = cluster.autoscaling
 
     def utilizations():
         found = {}
         for service in SERVICES:
-            hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(
-                f"{service}-{cluster.live_color(service)}", NAMESPACE
-            )
+            hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(service, NAMESPACE)
+            if hpa.spec.scale_target_ref.name != f"{service}-{cluster.live_color(service)}":
+                return None
             metrics = hpa.status.current_metrics or []
             values = [m.resource.current.average_utilization for m in metrics if m.type == "Resource" and m.resource]
             if not values or values[0] is None:
@@ -111,3 +111,44 @@ def test_the_network_policies_are_enforced_allowed_flows_open_and_others_refused
     assert connects(cluster, source_pod=orders.metadata.name, address=payments.status.pod_ip, port=8000) == "open"
     refused = connects(cluster, source_pod=payments.metadata.name, address=orders.status.pod_ip, port=8000)
     assert refused in {"ConnectionRefusedError", "TimeoutError"}
+
+
+def kubectl_run(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(kubectl()), "--kubeconfig", str(KUBECONFIG), "-n", NAMESPACE, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_api_server_refuses_to_move_a_field_the_tool_owns_behind_its_back(cluster):
+    """The admission policy of deploy/base/bluegreen-guard.yaml, seen through the API server (as
+    server-side dry runs: a guard that failed would change nothing either)."""
+    live = cluster.live_color("orders")
+    attempts = {
+        "image": kubectl_run("set", "image", f"deployment/orders-{live}", "app=platform-app:other", "--dry-run=server"),
+        "selector": kubectl_run(
+            "patch", "service", "orders", "-p", '{"spec":{"selector":{"color":"nobody"}}}', "--dry-run=server"
+        ),
+        "autoscaler": kubectl_run(
+            "patch", "hpa", "orders", "-p", '{"spec":{"scaleTargetRef":{"name":"orders-nobody"}}}', "--dry-run=server"
+        ),
+    }
+    assert {what: result.returncode for what, result in attempts.items()} == dict.fromkeys(attempts, 1)
+    assert all("denied request" in result.stderr for result in attempts.values()), attempts
+
+
+def test_a_change_stamped_as_the_tools_passes_the_guard(cluster):
+    preview = cluster.core.read_namespaced_service("orders-preview", NAMESPACE).spec.selector["color"]
+    result = kubectl_run(
+        "patch",
+        "service",
+        "orders-preview",
+        "-p",
+        '{"metadata":{"annotations":{"bluegreen.platform.dev/change":"by-hand-' + preview + '"}},'
+        '"spec":{"selector":{"color":"' + other_color(preview) + '"}}}',
+        "--dry-run=server",
+    )
+    assert result.returncode == 0, result.stderr

@@ -21,6 +21,7 @@ from tests.cluster.kube import (
     NEXT_VERSION,
     REPO,
     SERVICES,
+    kubectl,
     other_color,
     switch_seconds,
     wait_until,
@@ -161,6 +162,48 @@ def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load(cluster,
     new_connections_settle_on(cluster, service, before)
     cluster.exec(drained, ["rm", "-f", "/tmp/draining"])  # noqa: S108 (the pod's drain file)
     wait_until(lambda: cluster.fully_available(service, live), timeout=60, message=f"{service}-{live} ready again")
+
+
+def cluster_state(cluster) -> dict:
+    """What re-applying the manifests must never move: live colors, every color's image, autoscalers."""
+    return {
+        service: (
+            cluster.live_color(service),
+            cluster.image(service, "blue"),
+            cluster.image(service, "green"),
+            cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler(
+                service, NAMESPACE
+            ).spec.scale_target_ref.name,
+        )
+        for service in SERVICES
+    }
+
+
+@pytest.mark.parametrize(
+    "apply",
+    [
+        ["apply", "-k"],  # client-side: a 3-way merge that would set every image back to the overlay's
+        ["apply", "--server-side", "--force-conflicts", "--field-manager=platform", "-k"],
+    ],
+    ids=["client-side", "server-side-forced"],
+)
+def test_reapplying_the_manifests_after_releases_moves_neither_traffic_nor_images(cluster, load, apply):
+    """After the releases, idle colors run other images than the overlay names. Applying it again,
+    even forcing the conflicts, is refused for exactly those fields, and nothing moves."""
+    before = cluster_state(cluster)
+    assert any(blue != green for _, blue, green, _ in before.values()), "a release left another image on a color"
+
+    result = subprocess.run(
+        [str(kubectl()), "--kubeconfig", str(cluster.kubeconfig), *apply, str(REPO / "deploy" / "overlays" / "local")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "denied request: the image of Deployment" in result.stderr
+    assert cluster_state(cluster) == before
 
 
 def test_a_live_pod_deleted_under_load_is_replaced(cluster, load):

@@ -144,3 +144,32 @@ def test_journey_fails_when_a_threshold_is_crossed(stack, tmp_path):
         "checks rate>0.99",
         "http_req_failed rate<0.01",
     ]
+
+
+def test_the_cluster_scenario_runs_and_renews_its_tokens(stack, tmp_path):
+    """perf/k6/cluster.js (run against the cluster by tests/cluster) here against the local services,
+    renewing every virtual user's token after one second instead of 200: none of its requests fails."""
+    result, summary = k6_run(
+        stack,
+        "cluster.js",
+        tmp_path / "summary.json",
+        RATE="2",
+        DURATION="4s",
+        USERS="2",
+        ORDER_EVERY="2",
+        TOKEN_RENEW_AFTER_SECONDS="1",
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary["metrics"]["http_req_failed"]["values"]["passes"] == 0
+    assert {name: fails for name, (_, fails) in checks(summary).items()} == {
+        "order_detail: 200": 0,
+        "me: 200": 0,
+        "inbox: 200": 0,
+        "payment_detail: 200": 0,
+        "order_create: 201 paid": 0,
+        "login: 200": 0,
+        "register: 201": 0,  # setup()
+        "login: 200 with an access token": 0,  # setup()
+    }
+    assert checks(summary)["login: 200"][0] >= 1, "no token was renewed"
