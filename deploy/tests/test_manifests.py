@@ -779,7 +779,8 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             {
                 "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 6, "Service": 9,
-                "ServiceAccount": 4, "StatefulSet": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+                "ServiceAccount": 4, "StatefulSet": 1,
+                "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),
         (
@@ -787,7 +788,8 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             {
                 "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
                 "Namespace": 1, "NetworkPolicy": 14, "PersistentVolume": 1, "PodDisruptionBudget": 8, "Role": 1,
-                "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+                "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
+                "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),
         (

@@ -74,6 +74,8 @@ def test_the_api_answers_as_its_openapi_document_says(stack, service, tmp_path):
             "SCHEMATHESIS_SERVICE_TOKEN": service_token(stack, "orders"),
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         },
+        # schemathesis keeps a cache of what it generated in .schemathesis/ under its working directory
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=600,
