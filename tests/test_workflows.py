@@ -1,5 +1,8 @@
-"""The GitHub Actions workflows are valid (schema) and pass zizmor's security audit, offline."""
+"""The GitHub Actions workflows are valid (schema), pass actionlint (expressions, contexts, the
+shell of every `run:` through shellcheck) and zizmor's security audit, offline; every action is
+pinned by commit SHA with its version beside it."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+ACTIONLINT = ("github.com/rhysd/actionlint/cmd/actionlint", "v1.7.12")
 
 
 def test_there_are_workflows():
@@ -34,3 +38,26 @@ def test_workflows_pass_zizmor():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_pass_actionlint():
+    # Built from the Go module proxy into the machine's cache once (platform/tools/go-tool.sh).
+    built = subprocess.run(
+        [str(REPO / "platform" / "tools" / "go-tool.sh"), *ACTIONLINT], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    result = subprocess.run(
+        [built.stdout.strip(), "-shellcheck", str(BIN / "shellcheck"), *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
+def test_every_action_is_pinned_by_commit_with_its_version_named(workflow):
+    uses = re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", workflow.read_text(), flags=re.MULTILINE)
+    assert all(re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action) for action, _ in uses), uses
+    assert all(re.fullmatch(r"\s+#\s+v\d+\.\d+\.\d+", comment) for _, comment in uses), uses

@@ -1,0 +1,85 @@
+"""Which services a range of commits changes, for CD: `python -m deploy.changes BASE HEAD`.
+
+Prints a JSON list of services, the ones whose running code differs between the two commits' images.
+What counts is what enters the image (platform/Dockerfile and .dockerignore): a service's own app
+changes that service; everything else the image carries (the kernel apps/core, the project's
+settings and URLs, the pinned requirements, gunicorn's configuration, the Dockerfile itself) changes
+all four, because every service runs it. Tests, documents, manifests and the deploy tooling change
+no running code and release nothing.
+
+A BASE that is unknown (the all-zero SHA of a new branch, a commit the shallow clone does not have,
+a force-push that rewrote it) means the difference cannot be known, and then all four are released.
+"""
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import PurePosixPath
+
+from deploy.bluegreen.decisions import SERVICES
+
+# Paths in the image that are not one service's own code: a change there changes every service.
+SHARED_IMAGE_PATHS = (
+    "manage.py",
+    "requirements.txt",
+    ".dockerignore",
+    "platform/Dockerfile",
+    "platform/gunicorn.conf.py",
+)
+
+
+def in_image(path: PurePosixPath) -> bool:
+    """Whether the file ships in the image, as .dockerignore admits it (tests and bytecode never do)."""
+    if path.as_posix() in SHARED_IMAGE_PATHS:
+        return True
+    if path.parts[:1] != ("apps",):
+        return False
+    return "tests" not in path.parts and path.name != "test_settings.py" and path.suffix not in {".pyc", ".pyo"}
+
+
+def services_changed(paths: Iterable[str]) -> list[str]:
+    """The services to release for these changed paths, in the platform's order."""
+    changed: set[str] = set()
+    for name in paths:
+        path = PurePosixPath(name)
+        if not in_image(path):
+            continue
+        service = path.parts[1] if len(path.parts) > 2 and path.parts[0] == "apps" else None
+        if service in SERVICES:
+            changed.add(service)
+        else:
+            return list(SERVICES)
+    return [service for service in SERVICES if service in changed]
+
+
+def git(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    """git in the working directory's repository; the arguments are commits named by CI, never a shell."""
+    return subprocess.run(["git", *arguments], capture_output=True, text=True, check=check)  # noqa: S603, S607
+
+
+def changed_paths(base: str, head: str) -> list[str] | None:
+    """The paths that differ between the commits (renames count twice), or None when BASE is unknown."""
+    if set(base) <= {"0"} or git("cat-file", "-e", f"{base}^{{commit}}", check=False).returncode != 0:
+        return None
+    names = git("diff", "--name-only", "--no-renames", "-z", base, head).stdout.split("\0")
+    return [name for name in names if name]
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m deploy.changes BASE HEAD\n")
+        return 2
+    base, head = argv
+    paths = changed_paths(base, head)
+    if paths is None:
+        sys.stderr.write(f"{base} is not a known commit: every service is released\n")
+        services = list(SERVICES)
+    else:
+        services = services_changed(paths)
+    sys.stdout.write(json.dumps(services) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
