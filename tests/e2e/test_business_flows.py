@@ -175,6 +175,14 @@ def test_payments_down_fails_the_order_cleanly_and_a_retry_settles_it(stack, ada
 
 
 def test_two_relays_at_once_never_deliver_an_event_twice(stack, ada):
+    # The backlog the two relays share must be exactly the twelve events below: what earlier tests
+    # left pending (an order settled just before) is delivered by the running relay first.
+    wait_for(
+        lambda: not stack["orders"].sql(
+            "SELECT id FROM orders_orderevent WHERE delivered_at IS NULL AND failed_at IS NULL"
+        ),
+        message="earlier tests' events delivered",
+    )
     stack.relays["orders"].stop()
     relays = [LiveRelay(stack["orders"], args=("--batch-size", "1", "--poll-interval", "0.05")) for _ in range(2)]
     try:
