@@ -178,8 +178,8 @@ def test_two_relays_at_once_never_deliver_an_event_twice(stack, ada):
     # The backlog the two relays share must be exactly the twelve events below: what earlier tests
     # left pending (an order settled just before) is delivered by the running relay first.
     wait_for(
-        lambda: not stack["orders"].sql(
-            "SELECT id FROM orders_orderevent WHERE delivered_at IS NULL AND failed_at IS NULL"
+        lambda: (
+            not stack["orders"].sql("SELECT id FROM orders_orderevent WHERE delivered_at IS NULL AND failed_at IS NULL")
         ),
         message="earlier tests' events delivered",
     )
