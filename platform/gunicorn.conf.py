@@ -47,9 +47,16 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # Kubernetes' terminationGracePeriodSeconds must exceed the preStop sleep plus this, and compose's
 # stop_grace_period must exceed this, or the orchestrator kills the drain half way.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-# Idle keep-alive connections close after this. Callers are the other services' connection pools and
-# the ingress; shorter than any load balancer's idle timeout, so the LB never reuses a closing socket.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Idle keep-alive connections close after this. The rule: the server's idle timeout is LONGER than
+# that of every proxy in front of it, so that the proxy is always the side that closes an idle
+# connection. Were the server first, a proxy could send a request on the socket the server is just
+# closing, and get a reset back; a POST is not retried, so the client sees a 502. ingress-nginx keeps
+# idle upstream connections 60 s (upstream-keepalive-timeout), AWS load balancers 60 s by default:
+# 75 s is above both. A proxy with a longer default (Envoy's is an hour) gets an idle timeout below
+# this in its own configuration. The other services' connection pools check a pooled socket before
+# reusing it. During shutdown gunicorn closes idle connections within 2 s, whatever this is,
+# and the blue/green tool's drain before scaling a color down (120 s) outlasts it.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 
 # --- worker recycling -----------------------------------------------------------------------------
 # A worker is replaced after about this many requests, bounding slow memory growth. The jitter (10%)
@@ -107,7 +114,10 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    """Tell prometheus_client a worker died, so its live gauges stop counting."""
-    from prometheus_client import multiprocess  # noqa: PLC0415
+    """Fold an exited worker's metrics files into the archives (apps/core/metrics_files.py): its
+    counts stay in every sum, and the directory holds one set of files per live worker, not one per
+    worker the pod ever had."""
+    from apps.core.metrics_files import retire_worker  # noqa: PLC0415 (in the arbiter, after the fork)
 
-    multiprocess.mark_process_dead(worker.pid)
+    removed = retire_worker(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), worker.pid)
+    server.log.debug("folded %d metrics files of worker %s into the archives", removed, worker.pid)

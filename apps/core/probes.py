@@ -9,6 +9,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
+from apps.core.metrics_files import collect_locked, multiproc_directory
 from apps.core.problems import problem_response
 
 _migrations_applied = False  # once true it stays true: a newer schema is the other color's business
@@ -74,8 +75,12 @@ def version(request: HttpRequest) -> HttpResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition; aggregated over every gunicorn worker when PROMETHEUS_MULTIPROC_DIR is set."""
-    return ExportToDjangoView(request)
+    """Prometheus exposition; aggregated over every gunicorn worker when PROMETHEUS_MULTIPROC_DIR is
+    set, read while no exited worker's files are being folded into the archives."""
+    directory = multiproc_directory()
+    if directory is None:
+        return ExportToDjangoView(request)
+    return collect_locked(directory, lambda: ExportToDjangoView(request))
 
 
 VIEWS = {"/healthz": healthz, "/readyz": readyz, "/version": version, "/metrics": metrics}

@@ -3,7 +3,9 @@
 import json
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -40,7 +42,7 @@ def test_metrics_count_requests_served_by_different_workers_together(stack):
 
 
 def test_metrics_survive_a_worker_restart_without_losing_counts(stack):
-    """Counts of a worker that exits stay in the total (its files remain; child_exit marks it dead)."""
+    """Counts of a worker that exits stay in the total (child_exit folds its files into the archives)."""
     orders = stack["orders"]
     for _ in range(10):
         requests.get(f"{orders.url}/api/schema/", headers={"Connection": "close"}, timeout=5)
@@ -51,3 +53,44 @@ def test_metrics_survive_a_worker_restart_without_losing_counts(stack):
     orders.wait_ready()
     after = requests_counted(orders.url, "schema")
     assert after == before
+
+
+def worker_pids(service) -> set[int]:
+    children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children").read_text().split()
+    return set(map(int, children))
+
+
+def test_exited_workers_leave_no_files_behind_and_their_counts_stay(stack):
+    """Ten workers replaced one after another: the directory keeps one set of files per live worker
+    plus the archives, and every request any of them served is still counted, once."""
+    notifications = stack["notifications"]
+    directory = Path(notifications.process_env()["PROMETHEUS_MULTIPROC_DIR"])
+    for _ in range(10):
+        requests.get(f"{notifications.url}/api/schema/", headers={"Connection": "close"}, timeout=5)
+    before = requests_counted(notifications.url, "schema")
+    first_files = {path.name for path in directory.glob("*.db")}
+    pids_seen = set(worker_pids(notifications))
+    for _ in range(10):
+        os.kill(notifications.process.pid, signal.SIGTTOU)  # one worker fewer: it exits
+        deadline = time.monotonic() + 10
+        while len(worker_pids(notifications)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(notifications.process.pid, signal.SIGTTIN)  # one more: a new pid
+        notifications.wait_ready()
+        deadline = time.monotonic() + 10
+        while len(worker_pids(notifications)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(4):  # the new workers write files of their own
+            requests.get(f"{notifications.url}/api/schema/", headers={"Connection": "close"}, timeout=5)
+        pids_seen |= worker_pids(notifications)
+    after = requests_counted(notifications.url, "schema")
+    live = worker_pids(notifications)
+    files = sorted(path.name for path in directory.glob("*.db"))
+    assert len(pids_seen) >= 10, pids_seen  # workers really were replaced
+    # Only live workers' files and the archives remain, however many workers came and went.
+    owners = {name.removesuffix(".db").rpartition("_")[2] for name in files}
+    assert owners <= {str(pid) for pid in live} | {"archive"}, (files, live)
+    assert any(name.endswith("_archive.db") for name in files), files
+    assert len(files) <= len(first_files) + 4, (first_files, files)
+    # The scrapes in between each counted too (the schema view is what requests_counted reads).
+    assert after == before + 40, (before, after)
