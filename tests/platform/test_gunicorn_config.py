@@ -62,7 +62,7 @@ def test_serves_the_django_wsgi_application(defaults):
 
 
 def test_timeouts(defaults):
-    assert (defaults["timeout"], defaults["graceful_timeout"], defaults["keepalive"]) == ("30", "30", "5")
+    assert (defaults["timeout"], defaults["graceful_timeout"], defaults["keepalive"]) == ("30", "30", "75")
 
 
 def test_workers_are_recycled_with_jitter(defaults):
