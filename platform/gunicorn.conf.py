@@ -17,7 +17,11 @@ os.environ.setdefault(
 )
 
 wsgi_app = "apps.wsgi:application"
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_port}"
+# LIVENESS_PORT (the image sets 8081): a second listener the workers answer liveness probes on in
+# their event loop, without a request thread (apps/core/gunicorn_worker.py). Unset under `make up`,
+# whose four servers share the machine's ports.
+_host = os.environ.get("HOST", "0.0.0.0")
+bind = [f"{_host}:{_port}"] + ([f"{_host}:{os.environ['LIVENESS_PORT']}"] if os.environ.get("LIVENESS_PORT") else [])
 
 # --- concurrency ----------------------------------------------------------------------------------
 # The services are I/O bound: a request mostly waits on PostgreSQL or on another service (orders waits

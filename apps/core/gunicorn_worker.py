@@ -1,13 +1,27 @@
-"""gunicorn's threaded worker, answering the requests gunicorn itself refuses as problem+json.
+"""gunicorn's threaded worker: the requests gunicorn itself refuses answered as problem+json, and a
+liveness answer that needs no free request thread.
 
 Some requests never reach Django: headers over gunicorn's limits (431), a request line over its
 limit (414), a malformed request line or header (400). gunicorn answers those with an HTML page of
 its own, written by `gunicorn.util.write_error`, which has no hook; this worker replaces that one
 function in its own process before serving, so those answers keep the platform's error contract
 (RFC 9457 problem+json with a request id) like every other.
+
+Liveness. An HTTP liveness probe answered by Django waits for one of the worker's request threads,
+and when every thread waits on a slow dependency (orders placing orders while payments hangs) the
+probe times out and the kubelet restarts a pod that is busy, not broken. With LIVENESS_PORT set,
+the worker also listens there and answers in its own event loop, without a thread: 200 while the
+request threads make progress, busy or not, and 503 only when requests are in progress and none has
+finished for LIVENESS_STALL_SECONDS, longer than any legitimate request takes
+(platform/gunicorn.conf.py): threads that are stuck, which only a restart clears. A worker whose
+event loop itself is stuck is gunicorn's to replace (its heartbeat `timeout`).
 """
 
+import errno
 import json
+import os
+import selectors
+import time
 import uuid
 from http import HTTPStatus
 
@@ -47,9 +61,92 @@ def problem_error_write(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, head + body)
 
 
+PROBE_READ_SECONDS = 5  # a probe connection that sends nothing for this long is closed
+
+
 class ThreadWorker(GunicornThreadWorker):
-    """gthread (see platform/gunicorn.conf.py for why threads), with problem+json refusals."""
+    """gthread (see platform/gunicorn.conf.py for why threads), with problem+json refusals and a
+    liveness listener served by the event loop."""
 
     def init_process(self):
         util.write_error = problem_error_write
+        self.liveness_port = int(os.environ.get("LIVENESS_PORT") or 0)
+        self.stall_seconds = float(os.environ.get("LIVENESS_STALL_SECONDS", "60"))
+        self.in_flight = 0  # requests handed to the threads and not finished
+        self.last_progress = time.monotonic()  # when one last finished (or the first began)
+        self.liveness_sockets = []
+        self.probes = {}  # probe connection -> when it is closed unanswered
         super().init_process()
+
+    # --- progress of the request threads -----------------------------------------------------------
+    def enqueue_req(self, conn):
+        if self.in_flight == 0:
+            self.last_progress = time.monotonic()  # idle time is no stall
+        self.in_flight += 1
+        super().enqueue_req(conn)
+
+    def finish_request(self, conn, fs):
+        self.in_flight -= 1
+        self.last_progress = time.monotonic()
+        super().finish_request(conn, fs)
+
+    def liveness(self) -> tuple[int, dict]:
+        stalled = time.monotonic() - self.last_progress
+        if self.in_flight and stalled > self.stall_seconds:
+            return 503, {"status": "stalled", "in_flight": self.in_flight, "seconds_without_progress": round(stalled)}
+        return 200, {"status": "ok", "in_flight": self.in_flight}
+
+    # --- the liveness listener, outside the thread pool --------------------------------------------
+    def run(self):
+        if self.liveness_port:
+            self.liveness_sockets = [sock for sock in self.sockets if sock.getsockname()[1] == self.liveness_port]
+            # Not among the sockets gthread accepts requests on, nor paused with them at capacity.
+            self.sockets = [sock for sock in self.sockets if sock not in self.liveness_sockets]
+            for sock in self.liveness_sockets:
+                sock.setblocking(False)
+                self.poller.register(sock, selectors.EVENT_READ, self.accept_probe)
+        try:
+            super().run()
+        finally:
+            for sock in [*self.liveness_sockets, *self.probes]:
+                sock.close()
+
+    def accept_probe(self, listener):
+        try:
+            sock, _ = listener.accept()
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                return
+            raise
+        sock.setblocking(False)
+        self.probes[sock] = time.monotonic() + PROBE_READ_SECONDS
+        self.poller.register(sock, selectors.EVENT_READ, self.answer_probe)
+
+    def answer_probe(self, sock):
+        """Whatever the probe asked (one small GET), answer with the liveness verdict and close."""
+        self.poller.unregister(sock)
+        self.probes.pop(sock, None)
+        status, verdict = self.liveness()
+        body = json.dumps(verdict).encode()
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            "Connection: close\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "\r\n"
+        ).encode("latin-1")
+        try:
+            sock.recv(8192)  # read before closing: unread input would turn the close into a reset
+            sock.send(head + body)  # a few hundred bytes: the socket's buffer takes them at once
+        except OSError:
+            pass  # the prober went away; nothing to answer
+        finally:
+            sock.close()
+
+    def murder_pending(self):
+        super().murder_pending()
+        now = time.monotonic()
+        for sock in [sock for sock, deadline in self.probes.items() if deadline < now]:
+            self.poller.unregister(sock)
+            del self.probes[sock]
+            sock.close()

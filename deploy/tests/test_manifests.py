@@ -281,7 +281,7 @@ def test_web_probes_use_the_real_probe_paths(rendered, overlay):
         for c_probe in ("startupProbe", "livenessProbe", "readinessProbe")
     }
 
-    assert paths == {("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")}
+    assert paths == {("startupProbe", "/healthz"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")}
 
 
 def test_the_probe_paths_are_views_of_the_code():
@@ -289,15 +289,21 @@ def test_the_probe_paths_are_views_of_the_code():
 
 
 @overlays
-def test_probes_address_the_containers_http_port(rendered, overlay):
-    ports = set()
+def test_startup_and_readiness_ask_django_and_liveness_the_workers_own_port(rendered, overlay):
+    config = _config(rendered[overlay])
+    ports = {}
     for d in web_deployments(rendered[overlay]):
         app = container(d, "app")
         named = {p["name"]: p["containerPort"] for p in app["ports"]}
         for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
-            ports.add(named[app[kind]["httpGet"]["port"]])
+            ports.setdefault(kind, set()).add(named[app[kind]["httpGet"]["port"]])
 
-    assert ports == {int(_config(rendered[overlay])["PORT"])}
+    assert ports == {
+        "startupProbe": {int(config["PORT"])},
+        "readinessProbe": {int(config["PORT"])},
+        "livenessProbe": {int(config["LIVENESS_PORT"])},
+    }
+    assert int(config["LIVENESS_PORT"]) != int(config["PORT"])
 
 
 @overlays
@@ -731,7 +737,10 @@ def test_only_auth_mounts_the_signing_key_where_its_setting_points(rendered, ove
 
 @overlays
 def test_every_setting_in_the_config_map_is_read_by_the_code(rendered, overlay):
-    code = (REPO / "apps" / "settings.py").read_text() + (REPO / "platform" / "gunicorn.conf.py").read_text()
+    code = "".join(
+        (REPO / path).read_text()
+        for path in ("apps/settings.py", "platform/gunicorn.conf.py", "apps/core/gunicorn_worker.py")
+    )
 
     unread = [key for key in _config(rendered[overlay]) if f'"{key}"' not in code and f"'{key}'" not in code]
 

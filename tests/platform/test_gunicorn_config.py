@@ -57,6 +57,10 @@ def test_binds_all_interfaces_on_port_8000_by_default(defaults):
     assert defaults["bind"] == "['0.0.0.0:8000']"
 
 
+def test_a_liveness_port_adds_the_listener_the_workers_answer_probes_on():
+    assert print_config({"LIVENESS_PORT": "8081"})["bind"] == "['0.0.0.0:8000', '0.0.0.0:8081']"
+
+
 def test_serves_the_django_wsgi_application(defaults):
     assert defaults["wsgi_app"] == "apps.wsgi:application"
 
