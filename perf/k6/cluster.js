@@ -117,7 +117,9 @@ function freshToken(user) {
 
 export default function (data) {
   const iteration = exec.scenario.iterationInTest;
-  const user = { ...data.users[iteration % data.users.length] };
+  // One user per virtual user: each renews one token, not one per user it happens to serve (a
+  // login is a password hash, and a burst of them would be load of its own).
+  const user = { ...data.users[(exec.vu.idInTest - 1) % data.users.length] };
   user.token = freshToken(user);
   const params = (name) => ({ headers: jsonHeaders(user.token), tags: { name }, timeout: REQUEST_TIMEOUT });
   const reads = [
