@@ -53,9 +53,11 @@ def _refuse(wait: float, detail: str):
 
 def rate_limit_take(*, scope: str, key: str, rate: Rate, detail: str = "Too many requests from this address.") -> None:
     """Spend one request of `key`'s bucket, or raise RateLimited with when the next one is allowed."""
-    now = timezone.now()
     with transaction.atomic():
-        counter = _counter_locked(scope, key, now=now, tokens=rate.count)
+        counter = _counter_locked(scope, key, now=timezone.now(), tokens=rate.count)
+        # The time is read once the row is ours: read before, it could be older than what the
+        # request served while this one waited for the lock wrote, and time would run backwards.
+        now = timezone.now()
         refill = max(0.0, (now - counter.updated_at).total_seconds()) * rate.count / rate.period
         tokens = min(float(rate.count), counter.tokens + refill)
         if tokens < 1:
@@ -85,14 +87,16 @@ class Attempt:
 def attempt_reserve(*attempts: Attempt) -> None:
     """Count one attempt against every one of `attempts`, or against none of them and raise
     RateLimited (the longest wait) if it comes before the pause of any one has passed."""
-    now = timezone.now()
     with transaction.atomic():
         # Locked in one order, whoever asks: two requests never wait on each other's second row.
         ordered = sorted(attempts, key=lambda attempt: (attempt.scope, _digest(attempt.key)))
-        counters = [_counter_locked(attempt.scope, attempt.key, now=now) for attempt in ordered]
+        counters = [_counter_locked(attempt.scope, attempt.key, now=timezone.now()) for attempt in ordered]
+        # Read once every row is ours (see rate_limit_take): a `now` older than the last attempt
+        # the counter saw would make the quiet time negative and refuse a free attempt.
+        now = timezone.now()
         refusals = []
         for attempt, counter in zip(ordered, counters, strict=True):
-            quiet = (now - counter.updated_at).total_seconds()
+            quiet = max(0.0, (now - counter.updated_at).total_seconds())
             counter.attempts = 0 if quiet > attempt.backoff.window else counter.attempts
             pause = attempt_pause(counter.attempts, attempt.backoff)
             if pause > quiet:

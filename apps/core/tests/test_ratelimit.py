@@ -108,3 +108,19 @@ def test_counters_untouched_for_long_are_pruned():
     assert rate_limit_counters_prune(older_than=timedelta(hours=1)) == 1
     assert list(RateLimitCounter.objects.values_list("pk", flat=True)) != [old.pk]
     assert RateLimitCounter.objects.count() == 1
+
+
+def test_a_free_attempt_passes_after_a_concurrent_one_wrote_a_later_time(clock):
+    """Requests read the time once their rows are locked: one that waited on the lock while another
+    (which read the time later, and got the lock first) counted its attempt is not refused for a
+    quiet time that would come out negative."""
+    backoff = Backoff(free=3, base=60, maximum=900, window=3600)
+    attempt = Attempt(scope="login:address", key="2001:db8::1", backoff=backoff)
+    attempt_reserve(attempt)
+    # The other request's write, half a second after this request's clock reading.
+    RateLimitCounter.objects.update(updated_at=clock.now + timedelta(seconds=0.5))
+    attempt_reserve(attempt)
+    attempt_reserve(attempt)
+    assert RateLimitCounter.objects.get().attempts == 3
+    with pytest.raises(RateLimited):
+        attempt_reserve(attempt)
