@@ -284,7 +284,9 @@ def test_swagger_ui_page_loads_its_script_from_the_collected_static_files(server
 def test_metrics_are_written_to_the_multiprocess_directory(server):
     requests.get(f"{server.url}/api/schema/", timeout=5)
     requests.get(f"{server.url}/metrics", timeout=5)
-    assert sorted({path.suffix for path in server.metrics_dir.iterdir()}) == [".db"]
+    # The metrics files, and the lock a scrape and the fold of an exited worker's files share.
+    assert sorted({path.suffix for path in server.metrics_dir.iterdir()}) == [".db", ".lock"]
+    assert {path.name for path in server.metrics_dir.iterdir() if path.suffix == ".lock"} == {".merge.lock"}
 
 
 def test_every_log_line_is_json(server):
