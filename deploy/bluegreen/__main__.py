@@ -11,9 +11,9 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from deploy.bluegreen import commands
+from deploy.bluegreen import commands, gate
 from deploy.bluegreen.cluster import Cluster
-from deploy.bluegreen.decisions import SERVICES, BlueGreenError, GateThresholds, TrafficMovedError
+from deploy.bluegreen.decisions import SERVICES, BlueGreenError, GateThresholds, RolledBackError, TrafficMovedError
 
 
 def default_actor() -> str:
@@ -44,7 +44,30 @@ def build_parser() -> argparse.ArgumentParser:
     promote = sub.add_parser("promote", help="make IMAGE live: switch to the idle color running it (no-op if live)")
     promote.add_argument("service", choices=SERVICES)
     promote.add_argument("--image", required=True, help="the image that must be live (deployed to the idle color)")
-    promote.add_argument("--prometheus-url", help="gate on the idle color's error rate and p95 latency")
+    promote.add_argument(
+        "--skip-gate",
+        action="store_true",
+        help="switch without the release gate (the Job comparing both colors on the same synthetic traffic)",
+    )
+    promote.add_argument("--gate-timeout", type=int, default=300, help="seconds the gate's Job may take (default 300)")
+    promote.add_argument(
+        "--watch",
+        type=float,
+        default=120,
+        metavar="SECONDS",
+        help="after the switch, watch the new color's metrics this long and roll back by itself if it "
+        "degrades (default 120; 0: no watch)",
+    )
+    promote.add_argument(
+        "--prometheus-service",
+        default="monitoring/prometheus:web",
+        help="the Prometheus the watch reads, through the API server (default monitoring/prometheus:web)",
+    )
+    promote.add_argument(
+        "--prometheus-url",
+        help="a Prometheus this machine reaches: the watch reads it, and the idle color's own metrics "
+        "must then pass --max-error-rate and --max-p95-seconds before the switch",
+    )
     promote.add_argument("--window", default="5m", help="PromQL range of the gate (default 5m)")
     promote.add_argument("--max-error-rate", type=float, default=0.01, help="share of 5xx (default 0.01)")
     promote.add_argument("--max-p95-seconds", type=float, default=0.5, help="p95 latency (default 0.5)")
@@ -91,10 +114,18 @@ def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
             rollout_timeout_seconds=arguments.rollout_timeout,
         )
     elif arguments.command == "promote":
-        commands.promote(
+        watch_options = None
+        if arguments.watch > 0:
+            prometheus = gate.Prometheus(
+                url=arguments.prometheus_url, cluster=ctx.cluster, service=arguments.prometheus_service
+            )
+            watch_options = commands.WatchOptions(prometheus=prometheus, seconds=arguments.watch)
+        commands.promote_and_watch(
             ctx,
             service=arguments.service,
             image=arguments.image,
+            watch_options=watch_options,
+            gate_options=None if arguments.skip_gate else commands.GateOptions(timeout_seconds=arguments.gate_timeout),
             prometheus_url=arguments.prometheus_url,
             window=arguments.window,
             thresholds=GateThresholds(
@@ -113,8 +144,9 @@ def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
 
 
 # Exit codes: the state asked for was reached (or was there already); refused or failed with nothing
-# moved (a retry is safe); the traffic switch happened but a step after it failed (do not undo it).
-EXIT_DONE, EXIT_REFUSED, EXIT_TRAFFIC_MOVED = 0, 1, 3
+# moved (a retry is safe); the traffic switch happened but a step after it failed (do not undo it);
+# the switch happened, the new color degraded under the watch, and the tool rolled it back.
+EXIT_DONE, EXIT_REFUSED, EXIT_TRAFFIC_MOVED, EXIT_ROLLED_BACK = 0, 1, 3, 4
 
 
 def main(argv: Sequence[str] | None = None, *, api_client: client.ApiClient | None = None, **context_options) -> int:
@@ -131,6 +163,9 @@ def main(argv: Sequence[str] | None = None, *, api_client: client.ApiClient | No
     except TrafficMovedError as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_TRAFFIC_MOVED
+    except RolledBackError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_ROLLED_BACK
     except BlueGreenError as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_REFUSED

@@ -79,6 +79,39 @@ class Cluster:
     def read_lease(self, *, name: str) -> dict:
         return self._call(self.coordination.read_namespaced_lease, name=name)
 
+    def read_pod_template(self, *, name: str) -> dict:
+        return self._call(self.core.read_namespaced_pod_template, name=name)
+
+    def list_pods(self, *, label_selector: str) -> list[dict]:
+        return self._call(self.core.list_namespaced_pod, label_selector=label_selector).get("items") or []
+
+    def read_pod_log(self, *, name: str, container: str, tail_lines: int = 200) -> str:
+        try:
+            response = self.core.read_namespaced_pod_log(
+                name=name, namespace=self.namespace, container=container, tail_lines=tail_lines, _preload_content=False
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise NotFoundError(name) from error
+            raise
+        return response.data.decode("utf-8", "replace")
+
+    def proxy_query(self, *, namespace: str, service: str, port: str, path: str, params: dict) -> tuple[int, str]:
+        """GET a path with a query string of a Service in any namespace, through the API server's
+        service proxy: (status, body). How the tool reads Prometheus without a route to it."""
+        api = self.core.api_client
+        request = api.param_serialize(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}",
+            query_params=list(params.items()),
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = api._call_with_legacy_options(request, {"200": "str"}, None, False, 15, True)
+        except ApiException as error:
+            return error.status, error.body or ""
+        return response.status, response.data.decode("utf-8", "replace")
+
     def list_endpoint_slices(self, *, service: str) -> list[dict]:
         """The EndpointSlices the control plane keeps for a Service: which pods its traffic goes to."""
         answer = self._call(

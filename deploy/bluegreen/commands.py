@@ -24,22 +24,33 @@ from deploy.bluegreen.decisions import (
     APP_CONTAINER,
     CHANGE_ANNOTATION,
     FOLLOWERS,
+    GATE_TEMPLATE,
     HISTORY_ANNOTATION,
     LAST_SWITCH_ANNOTATION,
     SERVICES,
     VERSION_ANNOTATION,
+    VERSION_LABEL,
     BlueGreenError,
     ColorState,
+    ComparisonThresholds,
+    GateOutcome,
+    GateResult,
     GateThresholds,
     LockState,
     Plan,
+    RolledBackError,
     TrafficMovedError,
+    TrafficSample,
+    WatchThresholds,
     autoscaler_name,
     capacity_shortfall,
     color_state,
+    comparison_verdict,
     deployment_name,
     drain_wait_seconds,
     endpoints_only_on,
+    gate_job,
+    gate_result_line,
     history_with,
     lease_name,
     lock_held_error,
@@ -54,6 +65,8 @@ from deploy.bluegreen.decisions import (
     scale_down_refusal,
     selected_color,
     switch_record,
+    version_label,
+    watch_verdict,
 )
 
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -450,7 +463,11 @@ def deploy(
                 "metadata": {"annotations": {VERSION_ANNOTATION: image, **change_stamp()}},
                 "spec": {
                     "replicas": replicas,
-                    "template": {"spec": {"containers": [{"name": APP_CONTAINER, "image": image}]}},
+                    # The version label: Prometheus' scrape job copies it onto every series.
+                    "template": {
+                        "metadata": {"labels": {VERSION_LABEL: version_label(image)}},
+                        "spec": {"containers": [{"name": APP_CONTAINER, "image": image}]},
+                    },
                 },
             },
             content_type=STRATEGIC_MERGE_PATCH,
@@ -466,7 +483,7 @@ def deploy(
         )
         _point_preview(ctx, service=service, color=state.idle)
         smoke_test(ctx, service=service, color=state.idle)
-        ctx.say(f"next: python -m deploy.bluegreen promote {service} --prometheus-url URL")
+        ctx.say(f"next: python -m deploy.bluegreen promote {service} --image {image}")
         return read_state(ctx, service=service)
 
 
@@ -638,6 +655,54 @@ def _record_event(ctx: Context, *, state: ServiceState, action: str, record: dic
         ctx.say(f"warning: the switch is recorded on Service {state.service} but no Event was written ({error})")
 
 
+@dataclass(frozen=True)
+class GateOptions:
+    """The release gate before a switch: a Job made from the PodTemplate bluegreen-gate sends the
+    same reads to both colors, and the idle one must answer about as well as the live one."""
+
+    thresholds: ComparisonThresholds = field(default_factory=ComparisonThresholds)
+    timeout_seconds: int = 300
+
+
+def run_gate(ctx: Context, *, state: "ServiceState", options: GateOptions) -> GateResult:
+    """One gate run against the service's two colors; the Job stays for an hour to be read."""
+    try:
+        template = ctx.cluster.read_pod_template(name=GATE_TEMPLATE)
+    except NotFoundError:
+        return GateResult(
+            GateOutcome.INCONCLUSIVE,
+            (f"no PodTemplate {GATE_TEMPLATE} in namespace {ctx.cluster.namespace}: apply the manifests",),
+        )
+    job = gate_job(template=template, service=state.service, run=uuid.uuid4().hex[:8], namespace=ctx.cluster.namespace)
+    name = job["metadata"]["name"]
+    ctx.cluster.create_job(body=job)
+    preview = preview_service_name(service=state.service)
+    ctx.say(
+        f"gate: Job {name} reads {state.service} on {state.idle} (Service {preview}) "
+        f"and on {state.live} (Service {state.service}) side by side"
+    )
+    deadline = ctx.monotonic() + options.timeout_seconds
+    while True:
+        status = ctx.cluster.read_job(name=name).get("status") or {}
+        if status.get("succeeded") or status.get("failed"):
+            break
+        if ctx.monotonic() > deadline:
+            return GateResult(GateOutcome.INCONCLUSIVE, (f"Job {name} did not finish in {options.timeout_seconds} s",))
+        ctx.sleep(ctx.poll_seconds)
+    pods = ctx.cluster.list_pods(label_selector=f"job-name={name}")
+    container = template["template"]["spec"]["containers"][0]["name"]
+    log = ctx.cluster.read_pod_log(name=pods[0]["metadata"]["name"], container=container) if pods else ""
+    measured = gate_result_line(log)
+    if not status.get("succeeded") or measured is None or not {"idle", "live"} <= set(measured):
+        tail = " | ".join(log.strip().splitlines()[-5:]) or "no log"
+        return GateResult(GateOutcome.INCONCLUSIVE, (f"Job {name} ended without a result: {tail}",))
+    return comparison_verdict(
+        idle=TrafficSample.from_summary(measured["idle"]),
+        live=TrafficSample.from_summary(measured["live"]),
+        thresholds=options.thresholds,
+    )
+
+
 def promote(
     ctx: Context,
     *,
@@ -647,21 +712,38 @@ def promote(
     window: str = "5m",
     thresholds: GateThresholds | None = None,
     capacity_timeout_seconds: int = 300,
+    gate_options: GateOptions | None = None,
+    before_switch: Callable[["ServiceState"], None] | None = None,
 ) -> Switched | None:
     """Make `image` the service's live version: a no-op when it is (None), else a switch to the
     idle color that runs it, if that color is fully available and passes the gate.
 
     The idle color first gets at least as many pods as the live one has: its HPA may have shrunk it
-    while it had no traffic, and it is about to take all of it.
+    while it had no traffic, and it is about to take all of it. Then the release gate (unless
+    `gate_options` is None) compares it with the live color on the same synthetic traffic, and,
+    given `prometheus_url`, its own metrics must be within `thresholds`.
     """
-    lease_seconds = capacity_timeout_seconds + 180
+    gate_seconds = gate_options.timeout_seconds if gate_options else 0
+    lease_seconds = capacity_timeout_seconds + gate_seconds + 180
     with service_lock(ctx, service=service, purpose="promote", duration_seconds=lease_seconds):
         state = read_state(ctx, service=service)
         plan = promotion_plan(service=service, image=image, live=state.live_state, idle=state.idle_state)
         if plan is Plan.NOTHING:
             ctx.say(f"{service}: {image} is live already on {state.live}; nothing to do")
             return None
-        result = None
+        refusal = promotion_refusal(service=service, idle=state.idle_state, gate=None)
+        if refusal is not None:
+            raise refusal
+        if capacity_shortfall(live=state.live_state, idle=state.idle_state):
+            _match_capacity(ctx, state=state, timeout_seconds=capacity_timeout_seconds)
+        if gate_options is not None:
+            result = run_gate(ctx, state=state, options=gate_options)
+            ctx.say(f"release gate for {service} {state.idle}: {result.describe()}")
+            refusal = promotion_refusal(service=service, idle=state.idle_state, gate=result, gate_name="release gate")
+            if refusal is not None:
+                raise refusal
+        else:
+            ctx.say("release gate skipped (--skip-gate): promoting on the smoke test alone")
         if prometheus_url:
             result = gate.gate_check(
                 prometheus_url=prometheus_url,
@@ -671,19 +753,100 @@ def promote(
                 thresholds=thresholds or GateThresholds(),
             )
             ctx.say(f"metrics gate for {service} {state.idle}: {result.describe()}")
-        else:
-            ctx.say("no --prometheus-url: promoting without the metrics gate")
-        refusal = promotion_refusal(service=service, idle=state.idle_state, gate=result)
-        if refusal is not None:
-            raise refusal
-        if capacity_shortfall(live=state.live_state, idle=state.idle_state):
-            _match_capacity(ctx, state=state, timeout_seconds=capacity_timeout_seconds)
+            refusal = promotion_refusal(service=service, idle=state.idle_state, gate=result)
+            if refusal is not None:
+                raise refusal
+        if before_switch is not None:
+            before_switch(state)
         switched = _switch(ctx, state=state, action="promote", to_color=state.idle, target=state.idle_state)
         ctx.say(
             f"{state.live} stays up for rollback (python -m deploy.bluegreen rollback {service}); free it later "
             f"with python -m deploy.bluegreen scale-down {service}"
         )
         return switched
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """The watch after a switch: the new live color's metrics, every tick over `seconds`."""
+
+    prometheus: gate.Prometheus
+    seconds: float = 120
+    tick_seconds: float = 5
+    window: str = "30s"
+    thresholds: WatchThresholds = field(default_factory=WatchThresholds)
+
+
+def baseline_p95(ctx: Context, *, service: str, color: str, options: WatchOptions) -> tuple[bool, float | None]:
+    """Whether Prometheus can be read, and the color's p95 latency over the last two minutes (None
+    without traffic): the live color's, just before a switch, is what the watch compares with."""
+    try:
+        return True, gate.color_series(options.prometheus, service=service, color=color, window="2m")[2]
+    except gate.PrometheusError as error:
+        ctx.say(f"warning: no watch after the switch: {error}")
+        return False, None
+
+
+def watch(ctx: Context, *, service: str, color: str, baseline: float | None, options: WatchOptions) -> GateResult:
+    """Judge the new live color every tick; FAIL after `bad_ticks` degraded windows in a row."""
+    deadline = ctx.monotonic() + options.seconds
+    bad = 0
+    verdict = GateResult(GateOutcome.INCONCLUSIVE, ("no tick yet",))
+    while ctx.monotonic() < deadline:
+        ctx.sleep(options.tick_seconds)
+        try:
+            requests_count, errors, p95 = gate.color_series(
+                options.prometheus, service=service, color=color, window=options.window
+            )
+        except gate.PrometheusError as error:
+            ctx.say(f"watch {service} {color}: {error}")
+            continue
+        verdict = watch_verdict(
+            requests=requests_count,
+            errors=errors,
+            p95_seconds=p95,
+            baseline_p95_seconds=baseline,
+            thresholds=options.thresholds,
+        )
+        ctx.say(f"watch {service} {color}: {verdict.describe()}")
+        bad = bad + 1 if verdict.outcome is GateOutcome.FAIL else 0
+        if bad >= options.thresholds.bad_ticks:
+            return verdict
+    return verdict if verdict.outcome is not GateOutcome.FAIL else GateResult(GateOutcome.PASS, verdict.reasons)
+
+
+def promote_and_watch(
+    ctx: Context, *, service: str, image: str, watch_options: WatchOptions | None, **promote_options
+) -> Switched | None:
+    """promote, then watch the new live color and roll back by itself when it degrades (the way
+    Argo Rollouts' post-promotion analysis does): RolledBackError then says what happened."""
+    baseline: dict = {}
+
+    def measure(state: ServiceState) -> None:  # the live color's latency, gate traffic included
+        baseline["readable"], baseline["p95"] = baseline_p95(
+            ctx, service=service, color=state.live, options=watch_options
+        )
+        baseline["old"], baseline["new"] = state.live, state.idle
+
+    switched = promote(
+        ctx, service=service, image=image, before_switch=measure if watch_options else None, **promote_options
+    )
+    if switched is None or not baseline.get("readable"):
+        return switched
+    old_color, new_color = baseline["old"], baseline["new"]
+    ctx.say(f"watching {service} {new_color} for {watch_options.seconds:.0f} s")
+    verdict = watch(ctx, service=service, color=new_color, baseline=baseline["p95"], options=watch_options)
+    if verdict.outcome is not GateOutcome.FAIL:
+        ctx.say(f"watch {service} {new_color}: healthy for {watch_options.seconds:.0f} s; {image} stays live")
+        return switched
+    ctx.say(f"{service} {new_color} degraded after the switch ({verdict.describe()}): rolling back")
+    rollback(ctx, service=service, force=True)
+    raise RolledBackError(
+        f"{service}: {image} went live on {new_color}, degraded ({'; '.join(verdict.reasons)}), and was "
+        f"rolled back to {old_color}",
+        next_step=f"read {new_color}'s logs and metrics (kubectl -n platform logs deployment/"
+        f"{deployment_name(service=service, color=new_color)}), fix, and release a new image",
+    )
 
 
 def _match_capacity(ctx: Context, *, state: ServiceState, timeout_seconds: int) -> None:

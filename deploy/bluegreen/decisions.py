@@ -5,6 +5,7 @@ Nothing here talks to Kubernetes or Prometheus; `commands` feeds these functions
 """
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -72,6 +73,11 @@ class TrafficMovedError(BlueGreenError):
     code tells a pipeline not to retry the switch (a retry is a no-op anyway) but to fix the step."""
 
 
+class RolledBackError(BlueGreenError):
+    """The switch happened, the new color degraded under the watch that followed, and the tool rolled
+    it back by itself: the state asked for (the image live) was not kept. Its own exit code."""
+
+
 def other_color(color: str) -> str:
     if color not in COLORS:
         raise ValueError(f"{color!r} is not a color; expected one of {COLORS}")
@@ -121,6 +127,19 @@ def image_version(image: str) -> str:
         return image.rsplit("@", 1)[1]
     last = image.rsplit("/", 1)[-1]
     return last.rsplit(":", 1)[1] if ":" in last else "latest"
+
+
+VERSION_LABEL = "app.kubernetes.io/version"
+
+
+def version_label(image: str) -> str:
+    """The image's version as a label value (63 characters of [A-Za-z0-9._-], alphanumeric at both
+    ends): a tag as it is, a digest as `sha256-` and its first 12 hex digits."""
+    version = image_version(image)
+    if version.startswith("sha256:"):
+        version = "sha256-" + version.removeprefix("sha256:")[:12]
+    cleaned = "".join(character if character.isalnum() or character in "._-" else "-" for character in version)
+    return cleaned[:63].strip("._-") or "unknown"
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,181 @@ def gate_verdict(
     )
 
 
+# --- the release gate: synthetic traffic to both colors, compared -------------------------------------
+
+GATE_TEMPLATE = "bluegreen-gate"  # the PodTemplate the gate's Jobs are made from
+GATE_RESULT_PREFIX = "GATE-RESULT "
+
+
+@dataclass(frozen=True)
+class ComparisonThresholds:
+    """How much worse than the live color the idle one may do on the same synthetic traffic."""
+
+    max_error_rate_increase: float = 0.01  # 5xx (or no answer): share of requests, above the live color's
+    max_client_error_increase: float = 0.01  # unexpected 4xx: share of requests, above the live color's
+    max_latency_ratio: float = 1.5  # p95 latency, as a multiple of the live color's ...
+    latency_slack_ms: float = 50  # ... plus this, so that a few ms of noise on a fast service pass
+    min_requests: int = 100  # per color; fewer is inconclusive
+
+
+@dataclass(frozen=True)
+class TrafficSample:
+    """What one color answered to the gate's traffic (from k6's summary)."""
+
+    requests: int
+    p95_ms: float | None
+    server_error_rate: float | None
+    client_error_rate: float | None
+
+    @classmethod
+    def from_summary(cls, values: dict) -> "TrafficSample":
+        return cls(
+            requests=int(values.get("requests") or 0),
+            p95_ms=values.get("p95_ms"),
+            server_error_rate=values.get("server_error_rate"),
+            client_error_rate=values.get("client_error_rate"),
+        )
+
+    def describe(self) -> str:
+        p95 = f"{self.p95_ms:.0f} ms" if self.p95_ms is not None else "none"
+        return (
+            f"{self.requests} requests, 5xx {self.server_error_rate or 0:.2%}, "
+            f"unexpected 4xx {self.client_error_rate or 0:.2%}, p95 {p95}"
+        )
+
+
+def gate_result_line(log: str) -> dict | None:
+    """The gate Job's verdict line (the last GATE-RESULT line of its log), parsed, or None."""
+    for line in reversed(log.splitlines()):
+        if line.startswith(GATE_RESULT_PREFIX):
+            try:
+                parsed = json.loads(line.removeprefix(GATE_RESULT_PREFIX))
+            except ValueError:
+                return None
+            return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def comparison_verdict(*, idle: TrafficSample, live: TrafficSample, thresholds: ComparisonThresholds) -> GateResult:
+    """Pass when the idle color answered the same traffic about as well as the live color did."""
+    seen = f"idle {idle.describe()}; live {live.describe()}"
+    if min(idle.requests, live.requests) < thresholds.min_requests:
+        return GateResult(
+            GateOutcome.INCONCLUSIVE, (f"too few requests ({thresholds.min_requests} needed per color): {seen}",)
+        )
+    if None in (idle.p95_ms, live.p95_ms, idle.server_error_rate, live.server_error_rate):
+        return GateResult(GateOutcome.INCONCLUSIVE, (f"incomplete measurements: {seen}",))
+    failures = []
+    server_excess = idle.server_error_rate - live.server_error_rate
+    if server_excess > thresholds.max_error_rate_increase:
+        failures.append(
+            f"5xx {idle.server_error_rate:.2%} against {live.server_error_rate:.2%} on the live color "
+            f"(more than {thresholds.max_error_rate_increase:.2%} above)"
+        )
+    client_excess = (idle.client_error_rate or 0) - (live.client_error_rate or 0)
+    if client_excess > thresholds.max_client_error_increase:
+        failures.append(
+            f"unexpected 4xx {idle.client_error_rate or 0:.2%} against {live.client_error_rate or 0:.2%} on the "
+            f"live color (more than {thresholds.max_client_error_increase:.2%} above)"
+        )
+    latency_limit = live.p95_ms * thresholds.max_latency_ratio + thresholds.latency_slack_ms
+    if idle.p95_ms > latency_limit:
+        failures.append(
+            f"p95 {idle.p95_ms:.0f} ms against {live.p95_ms:.0f} ms on the live color (limit {latency_limit:.0f} ms)"
+        )
+    if failures:
+        return GateResult(GateOutcome.FAIL, (*failures, seen))
+    return GateResult(GateOutcome.PASS, (seen,))
+
+
+def gate_job(*, template: dict, service: str, run: str, namespace: str) -> dict:
+    """The Job of one gate run: the PodTemplate's pod, told which service to read and where its
+    colors are (the preview Service is the idle color, the stable one the live color)."""
+    pod = json.loads(json.dumps(template["template"]))  # a deep copy: the template is not ours to change
+    labels = {
+        "app.kubernetes.io/name": service,
+        "app.kubernetes.io/component": "gate",
+        "app.kubernetes.io/managed-by": "bluegreen",
+    }
+    pod.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+    pod["spec"]["restartPolicy"] = "Never"
+    domain = f"{namespace}.svc.cluster.local"
+    settings = {
+        "SERVICE": service,
+        "IDLE_URL": f"http://{preview_service_name(service=service)}.{domain}",
+        "LIVE_URL": f"http://{service}.{domain}",
+    }
+    for container in pod["spec"]["containers"]:
+        env = [item for item in container.get("env", []) if item["name"] not in settings]
+        container["env"] = env + [{"name": name, "value": value} for name, value in settings.items()]
+    duration = next(
+        (item["value"] for item in pod["spec"]["containers"][0]["env"] if item["name"] == "DURATION"), "30s"
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"{service}-gate-{run}", "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": duration_seconds(duration) + 180,
+            "ttlSecondsAfterFinished": 3600,
+            "template": pod,
+        },
+    }
+
+
+def duration_seconds(value: str) -> int:
+    """k6's "30s", "2m", "1m30s" in seconds."""
+    total, number = 0, ""
+    for character in value:
+        if character.isdigit():
+            number += character
+        elif character in "hms" and number:
+            total += int(number) * {"h": 3600, "m": 60, "s": 1}[character]
+            number = ""
+        else:
+            raise ValueError(f"not a duration: {value!r}")
+    if number:
+        total += int(number)
+    return total
+
+
+# --- the watch after a switch ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchThresholds:
+    max_error_rate: float = 0.01  # 5xx share of the new live color's requests over a tick's window
+    max_latency_ratio: float = 2.0  # p95, as a multiple of the old color's before the switch ...
+    latency_slack_seconds: float = 0.1  # ... plus this
+    min_requests: float = 20  # per window; fewer is no verdict for that tick
+    bad_ticks: int = 2  # this many degraded windows in a row roll back
+
+
+def watch_verdict(
+    *,
+    requests: float | None,
+    errors: float | None,
+    p95_seconds: float | None,
+    baseline_p95_seconds: float | None,
+    thresholds: WatchThresholds,
+    fallback_p95_seconds: float = 0.5,
+) -> GateResult:
+    """One tick of the watch: is the new live color degraded over the last window?"""
+    if requests is None or requests < thresholds.min_requests or p95_seconds is None:
+        return GateResult(GateOutcome.INCONCLUSIVE, (f"{requests or 0:.0f} requests in the window",))
+    error_rate = (errors or 0.0) / requests
+    limit = (
+        baseline_p95_seconds * thresholds.max_latency_ratio + thresholds.latency_slack_seconds
+        if baseline_p95_seconds is not None
+        else fallback_p95_seconds
+    )
+    seen = f"{requests:.0f} requests, 5xx {error_rate:.2%}, p95 {p95_seconds:.3f} s (limit {limit:.3f} s)"
+    if error_rate > thresholds.max_error_rate or p95_seconds > limit:
+        return GateResult(GateOutcome.FAIL, (seen,))
+    return GateResult(GateOutcome.PASS, (seen,))
+
+
 # --- promote, roll back, scale down -------------------------------------------------------------------
 
 
@@ -304,7 +498,9 @@ def rollback_plan(
     return RollbackPlan(plan=Plan.SWITCH, to_color=idle.color, image=idle.image)
 
 
-def promotion_refusal(*, service: str, idle: ColorState, gate: GateResult | None) -> BlueGreenError | None:
+def promotion_refusal(
+    *, service: str, idle: ColorState, gate: GateResult | None, gate_name: str = "metrics gate"
+) -> BlueGreenError | None:
     """Why the idle color must not take traffic now, or None when it may."""
     if not idle.fully_available:
         return BlueGreenError(
@@ -316,15 +512,24 @@ def promotion_refusal(*, service: str, idle: ColorState, gate: GateResult | None
         return None
     if gate.outcome is GateOutcome.FAIL:
         return BlueGreenError(
-            f"{service} {idle.color} failed the metrics gate ({gate.describe()})",
+            f"{service} {idle.color} failed the {gate_name} ({gate.describe()})",
             next_step=f"read its logs (kubectl -n platform logs deployment/"
             f"{deployment_name(service=service, color=idle.color)}), fix and deploy a new image; "
             "the live color keeps serving",
         )
+    if gate_name == "release gate":
+        next_step = (
+            f"read the gate Job's log (kubectl -n platform logs -l app.kubernetes.io/component=gate,"
+            f"app.kubernetes.io/name={service} --tail=20) and promote again; to switch without the gate, "
+            "add --skip-gate deliberately"
+        )
+    else:
+        next_step = (
+            f"send test traffic through Service {preview_service_name(service=service)} and promote again; "
+            "to switch without the metrics gate, leave out --prometheus-url deliberately"
+        )
     return BlueGreenError(
-        f"{service} {idle.color}: the metrics gate is inconclusive ({gate.describe()})",
-        next_step=f"send test traffic through Service {preview_service_name(service=service)} and promote again; "
-        "to switch without the gate, leave out --prometheus-url deliberately",
+        f"{service} {idle.color}: the {gate_name} is inconclusive ({gate.describe()})", next_step=next_step
     )
 
 

@@ -53,7 +53,7 @@ def fake_kubernetes(rendered):
     on LIVE_IMAGE with LIVE_REPLICAS pods, green idle on IDLE_IMAGE scaled to zero."""
     fake = FakeKubernetes().start()
     for obj in copy.deepcopy(rendered["kind"]):  # the rendered objects are shared by every test
-        if obj["kind"] == "Service":
+        if obj["kind"] in {"Service", "PodTemplate"}:
             fake.put(obj)
         elif obj["kind"] == "Deployment" and obj["metadata"]["labels"].get("color"):
             live = obj["metadata"]["labels"]["color"] == "blue"

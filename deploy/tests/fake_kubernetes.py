@@ -6,7 +6,9 @@ does not: resourceVersion on every write and 409 Conflict when a patch carries a
 AlreadyExists on create, JSON merge patch (null deletes), strategic merge of lists of named items
 (containers, env), JSON Patch with `test`, and the service proxy answering through the Service's
 selector. Controllers are simulated crudely: a Deployment rolls out when it is read `rollout_reads`
-times after a change (0 = at once) unless its name is in `stuck`; a Job ends with `job_outcome`.
+times after a change (0 = at once) unless its name is in `stuck`; a Job ends with `job_outcome`, and
+has one pod whose log is `job_log`. With `prometheus` set (a function of the PromQL query to a value
+or None), Service monitoring/prometheus answers instant queries through the service proxy.
 """
 
 import copy
@@ -28,10 +30,12 @@ PLURALS = {
     "leases": ("coordination.k8s.io/v1", "Lease"),
     "endpointslices": ("discovery.k8s.io/v1", "EndpointSlice"),
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    "podtemplates": ("v1", "PodTemplate"),
+    "pods": ("v1", "Pod"),
 }
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)"
-    r"(?:/(?P<name>[^/]+))?(?:/proxy/(?P<proxy_path>.*))?$"
+    r"(?:/(?P<name>[^/]+))?(?:/proxy/(?P<proxy_path>.*)|/(?P<subresource>log))?$"
 )
 
 
@@ -98,6 +102,9 @@ class FakeKubernetes:
         self.stuck: set[str] = set()
         self.rollout_reads = 0
         self.job_outcome = "succeeded"
+        self.job_log = ""
+        self.prometheus = None  # query -> float | None; None: no Prometheus in the cluster
+        self.queries: list[str] = []
         # Called with (method, path) before a request is served: lets a test act as a concurrent client.
         self.before_request = None
         # (method, path ending) -> HTTP status the fake answers instead, as an API server refusing.
@@ -227,8 +234,18 @@ class FakeKubernetes:
         items = [{"metadata": {"name": f"{service_name}-abcde"}, "endpoints": endpoints}] if service else []
         return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList", "metadata": {}, "items": items}
 
-    def _proxy(self, namespace: str, service_port: str, path: str) -> tuple[int, dict]:
+    def _prometheus(self, query: str) -> tuple[int, dict]:
+        self.queries.append(query)
+        value = self.prometheus(query)
+        result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+    def _proxy(self, namespace: str, service_port: str, path: str, query: dict) -> tuple[int, dict]:  # noqa: PLR0911
         service_name = service_port.split(":", 1)[0]
+        if (namespace, service_name, path) == ("monitoring", "prometheus", "api/v1/query"):
+            if self.prometheus is None:
+                return 404, _status(404, "NotFound", 'services "prometheus" not found')
+            return self._prometheus(query["query"][0])
         if (service_name, path) in self.proxy_overrides:
             return self.proxy_overrides[(service_name, path)]
         service = self.objects.get(("services", namespace, service_name))
@@ -256,7 +273,7 @@ class FakeKubernetes:
         return 404, {"detail": "not found"}
 
     # --- HTTP ----------------------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, dict]:
+    def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, dict]:  # noqa: PLR0911
         path, query = urlparse(raw_path).path, parse_qs(urlparse(raw_path).query)
         with self._lock:
             refused = self._observe(method, path, query, content_type)
@@ -268,7 +285,9 @@ class FakeKubernetes:
             namespace, plural = match["namespace"], match["plural"]
             name = unquote(match["name"]) if match["name"] else None
             if match["proxy_path"] is not None:
-                return self._proxy(namespace, name, match["proxy_path"])
+                return self._proxy(namespace, name, match["proxy_path"], query)
+            if plural == "pods" and method == "GET":
+                return self._pods(namespace, name, query, log=match["subresource"] == "log")
             if plural == "endpointslices" and method == "GET" and name is None:
                 selector = query.get("labelSelector", [""])[0]
                 return 200, self._endpoint_slices(namespace, selector.removeprefix("kubernetes.io/service-name="))
@@ -287,6 +306,19 @@ class FakeKubernetes:
             if method == refused_method and path.endswith(ending):
                 return status, _status(status, "Forbidden" if status == 403 else "Refused", "refused by the fake")
         return None
+
+    def _pods(self, namespace: str, name: str | None, query: dict, *, log: bool) -> tuple[int, dict | str]:
+        """A Job's one pod (`<job>-x7k2p`) and its log; no other pods exist."""
+        jobs = {job for plural, ns, job in self.objects if plural == "jobs" and ns == namespace}
+        if name is None:
+            wanted = query.get("labelSelector", [""])[0].removeprefix("job-name=")
+            items = (
+                [{"metadata": {"name": f"{wanted}-x7k2p", "labels": {"job-name": wanted}}}] if wanted in jobs else []
+            )
+            return 200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
+        if not log or name.removesuffix("-x7k2p") not in jobs:
+            return 404, _status(404, "NotFound", f'pods "{name}" not found')
+        return 200, self.job_log
 
     def _serve_object(self, method: str, key: tuple[str, str, str], content_type: str, body: bytes) -> tuple[int, dict]:
         plural, _, name = key
@@ -357,9 +389,10 @@ class FakeKubernetes:
                 except Exception as error:  # a bug of the fake: make it loud in the test
                     fake.errors.append(repr(error))
                     status, payload = 500, _status(500, "InternalError", repr(error))
-                data = json.dumps(payload).encode()
+                raw = isinstance(payload, str)  # a pod's log is text
+                data = payload.encode() if raw else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from deploy.bluegreen import commands
+from deploy.bluegreen import commands, gate
 from deploy.bluegreen.decisions import (
     HISTORY_ANNOTATION,
     LAST_SWITCH_ANNOTATION,
@@ -948,6 +948,8 @@ def _verbs_used(requests: list[tuple[str, str, str]]) -> set[tuple[str, str, str
         resource = parts[5] if parts[1] == "api" else parts[6]
         if "/proxy/" in path:
             resource = f"{resource}/proxy"
+        elif path.endswith("/log"):
+            resource, parts = f"{resource}/log", parts[:-1]
         named = len(parts) > (6 if parts[1] == "api" else 7)
         verb = {"GET": "get" if named else "list", "POST": "create", "PATCH": "patch", "DELETE": "delete"}[method]
         used.add((group, resource, verb))
@@ -956,7 +958,18 @@ def _verbs_used(requests: list[tuple[str, str, str]]) -> set[tuple[str, str, str
 
 def test_the_bluegreen_role_grants_exactly_what_the_tool_uses(ctx, fake_kubernetes, rendered):
     commands.status(ctx, service="orders")
-    _promoted(ctx, fake_kubernetes)
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+    answered = {"requests": 300, "p95_ms": 40, "server_error_rate": 0, "client_error_rate": 0}
+    fake_kubernetes.job_log = "GATE-RESULT " + json.dumps({"idle": answered, "live": answered})
+    fake_kubernetes.prometheus = lambda query: 0.05 if "histogram_quantile" in query else 0 if "5.." in query else 300
+    commands.promote_and_watch(
+        ctx,
+        service="orders",
+        image=NEW_IMAGE,
+        gate_options=commands.GateOptions(),
+        watch_options=commands.WatchOptions(prometheus=gate.Prometheus(cluster=ctx.cluster), seconds=10),
+    )
+    assert fake_kubernetes.get("services", "orders")["spec"]["selector"]["color"] == "green"
     commands.rollback(ctx, service="orders")
     commands.scale_down(ctx, service="orders")
     role = next(

@@ -17,6 +17,32 @@ def _run(fake_kubernetes, clock, said, *argv: str) -> int:
     return main(["--actor", "ci-bot", *argv], api_client=fake_kubernetes.api_client(), **options)
 
 
+# The fake API server's gate Job logs no verdict and it has no Prometheus: these tests are of the
+# other steps (deploy/tests/test_release_gate.py has the gate's and the watch's).
+UNGATED = ("--skip-gate", "--watch", "0")
+
+
+def test_promote_runs_the_release_gate_unless_told_not_to(fake_kubernetes, clock, said, capsys):
+    _run(fake_kubernetes, clock, said, "deploy", "auth", NEW_IMAGE)
+
+    gated = _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE, "--watch", "0")
+    refusal = capsys.readouterr().err
+
+    assert gated == 1
+    assert "the release gate is inconclusive" in refusal
+    assert "ended without a result" in refusal  # the fake's gate Job logs no verdict
+    assert fake_kubernetes.get("services", "auth")["spec"]["selector"]["color"] == "blue"
+    assert _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE, *UNGATED) == 0
+    assert fake_kubernetes.get("services", "auth")["spec"]["selector"]["color"] == "green"
+
+
+def test_without_prometheus_the_watch_is_skipped_with_a_warning(fake_kubernetes, clock, said):
+    _run(fake_kubernetes, clock, said, "deploy", "auth", NEW_IMAGE)
+
+    assert _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE, "--skip-gate") == 0
+    assert any(line.startswith("warning: no watch after the switch") for line in said), said
+
+
 def test_status_of_every_service_exits_zero(fake_kubernetes, clock, said):
     assert _run(fake_kubernetes, clock, said, "status") == 0
 
@@ -34,20 +60,22 @@ def test_status_without_a_service_reports_all_four(fake_kubernetes, clock, said)
 
 def test_a_deploy_and_promote_record_the_actor_given(fake_kubernetes, clock, said):
     _run(fake_kubernetes, clock, said, "deploy", "auth", NEW_IMAGE)
-    _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE)
+    _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE, *UNGATED)
 
     annotations = fake_kubernetes.get("services", "auth")["metadata"]["annotations"]
     assert json.loads(annotations[LAST_SWITCH_ANNOTATION])["who"] == "ci-bot"
 
 
 def test_a_refusal_exits_one(fake_kubernetes, clock, said):
-    assert _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE) == 1
+    assert _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE, *UNGATED) == 1
 
 
 def test_the_state_already_reached_exits_zero_twice(fake_kubernetes, clock, said):
     _run(fake_kubernetes, clock, said, "deploy", "auth", NEW_IMAGE)
 
-    assert [_run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE) for _ in range(2)] == [0, 0]
+    assert [
+        _run(fake_kubernetes, clock, said, "promote", "auth", "--image", NEW_IMAGE, *UNGATED) for _ in range(2)
+    ] == [0, 0]
     assert [_run(fake_kubernetes, clock, said, "rollback", "auth") for _ in range(2)] == [0, 0]
 
 
@@ -55,7 +83,7 @@ def test_a_failure_after_the_switch_exits_three_and_says_traffic_moved(fake_kube
     fake_kubernetes.objects.pop(("deployments", "platform", "payments-outbox-relay"))
     _run(fake_kubernetes, clock, said, "deploy", "payments", NEW_IMAGE)
 
-    exit_code = _run(fake_kubernetes, clock, said, "promote", "payments", "--image", NEW_IMAGE)
+    exit_code = _run(fake_kubernetes, clock, said, "promote", "payments", "--image", NEW_IMAGE, *UNGATED)
 
     assert (exit_code, capsys.readouterr().err.splitlines()[0]) == (
         3,
@@ -134,7 +162,7 @@ def test_a_forbidden_answer_points_at_the_role(fake_kubernetes, clock, said, cap
     fake_kubernetes.refusals[("PATCH", "/services/orders")] = 403
     _run(fake_kubernetes, clock, said, "deploy", "orders", NEW_IMAGE)
 
-    exit_code = _run(fake_kubernetes, clock, said, "promote", "orders", "--image", NEW_IMAGE)
+    exit_code = _run(fake_kubernetes, clock, said, "promote", "orders", "--image", NEW_IMAGE, *UNGATED)
 
     assert (exit_code, capsys.readouterr().err.splitlines()) == (
         1,

@@ -786,8 +786,9 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "kind",
             {
-                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 6, "Service": 9,
+                "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 15, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
+                "Secret": 6, "Service": 9,
                 "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
@@ -795,8 +796,9 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "local",
             {
-                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 14, "PersistentVolume": 1, "PodDisruptionBudget": 8, "Role": 1,
+                "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 16, "PersistentVolume": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
+                "Role": 1,
                 "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
@@ -804,8 +806,9 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "production",
             {
-                "ConfigMap": 1, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 13, "PodDisruptionBudget": 8, "Role": 1, "Secret": 5, "Service": 8,
+                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 15, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
+                "Secret": 5, "Service": 8,
                 "ServiceAccount": 4, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),

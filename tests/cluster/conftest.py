@@ -23,7 +23,17 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.cluster.kube import CLUSTER_DIR, KUBECONFIG, NAMESPACE, NEXT_IMAGE, NEXT_VERSION, REPO, SERVICES, Cluster
+from tests.cluster.kube import (
+    CLUSTER_DIR,
+    KUBECONFIG,
+    NAMESPACE,
+    NEXT_IMAGE,
+    NEXT_VERSION,
+    REPO,
+    SERVICES,
+    SLOW_IMAGE,
+    Cluster,
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -96,3 +106,18 @@ def next_image(request, cluster) -> str:
     with progress_shown(request):
         run_script(str(CLUSTER_DIR / "images.sh"), "app", NEXT_IMAGE, NEXT_VERSION, timeout=1800)
     return NEXT_IMAGE
+
+
+@pytest.fixture(scope="session")
+def slow_image(request, next_image) -> str:
+    """The next version made 0.8 s slower per API request, loaded into the node: a bad release."""
+    with progress_shown(request):
+        run_script(
+            str(CLUSTER_DIR / "images.sh"),
+            "derived",
+            SLOW_IMAGE,
+            str(REPO / "tests/cluster/slow-release"),
+            next_image,
+            timeout=600,
+        )
+    return SLOW_IMAGE

@@ -32,6 +32,9 @@ FIRST_IMAGE = "platform-app:dev"
 FIRST_VERSION = "dev"
 NEXT_IMAGE = "platform-app:next"
 NEXT_VERSION = "next"
+# The next version with a performance regression (tests/cluster/slow-release): what the release
+# gate must refuse and the watch after a switch must roll back.
+SLOW_IMAGE = "platform-app:slow"
 
 
 def kubectl() -> Path:

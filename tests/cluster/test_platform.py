@@ -152,3 +152,37 @@ def test_a_change_stamped_as_the_tools_passes_the_guard(cluster):
         "--dry-run=server",
     )
     assert result.returncode == 0, result.stderr
+
+
+def prometheus_query(cluster, query: str) -> list[dict]:
+    """An instant query to the cluster's Prometheus, through the API server's service proxy."""
+    from deploy.bluegreen.cluster import Cluster as ToolCluster
+
+    status, body = ToolCluster(api_client=cluster.api, namespace=NAMESPACE).proxy_query(
+        namespace="monitoring", service="prometheus", port="web", path="/api/v1/query", params={"query": query}
+    )
+    assert status == 200, body
+    return yaml.safe_load(body)["data"]["result"]
+
+
+def test_prometheus_scrapes_every_web_pod_with_its_service_and_color(cluster):
+    """The Prometheus of deploy/monitoring/local, found and read the way the blue/green tool reads it."""
+    wanted = {
+        (pod.metadata.labels["app.kubernetes.io/name"], pod.metadata.labels["color"], pod.metadata.name)
+        for service in SERVICES
+        for color in ("blue", "green")
+        for pod in cluster.pods(service, color)
+        if pod.status.phase == "Running"
+    }
+
+    def scraped():
+        targets = prometheus_query(cluster, 'up{job="platform"} == 1')
+        return {(t["metric"]["service"], t["metric"]["color"], t["metric"]["pod"]) for t in targets} >= wanted
+
+    wait_until(scraped, timeout=60, interval=2, message="Prometheus scrapes every running web pod")
+
+    def served():  # requests the services answered (the journey's, at least), within a scrape or two
+        answered = 'sum by (service) (django_http_responses_total_by_status_total{job="platform"})'
+        return {result["metric"]["service"] for result in prometheus_query(cluster, answered)} == set(SERVICES)
+
+    wait_until(served, timeout=30, interval=2, message="Prometheus has every service's request counts")

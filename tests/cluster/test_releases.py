@@ -57,6 +57,14 @@ def new_connections_settle_on(cluster, service: str, version: str, *, consecutiv
     return round(time.monotonic() - started, 2)
 
 
+def gate_line(output: str, service: str) -> str:
+    """The release gate's verdict as the tool printed it."""
+    marker = f"release gate for {service} "
+    line = next((line for line in output.splitlines() if line.startswith(marker)), None)
+    assert line is not None, output
+    return line.split(": ", 1)[1]
+
+
 def drain_one_pod(cluster, service: str, color: str) -> str:
     """Make one pod of a color unready, as a fault outside it would (its readiness answers 503)."""
     pod = cluster.pods(service, color)[0].metadata.name
@@ -83,9 +91,13 @@ def test_a_release_is_promoted_then_rolled_back_under_load_and_each_command_twic
     deployed = time.time()
     assert cluster.version(service)["version"] == before, "deploy must not move traffic"
 
-    promote = cluster.bluegreen("promote", service, "--image", release_image)
+    # The release gate (on by default) first, then a short watch after the switch.
+    promote = cluster.bluegreen("promote", service, "--image", release_image, "--watch", "15")
     promoted = time.time()
     assert cluster.live_color(service) == idle
+    gate_verdict = gate_line(promote, service)
+    assert gate_verdict.startswith("pass"), promote
+    assert f"watch {service} {idle}: healthy for 15 s" in promote, promote
     promote_settled = new_connections_settle_on(cluster, service, release_version)
     promotion = cluster.last_switch(service)
     recorded = (promotion["action"], promotion["image"], promotion["from_image"])
@@ -111,6 +123,7 @@ def test_a_release_is_promoted_then_rolled_back_under_load_and_each_command_twic
         "from": f"{live} ({before})",
         "to": f"{idle} ({release_version})",
         "deploy_seconds": round(deployed - started, 1),
+        "gate": gate_verdict,
         "promote": {
             "patch_seconds": promote_patch,
             "endpoints_seconds": promote_endpoints,
@@ -138,7 +151,8 @@ def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load(cluster,
         (NEXT_VERSION, next_image) if before != NEXT_VERSION else (FIRST_VERSION, FIRST_IMAGE)
     )
     cluster.bluegreen("deploy", service, release_image)
-    cluster.bluegreen("promote", service, "--image", release_image)
+    # This release passed the gate in the test above; what is tested here is the rollback.
+    cluster.bluegreen("promote", service, "--image", release_image, "--skip-gate", "--watch", "0")
     new_connections_settle_on(cluster, service, release_version)
 
     drained = drain_one_pod(cluster, service, live)
@@ -162,6 +176,43 @@ def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load(cluster,
     new_connections_settle_on(cluster, service, before)
     cluster.exec(drained, ["rm", "-f", "/tmp/draining"])  # noqa: S108 (the pod's drain file)
     wait_until(lambda: cluster.fully_available(service, live), timeout=60, message=f"{service}-{live} ready again")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_slow_release_is_refused_by_the_gate_and_rolled_back_by_the_watch_under_load(
+    cluster, load, slow_image, service
+):
+    """A release whose every API request takes 0.8 s longer: deployed, it passes its smoke test; the
+    release gate refuses it (its reads are slower than the live color's) and nothing moves; promoted
+    with --skip-gate, as if the gate had missed it, the watch sees it degrade under the real traffic
+    and rolls back by itself (exit 4). k6 keeps running: slower for those seconds, never failing."""
+    live = cluster.live_color(service)
+    idle = other_color(live)
+    before = cluster.version(service)["version"]
+    cluster.bluegreen("deploy", service, slow_image)
+
+    code, refused = cluster.bluegreen_exit("promote", service, "--image", slow_image, "--watch", "0")
+    assert (code, cluster.live_color(service)) == (1, live), refused
+    assert f"{service} {idle} failed the release gate" in refused, refused
+    verdict = gate_line(refused, service)
+
+    started = time.time()
+    code, output = cluster.bluegreen_exit(
+        "--actor", "cluster-test", "promote", service, "--image", slow_image, "--skip-gate", "--watch", "120"
+    )
+    ended = time.time()
+    assert code == 4, output
+    assert f"rolled back to {live}" in output, output
+    assert cluster.live_color(service) == live
+    assert cluster.last_switch(service)["action"] == "rollback"
+    new_connections_settle_on(cluster, service, before)
+    ticks = [line for line in output.splitlines() if line.startswith(f"watch {service} {idle}: ")]
+    RECORD.setdefault("bad_releases", {})[service] = {
+        "gate": verdict,
+        "seconds": round(ended - started, 1),
+        "ticks": ticks,
+        "window": (started, ended + SWITCH_WINDOW_AFTER),
+    }
 
 
 def cluster_state(cluster) -> dict:
@@ -244,6 +295,7 @@ def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, lo
     assert len(result.requests) > 500
     assert len(RECORD["releases"]) == len(SERVICES), "every service's release ran"
     assert len(RECORD.get("forced_rollbacks", {})) == len(SERVICES), "every service's forced rollback ran"
+    assert len(RECORD.get("bad_releases", {})) == len(SERVICES), "every service's bad release ran"
 
 
 def record_results(cluster, result) -> str:
@@ -253,6 +305,8 @@ def record_results(cluster, result) -> str:
             release[switch]["k6"] = result.window(*release[switch]["window"])
     for forced in RECORD.get("forced_rollbacks", {}).values():
         forced["k6"] = result.window(*forced["window"])
+    for bad in RECORD.get("bad_releases", {}).values():
+        bad["k6"] = result.window(*bad["window"])
     if RECORD["pod_deletion"]:
         RECORD["pod_deletion"]["k6"] = result.window(*RECORD["pod_deletion"]["window"])
     durations = [r.duration_ms for r in result.requests]
@@ -359,6 +413,31 @@ def report(record: dict, day: str) -> str:
             )
     lines += ["", "Deploy (migration Job, idle color rolled out, smoke test through the preview Service):", ""]
     lines += [f"- {service}: {release['deploy_seconds']} s" for service, release in record["releases"].items()]
+    lines += ["", "The release gate on each of these releases (idle and live color, the same reads side by side):", ""]
+    lines += [f"- {service}: {release.get('gate')}" for service, release in record["releases"].items()]
+    if record.get("bad_releases"):
+        lines += [
+            "",
+            "## A bad release: every API request 0.8 s slower",
+            "",
+            "tests/cluster/slow-release: deployed, it passes its smoke test. The release gate refused it (first",
+            "line); promoted with --skip-gate, the watch read the new color's metrics from Prometheus every",
+            "5 s (30 s windows) and rolled back by itself after two degraded windows in a row. Seconds: from",
+            "the promote command's start (switch included) until it returned after the rollback; k6 columns:",
+            f"that time and {SWITCH_WINDOW_AFTER:.0f} s after.",
+            "",
+            "| service | switch, watch and rollback s | k6 requests | failed | p95 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for service, bad in record["bad_releases"].items():
+            k6 = bad.get("k6", {})
+            lines.append(
+                f"| {service} | {bad['seconds']} | {k6.get('requests')} | {k6.get('failed')} | {k6.get('p95_ms')} "
+                f"| {k6.get('max_ms')} |"
+            )
+        lines.append("")
+        for service, bad in record["bad_releases"].items():
+            lines += [f"- {service}, gate: {bad['gate']}", *(f"  - {tick}" for tick in bad["ticks"])]
     if record["pod_deletion"]:
         deletion = record["pod_deletion"]
         k6 = deletion.get("k6", {})
