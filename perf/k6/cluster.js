@@ -40,6 +40,11 @@ const tokens = {}; // this virtual user's: email -> {token, at}
 
 export const options = {
   hosts: JSON.parse(__ENV.HOSTS || '{}'),
+  // Every iteration opens its connections anew, as clients behind an ingress or a load balancer
+  // that picks a pod per request: after a switch their traffic reaches the new color within an
+  // iteration. (Connections held across a switch stay on the old color: the services' own calls to
+  // each other, through their pools, are those.)
+  noVUConnectionReuse: true,
   scenarios: {
     through_releases: {
       executor: 'constant-arrival-rate',

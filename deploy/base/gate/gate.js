@@ -58,7 +58,8 @@ export function setup() {
     fail('SERVICE (auth, orders, payments or notifications), IDLE_URL, LIVE_URL and AUTH_URL are required');
   }
   const email = `gate-${Date.now()}-${Math.floor(Math.random() * 1e9)}@gate.invalid`;
-  const password = `gate-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  // Random, and nothing like the email (auth refuses a password similar to it).
+  const password = [1, 2, 3].map(() => Math.random().toString(36).slice(2, 10)).join('~') + 'Q7!';
   const body = JSON.stringify({ email, password });
   // A new pod's connections can be refused until the cluster's NetworkPolicy controller has
   // programmed the rules for it (seconds): the first request is retried for up to 60 s.
