@@ -812,6 +812,8 @@ def watch(ctx: Context, *, service: str, color: str, baseline: float | None, opt
         bad = bad + 1 if verdict.outcome is GateOutcome.FAIL else 0
         if bad >= options.thresholds.bad_ticks:
             return verdict
+    # PASS: the last window passed, or it alone was degraded (one window does not roll back);
+    # INCONCLUSIVE: the last window had too little traffic, or no metrics, to judge.
     return verdict if verdict.outcome is not GateOutcome.FAIL else GateResult(GateOutcome.PASS, verdict.reasons)
 
 
@@ -836,6 +838,12 @@ def promote_and_watch(
     old_color, new_color = baseline["old"], baseline["new"]
     ctx.say(f"watching {service} {new_color} for {watch_options.seconds:.0f} s")
     verdict = watch(ctx, service=service, color=new_color, baseline=baseline["p95"], options=watch_options)
+    if verdict.outcome is GateOutcome.INCONCLUSIVE:
+        ctx.say(
+            f"warning: watch {service} {new_color}: nothing to judge at the end of {watch_options.seconds:.0f} s "
+            f"({verdict.describe()}); {image} stays live"
+        )
+        return switched
     if verdict.outcome is not GateOutcome.FAIL:
         ctx.say(f"watch {service} {new_color}: healthy for {watch_options.seconds:.0f} s; {image} stays live")
         return switched

@@ -284,3 +284,15 @@ def test_deploy_labels_the_idle_colors_pods_with_the_version(ctx, fake_kubernete
 
     labels = fake_kubernetes.get("deployments", "orders-green")["spec"]["template"]["metadata"]["labels"]
     assert (labels["app.kubernetes.io/version"], labels["color"]) == ("1.5.0", "green")
+
+
+def test_a_watch_with_nothing_to_judge_says_so_and_leaves_the_release_live(ctx, fake_kubernetes, said):
+    _deployed(ctx)
+    fake_kubernetes.prometheus = prometheus_seeing(new_p95=0.9, requests=3)  # too few requests to judge
+
+    commands.promote_and_watch(
+        ctx, service="orders", image=NEW_IMAGE, watch_options=watch_options(fake_kubernetes, ctx)
+    )
+
+    assert _selector_color(fake_kubernetes) == "green"
+    assert said[-1].startswith("warning: watch orders green: nothing to judge at the end of 60 s"), said[-1]
