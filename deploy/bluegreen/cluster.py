@@ -106,11 +106,9 @@ class Cluster:
             query_params=list(params.items()),
             auth_settings=["BearerToken"],
         )
-        try:
-            response = api._call_with_legacy_options(request, {"200": "str"}, None, False, 15, True)
-        except ApiException as error:
-            return error.status, error.body or ""
-        return response.status, response.data.decode("utf-8", "replace")
+        # The client's public request call: any status comes back as it is, nothing is deserialized.
+        response = api.call_api(*request, _request_timeout=15)
+        return response.status, response.read().decode("utf-8", "replace")
 
     def list_endpoint_slices(self, *, service: str) -> list[dict]:
         """The EndpointSlices the control plane keeps for a Service: which pods its traffic goes to."""
