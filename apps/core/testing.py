@@ -8,8 +8,10 @@ it: the kernel depends on no service app.
 import io
 import os
 import uuid
+from datetime import timedelta
 
 from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (test users only)
@@ -54,3 +56,16 @@ def bearer_client(token: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
+
+
+class ManualClock:
+    """A stand-in for `timezone.now` that moves only when a test advances it (monkeypatch it in)."""
+
+    def __init__(self):
+        self.now = timezone.now()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

@@ -11,6 +11,7 @@ from apps.auth import services
 from apps.auth.models import LoginFailure, RefreshToken, ServiceClient, User
 from apps.core.errors import Conflict
 from apps.core.rates import Rate
+from apps.core.testing import ManualClock
 from apps.core.tokens import access_token_verify
 
 pytestmark = pytest.mark.django_db
@@ -67,22 +68,9 @@ def test_an_unknown_email_fails_the_same_way_and_is_recorded(db):
     assert list(LoginFailure.objects.values_list("email", flat=True)) == ["nobody@example.com"]
 
 
-class Clock:
-    """The rate limiter's clock, moved by hand."""
-
-    def __init__(self):
-        self.now = timezone.now()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    fake = Clock()
+    fake = ManualClock()
     monkeypatch.setattr("apps.core.ratelimit.timezone.now", fake)
     monkeypatch.setattr("apps.auth.services.timezone.now", fake)
     return fake

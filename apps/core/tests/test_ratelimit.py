@@ -17,24 +17,14 @@ from apps.core.ratelimit import (
     rate_limit_take,
 )
 from apps.core.rates import Backoff, Rate
+from apps.core.testing import ManualClock
 
 pytestmark = pytest.mark.django_db
 
 
-class Clock:
-    def __init__(self):
-        self.now = timezone.now()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    fake = Clock()
+    fake = ManualClock()
     monkeypatch.setattr("apps.core.ratelimit.timezone.now", fake)
     return fake
 
