@@ -158,6 +158,7 @@ def test_the_cluster_scenario_runs_and_renews_its_tokens(stack, tmp_path):
         USERS="2",
         ORDER_EVERY="2",
         TOKEN_RENEW_AFTER_SECONDS="1",
+        TOKEN_RENEW_SPREAD_SECONDS="1",
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
