@@ -6,11 +6,12 @@ PYTHON := $(VENV)/bin/python
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-# Debian packages the tests use: promtool (rules and PromQL checks) comes with prometheus.
-DEBIAN_PACKAGES := prometheus
+# Debian packages the tests use: promtool (rules and PromQL checks) comes with prometheus; age
+# encrypts the backups (platform/dr).
+DEBIAN_PACKAGES := prometheus age
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test bench clean
+.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -24,7 +25,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 install: $(INSTALLED)  ## create the virtual environment and install the pinned packages
 
 system-packages:  ## install the Debian packages the tests need, if missing
-	@command -v promtool >/dev/null || { \
+	@command -v promtool >/dev/null && command -v age >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }
 
@@ -75,6 +76,10 @@ cluster-down:  ## stop the local cluster and remove everything it made (binaries
 # the timeout covers that cold start, which builds Kubernetes from source once per machine.
 cluster-test: $(INSTALLED)  ## releases and rollbacks of every service under k6 load on the real cluster, pod kills
 	$(BIN)/pytest -m cluster --timeout=3600 tests/cluster
+
+dr-drill: $(INSTALLED) system-packages  ## back up every service database (PostgreSQL), lose them, restore, verify; prints RPO and RTO
+	platform/postgres/test-server.sh
+	$(PYTHON) platform/dr/drill.py $(DR_DRILL_ARGS)
 
 bench: $(INSTALLED)  ## k6 load test against freshly started services (PostgreSQL); results in perf/results
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)
