@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.core import context, probes
 from apps.core.problem_codes import status_code
-from apps.core.problems import CONTENT_TYPE, problem_response
+from apps.core.problems import CONTENT_TYPE, DATABASE_UNAVAILABLE, database_unavailable, problem_response
 
 access_logger = logging.getLogger("apps.access")
 
@@ -144,3 +144,23 @@ class BodySizeLimitMiddleware:
                 detail=f"Request bodies are limited to {settings.MAX_REQUEST_BODY_BYTES} bytes.",
             )
         return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that loses its database connection answers 503 `database_unavailable` with Retry-After.
+
+    Innermost, so that it sees a view's exception first, DEBUG on or off (DRF re-raises what its
+    handler does not know). What fails the same way outside views reaches `problems.server_error`,
+    which answers the same.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_UNAVAILABLE):
+            return database_unavailable(exception)
+        return None

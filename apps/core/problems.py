@@ -5,10 +5,12 @@ large, an unhandled exception) goes through the handler views that `apps.urls` r
 """
 
 import logging
+import sys
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -105,7 +107,28 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return problem_response(404, code="not_found", detail=f"No resource at {request.path}.")
 
 
+# A lost or refused database connection (the server restarting or failing over, no connection slot
+# left) means the service is unavailable for a moment, not that it has a bug: 503 with Retry-After,
+# so clients and balancers retry, instead of a 500.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_RETRY_AFTER_SECONDS = 1
+
+
+def database_unavailable(error: Exception) -> HttpResponse:
+    logger.warning("database unavailable: %s", str(error).strip().splitlines()[0] if str(error).strip() else error)
+    return problem_response(
+        503,
+        code="database_unavailable",
+        detail="The service's database is unavailable for a moment; retry shortly.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls this inside its `except` around the request: the exception is the one in hand.
+    error = sys.exc_info()[1]
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        return database_unavailable(error)
     return problem_response(
         500, code="internal_error", detail="An unexpected error occurred; quote the request id when reporting it."
     )

@@ -44,6 +44,18 @@ def test_unhandled_exception_inside_drf_is_a_500_problem(client):
     assert problem_of(response)["code"] == "internal_error"
 
 
+@pytest.mark.parametrize("path", ["/test/database-gone", "/test/database-gone-api"])
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_lost_database_connection_is_a_503_problem_to_retry(client, path, debug):
+    with override_settings(DEBUG=debug):
+        response = client.get(path)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    body = problem_of(response)
+    assert body["code"] == "database_unavailable"
+    assert "127.0.0.1" not in response.content.decode()
+
+
 def test_malformed_json_is_a_400_problem(client):
     response = client.post("/test/echo", data='{"name": ', content_type="application/json")
     assert response.status_code == 400
@@ -155,3 +167,18 @@ def test_a_probe_that_fails_carries_the_request_id(client, settings, tmp_path):
     response = client.get("/readyz", HTTP_X_REQUEST_ID="probe-1")
     assert response.status_code == 503
     assert problem_of(response)["request_id"] == "probe-1"
+
+
+def test_django_s_500_handler_answers_503_for_a_lost_database_outside_any_view(rf):
+    """A middleware's query fails the same way: Django calls handler500 with the error in hand."""
+    from django.db import InterfaceError
+
+    from apps.core.problems import server_error
+
+    try:
+        raise InterfaceError("connection already closed")
+    except InterfaceError:
+        response = server_error(rf.get("/api/orders/"))
+    assert (response.status_code, response["Retry-After"]) == (503, "1")
+    assert json.loads(response.content)["code"] == "database_unavailable"
+    assert server_error(rf.get("/api/orders/")).status_code == 500  # nothing in hand: a bug

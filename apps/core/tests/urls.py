@@ -1,5 +1,6 @@
 """URLs used only by the kernel's tests: the real root plus views that fail on purpose."""
 
+from django.db import OperationalError
 from django.urls import path
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -37,7 +38,21 @@ class CrashApi(APIView):
         raise RuntimeError("boom inside DRF")
 
 
+class DatabaseGoneApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        raise OperationalError("server closed the connection unexpectedly")
+
+
+def database_gone(request):
+    raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+
 urlpatterns = [
+    path("test/database-gone", database_gone),
+    path("test/database-gone-api", DatabaseGoneApi.as_view()),
     path("test/crash", crash),
     path("test/crash-api", CrashApi.as_view()),
     path("test/echo", EchoApi.as_view()),
