@@ -153,6 +153,12 @@ TRUSTED_PROXY_NETWORKS = env_networks("TRUSTED_PROXIES")
 SERVICE_CALL_CONNECT_TIMEOUT = env_float("SERVICE_CALL_CONNECT_TIMEOUT", 1.0)
 SERVICE_CALL_READ_TIMEOUT = env_float("SERVICE_CALL_READ_TIMEOUT", 5.0)
 SERVICE_CALL_RETRIES = env_int("SERVICE_CALL_RETRIES", 2)
+# The bulkhead: calls to one service in flight at a time per process. All of gunicorn's threads but
+# one, so a slow callee always leaves a thread for the requests that do not need it (perf/drills.py
+# payments-slow shows why); fewer would refuse calls a merely busy callee answers in time.
+SERVICE_CALL_MAX_IN_FLIGHT = env_int("SERVICE_CALL_MAX_IN_FLIGHT", max(1, env_int("GUNICORN_THREADS", 4) - 1))
+if SERVICE_CALL_MAX_IN_FLIGHT < 1:
+    raise ImproperlyConfigured("SERVICE_CALL_MAX_IN_FLIGHT must be 1 or more: 0 would refuse every service call")
 
 # --- apps and routes -------------------------------------------------------------------------------
 INSTALLED_APPS = [

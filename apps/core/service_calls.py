@@ -11,11 +11,19 @@ the client-credentials token fetch that may precede it. Whoever waits on a call 
 around it, a relay's per-event lease, gunicorn's graceful timeout around a request that makes it)
 waits longer than these, so a retry never starts while the first attempt may still be at work.
 Callees' Retry-After headers are not honoured: they would make the budget whatever the callee says.
+
+A bulkhead bounds how many of a process's request threads one callee can hold: at most
+SERVICE_CALL_MAX_IN_FLIGHT calls to one base URL at a time per process. When a callee is slow,
+calls beyond that fail at once with ServiceCallError (every caller's retryable path: orders answers
+503 and leaves the order pending for a retry) instead of queueing every thread behind it, so the
+requests that do not need that callee (reads) keep being served.
 """
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Literal
 
 import requests
@@ -137,6 +145,36 @@ class _ServiceToken:
 service_token = _ServiceToken()
 
 
+class _Bulkhead:
+    """Calls in flight per callee (base URL) in this process, bounded by SERVICE_CALL_MAX_IN_FLIGHT."""
+
+    def __init__(self):
+        self._in_flight: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def slot(self, base_url: str) -> Iterator[None]:
+        limit = settings.SERVICE_CALL_MAX_IN_FLIGHT
+        with self._lock:
+            in_flight = self._in_flight.get(base_url, 0)
+            if in_flight >= limit:
+                logger.warning("service call refused: callee busy", extra={"url": base_url, "in_flight": in_flight})
+                raise ServiceCallError(f"{base_url} is busy: {in_flight} calls of this process already in flight")
+            self._in_flight[base_url] = in_flight + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[base_url] -= 1
+
+    def in_flight(self, base_url: str) -> int:
+        with self._lock:
+            return self._in_flight.get(base_url, 0)
+
+
+bulkhead = _Bulkhead()
+
+
 def json_object(response: requests.Response) -> dict | None:
     """The JSON object a response carries (a resource or a problem), or None for anything else."""
     if "json" not in response.headers.get("Content-Type", ""):
@@ -169,7 +207,8 @@ def call(
 ) -> requests.Response:
     """Send one request to another service and return its response, whatever its status.
 
-    Raises ServiceCallError when no response could be had (refused, timed out, retries spent).
+    Raises ServiceCallError when no response could be had (refused, timed out, retries spent, or
+    the callee's bulkhead full).
     """
     method = method.upper()
     headers = {"Accept": "application/json"}
@@ -187,14 +226,15 @@ def call(
     url = f"{base_url.rstrip('/')}/{path.lstrip('/')}"
     started = time.perf_counter()
     try:
-        response = session.request(
-            method,
-            url,
-            headers=headers,
-            json=json,
-            params=params,
-            timeout=timeout or (settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.SERVICE_CALL_READ_TIMEOUT),
-        )
+        with bulkhead.slot(base_url.rstrip("/")):
+            response = session.request(
+                method,
+                url,
+                headers=headers,
+                json=json,
+                params=params,
+                timeout=timeout or (settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.SERVICE_CALL_READ_TIMEOUT),
+            )
     except requests.RequestException as error:
         logger.warning("service call failed", extra={"url": url, "method": method, "error": str(error)})
         raise ServiceCallError(f"{method} {url} failed: {error.__class__.__name__}") from error

@@ -194,3 +194,58 @@ def test_gunicorns_graceful_timeout_outlasts_the_slowest_request_that_makes_a_se
     repository = Path(__file__).resolve().parents[3]
     config = runpy.run_path(str(repository / "platform" / "gunicorn.conf.py"))
     assert config["graceful_timeout"] > service_calls.service_call_budget_seconds()
+
+
+class Holding(BaseHTTPRequestHandler):
+    """Answers only once the test lets it: a slow callee whose calls stay in flight."""
+
+    def do_GET(self):
+        self.server.arrived.release()
+        self.server.answer.wait(timeout=10)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def slow_server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Holding)
+    httpd.arrived, httpd.answer = threading.Semaphore(0), threading.Event()
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.answer.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@override_settings(SERVICE_CALL_MAX_IN_FLIGHT=2)
+def test_a_slow_callee_holds_at_most_its_bulkhead_of_threads_and_other_callees_are_unaffected(slow_server, server):
+    held = [
+        threading.Thread(target=call, args=("GET", slow_server.url, "/slow"), kwargs={"auth": None}) for _ in range(2)
+    ]
+    for thread in held:
+        thread.start()
+    for _ in held:
+        assert slow_server.arrived.acquire(timeout=5)
+    assert service_calls.bulkhead.in_flight(slow_server.url) == 2
+
+    with pytest.raises(ServiceCallError, match="is busy: 2 calls of this process already in flight"):
+        call("GET", slow_server.url, "/one-too-many", auth=None)
+    assert call("GET", server.url, "/another-callee", auth=None).status_code == 200
+
+    slow_server.answer.set()
+    for thread in held:
+        thread.join(timeout=10)
+    assert service_calls.bulkhead.in_flight(slow_server.url) == 0
+    assert call("GET", slow_server.url, "/room-again", auth=None).status_code == 200
+
+
+@override_settings(SERVICE_CALL_MAX_IN_FLIGHT=1)
+def test_a_failed_call_gives_its_slot_back():
+    with pytest.raises(ServiceCallError):
+        call("GET", "http://127.0.0.1:9", "/refused", auth=None)
+    assert service_calls.bulkhead.in_flight("http://127.0.0.1:9") == 0
