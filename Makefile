@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus age
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill bench clean
+.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill drills bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,10 @@ cluster-test: $(INSTALLED)  ## releases and rollbacks of every service under k6 
 dr-drill: $(INSTALLED) system-packages  ## back up every service database (PostgreSQL), lose them, restore, verify; prints RPO and RTO
 	platform/postgres/test-server.sh
 	$(PYTHON) platform/dr/drill.py $(DR_DRILL_ARGS)
+
+drills: $(INSTALLED)  ## failure drills under k6 load on 127.0.0.1 (PostgreSQL, which one drill restarts); results in perf/results
+	platform/postgres/test-server.sh
+	$(PYTHON) perf/drills.py $(DRILLS_ARGS)
 
 bench: $(INSTALLED)  ## k6 load test against freshly started services (PostgreSQL); results in perf/results
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)

@@ -40,7 +40,8 @@ class FaultLine:
         return f"http://127.0.0.1:{self.port}"
 
     def slow(self, seconds: float) -> None:
-        """Every request (each chunk a client sends) waits `seconds` before it is forwarded."""
+        """Every request waits `seconds` before it is forwarded (the first bytes a client sends after
+        the previous answer: a client that sends headers and body apart is delayed once)."""
         self.delay_seconds = seconds
         self._healthy.set()
 
@@ -85,10 +86,12 @@ class FaultLine:
             return
         upstream.settimeout(None)
         self._track(client, upstream)
-        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-        self._pump(client, upstream, True)
+        new_request = threading.Event()  # set: the client's next bytes begin a request
+        new_request.set()
+        threading.Thread(target=self._pump, args=(upstream, client, False, new_request), daemon=True).start()
+        self._pump(client, upstream, True, new_request)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, requests_direction: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, requests_direction: bool, new_request) -> None:
         try:
             while chunk := source.recv(65536):
                 if requests_direction:
@@ -96,9 +99,12 @@ class FaultLine:
                     while not self._healthy.wait(timeout=0.5):
                         if self._closed:
                             return
-                    if self.delay_seconds:
+                    if self.delay_seconds and new_request.is_set():
                         time.sleep(self.delay_seconds)
+                    new_request.clear()
                     self.forwarded_chunks += 1
+                else:
+                    new_request.set()  # an answer: what the client sends next is another request
                 sink.sendall(chunk)
         except OSError:
             pass

@@ -51,11 +51,15 @@ def test_slow_delays_every_request_and_recover_ends_it(line):
         started = time.monotonic()
         assert post(session, line, b"slow").content == b"slow"
         slow = time.monotonic() - started
+        started = time.monotonic()
+        post(session, line, b"x" * 200_000)  # sent in many chunks: delayed once
+        slow_large = time.monotonic() - started
         line.recover()
         started = time.monotonic()
         post(session, line, b"fast")
         fast = time.monotonic() - started
     assert slow >= 0.4
+    assert 0.4 <= slow_large < 0.8
     assert fast < 0.4
 
 
