@@ -13,10 +13,11 @@ waits longer than these, so a retry never starts while the first attempt may sti
 Callees' Retry-After headers are not honoured: they would make the budget whatever the callee says.
 
 A bulkhead bounds how many of a process's request threads one callee can hold: at most
-SERVICE_CALL_MAX_IN_FLIGHT calls to one base URL at a time per process. When a callee is slow,
-calls beyond that fail at once with ServiceCallError (every caller's retryable path: orders answers
-503 and leaves the order pending for a retry) instead of queueing every thread behind it, so the
-requests that do not need that callee (reads) keep being served.
+SERVICE_CALL_MAX_IN_FLIGHT calls to one base URL at a time per process. A call beyond that waits
+up to SERVICE_CALL_BULKHEAD_WAIT_SECONDS for a slot (a burst against a healthy callee passes), then
+fails with ServiceCallError (every caller's retryable path: orders answers 503 and leaves the order
+pending for a retry) instead of queueing every thread behind a slow callee, so the requests that
+do not need it (reads) keep being served. The wait is part of each call's budget.
 """
 
 import contextlib
@@ -75,19 +76,21 @@ def call_budget_seconds(*, retried: bool = True, timeout: tuple[float, float] | 
     """The longest one `call()` can take before it answers or raises ServiceCallError.
 
     `retried`: a call the client may repeat after a read timeout (an idempotent method, or a POST
-    with an Idempotency-Key); other calls repeat only failed connects. With the defaults (1 s
-    connect, 5 s read, 2 retries): 3 x 6 s + 0.4 s = 18.4 s retried, 3 x 1 s + 5 s + 0.4 s = 8.4 s not.
+    with an Idempotency-Key); other calls repeat only failed connects. With the defaults (0.5 s for
+    a bulkhead slot, 1 s connect, 5 s read, 2 retries): 0.5 s + 3 x 6 s + 0.4 s = 18.9 s retried,
+    0.5 s + 3 x 1 s + 5 s + 0.4 s = 8.9 s not.
     """
     connect, read = timeout or (settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.SERVICE_CALL_READ_TIMEOUT)
     retries = settings.SERVICE_CALL_RETRIES
+    wait = settings.SERVICE_CALL_BULKHEAD_WAIT_SECONDS
     if retried:
-        return (retries + 1) * (connect + read) + _pauses_seconds(retries)
-    return retries * connect + connect + read + _pauses_seconds(retries)
+        return wait + (retries + 1) * (connect + read) + _pauses_seconds(retries)
+    return wait + retries * connect + connect + read + _pauses_seconds(retries)
 
 
 def service_call_budget_seconds() -> float:
     """The longest call made with this service's token: a token fetch (a POST without a key) and
-    then the retried call itself. 26.8 s with the defaults."""
+    then the retried call itself. 27.8 s with the defaults."""
     return call_budget_seconds(retried=False) + call_budget_seconds(retried=True)
 
 
@@ -146,29 +149,34 @@ service_token = _ServiceToken()
 
 
 class _Bulkhead:
-    """Calls in flight per callee (base URL) in this process, bounded by SERVICE_CALL_MAX_IN_FLIGHT."""
+    """Calls in flight per callee (base URL) in this process, bounded by SERVICE_CALL_MAX_IN_FLIGHT;
+    a call waits up to SERVICE_CALL_BULKHEAD_WAIT_SECONDS for a slot, then is refused."""
 
     def __init__(self):
         self._in_flight: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     @contextlib.contextmanager
     def slot(self, base_url: str) -> Iterator[None]:
         limit = settings.SERVICE_CALL_MAX_IN_FLIGHT
-        with self._lock:
-            in_flight = self._in_flight.get(base_url, 0)
-            if in_flight >= limit:
-                logger.warning("service call refused: callee busy", extra={"url": base_url, "in_flight": in_flight})
-                raise ServiceCallError(f"{base_url} is busy: {in_flight} calls of this process already in flight")
+        deadline = time.monotonic() + settings.SERVICE_CALL_BULKHEAD_WAIT_SECONDS
+        with self._changed:
+            while (in_flight := self._in_flight.get(base_url, 0)) >= limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    logger.warning("service call refused: callee busy", extra={"url": base_url, "in_flight": in_flight})
+                    raise ServiceCallError(f"{base_url} is busy: {in_flight} calls of this process already in flight")
+                self._changed.wait(remaining)
             self._in_flight[base_url] = in_flight + 1
         try:
             yield
         finally:
-            with self._lock:
+            with self._changed:
                 self._in_flight[base_url] -= 1
+                self._changed.notify_all()
 
     def in_flight(self, base_url: str) -> int:
-        with self._lock:
+        with self._changed:
             return self._in_flight.get(base_url, 0)
 
 

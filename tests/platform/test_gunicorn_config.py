@@ -103,7 +103,8 @@ def test_sizes_come_from_the_environment():
 
 
 def _one_call_budget(*, connect: float, read: float, retries: int, backoff_factor: float = 0.2) -> float:
-    """Longest time apps.core.service_calls.call can take: every attempt times out, with urllib3's backoff.
+    """Longest time apps.core.service_calls.call can take once it has a bulkhead slot: every attempt
+    times out, with urllib3's backoff.
 
     urllib3 sleeps before each retry: nothing after the first failure, then factor x 2^(failures - 1).
     """
@@ -118,7 +119,7 @@ def test_one_service_call_budget_with_the_default_settings():
         read=settings.SERVICE_CALL_READ_TIMEOUT,
         retries=settings.SERVICE_CALL_RETRIES,
     )
-    assert round(budget, 1) == 18.4
+    assert round(settings.SERVICE_CALL_BULKHEAD_WAIT_SECONDS + budget, 1) == 18.9
 
 
 def test_graceful_timeout_outlasts_a_token_fetch_and_a_retried_call(defaults):
@@ -128,6 +129,7 @@ def test_graceful_timeout_outlasts_a_token_fetch_and_a_retried_call(defaults):
         settings.SERVICE_CALL_RETRIES,
     )
     # the token request is a POST without an idempotency key: only failed connects are retried
-    token_fetch = (retries + 1) * connect + read + _one_call_budget(connect=0, read=0, retries=retries)
-    slowest_request = token_fetch + _one_call_budget(connect=connect, read=read, retries=retries)
+    wait = settings.SERVICE_CALL_BULKHEAD_WAIT_SECONDS  # for a slot, before each of the two calls
+    token_fetch = wait + (retries + 1) * connect + read + _one_call_budget(connect=0, read=0, retries=retries)
+    slowest_request = token_fetch + wait + _one_call_budget(connect=connect, read=read, retries=retries)
     assert slowest_request < int(defaults["graceful_timeout"])

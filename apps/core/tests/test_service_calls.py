@@ -133,12 +133,12 @@ def test_connection_refused_raises_service_call_error():
 
 @override_settings(SERVICE_CALL_CONNECT_TIMEOUT=1.0, SERVICE_CALL_READ_TIMEOUT=5.0, SERVICE_CALL_RETRIES=2)
 def test_the_budgets_are_derived_from_the_timeouts_and_retries():
-    # 3 attempts of 1 s + 5 s, and 0.4 s of backoff between them.
-    assert service_calls.call_budget_seconds(retried=True) == pytest.approx(18.4)
-    # Only failed connects are repeated: 2 x 1 s, then 1 s + 5 s, with the same backoff.
-    assert service_calls.call_budget_seconds(retried=False) == pytest.approx(8.4)
-    assert service_calls.service_call_budget_seconds() == pytest.approx(26.8)
-    assert service_calls.call_budget_seconds(timeout=(0.5, 1.0)) == pytest.approx(4.9)
+    # 0.5 s for a bulkhead slot, 3 attempts of 1 s + 5 s, and 0.4 s of backoff between them.
+    assert service_calls.call_budget_seconds(retried=True) == pytest.approx(18.9)
+    # Only failed connects are repeated: 2 x 1 s, then 1 s + 5 s, with the same wait and backoff.
+    assert service_calls.call_budget_seconds(retried=False) == pytest.approx(8.9)
+    assert service_calls.service_call_budget_seconds() == pytest.approx(27.8)
+    assert service_calls.call_budget_seconds(timeout=(0.5, 1.0)) == pytest.approx(5.4)
 
 
 @override_settings(SERVICE_CALL_CONNECT_TIMEOUT=0.2, SERVICE_CALL_READ_TIMEOUT=0.3, SERVICE_CALL_RETRIES=2)
@@ -222,7 +222,7 @@ def slow_server():
     httpd.server_close()
 
 
-@override_settings(SERVICE_CALL_MAX_IN_FLIGHT=2)
+@override_settings(SERVICE_CALL_MAX_IN_FLIGHT=2, SERVICE_CALL_BULKHEAD_WAIT_SECONDS=0.2)
 def test_a_slow_callee_holds_at_most_its_bulkhead_of_threads_and_other_callees_are_unaffected(slow_server, server):
     held = [
         threading.Thread(target=call, args=("GET", slow_server.url, "/slow"), kwargs={"auth": None}) for _ in range(2)
@@ -249,3 +249,13 @@ def test_a_failed_call_gives_its_slot_back():
     with pytest.raises(ServiceCallError):
         call("GET", "http://127.0.0.1:9", "/refused", auth=None)
     assert service_calls.bulkhead.in_flight("http://127.0.0.1:9") == 0
+
+
+@override_settings(SERVICE_CALL_MAX_IN_FLIGHT=1, SERVICE_CALL_BULKHEAD_WAIT_SECONDS=5)
+def test_a_call_waits_for_a_slot_freed_within_the_bulkhead_wait(slow_server):
+    first = threading.Thread(target=call, args=("GET", slow_server.url, "/first"), kwargs={"auth": None})
+    first.start()
+    assert slow_server.arrived.acquire(timeout=5)
+    threading.Timer(0.3, slow_server.answer.set).start()  # the first call ends while the second waits
+    assert call("GET", slow_server.url, "/second", auth=None).status_code == 200
+    first.join(timeout=10)
