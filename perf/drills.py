@@ -500,7 +500,8 @@ def run_drill(drill: Drill, arguments: argparse.Namespace, workdir: Path) -> Out
             before_fault,
         )
         with ReadinessWatch(stack) as readiness:
-            k6 = subprocess.Popen(command, cwd=REPO, env=k6_env, stdout=subprocess.DEVNULL)  # noqa: S603
+            with (workdir / f"{drill.name}.k6.log").open("wb") as k6_log:
+                k6 = subprocess.Popen(command, cwd=REPO, env=k6_env, stdout=k6_log, stderr=subprocess.STDOUT)  # noqa: S603
             try:
                 # k6 logs its users in first (setup), a few seconds; the fault waits for the load.
                 wait_for_load(k6_output, timeout=60)
@@ -597,6 +598,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--results", default=str(PERF / "results"), help="folder of the report (default perf/results)")
     parser.add_argument("--date", default=dt.datetime.now(tz=dt.UTC).date().isoformat())
+    parser.add_argument("--keep", type=Path, help="keep k6's output and the services' logs in this folder")
     arguments = parser.parse_args(argv)
     if not arguments.database_url.startswith("postgres://"):
         parser.error("the drills run on PostgreSQL: --database-url postgres://...")
@@ -612,8 +614,13 @@ def main(argv: list[str]) -> int:
     machine = machine_description("postgres", arguments.database_url)
     outcomes = []
     for name in arguments.drills or list(DRILLS):
-        with tempfile.TemporaryDirectory(prefix=f"drill-{name}-") as workdir:
-            outcome = run_drill(DRILLS[name], arguments, Path(workdir))
+        if arguments.keep:
+            workdir = arguments.keep / name
+            workdir.mkdir(parents=True, exist_ok=True)
+            outcome = run_drill(DRILLS[name], arguments, workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"drill-{name}-") as temporary:
+                outcome = run_drill(DRILLS[name], arguments, Path(temporary))
         outcomes.append(outcome)
         for verdict in outcome.verdicts:
             logger.info("%s  %s: %s", "ok    " if verdict.passed else "FAILED", verdict.what, verdict.measured)
