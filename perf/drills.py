@@ -591,7 +591,7 @@ def report(outcomes: list[Outcome], arguments: argparse.Namespace, machine: dict
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("drills", nargs="*", choices=list(DRILLS), help="which (default: all)")
+    parser.add_argument("drills", nargs="*", metavar="DRILL", help=f"which: {', '.join(DRILLS)} (default: all)")
     parser.add_argument("--rate", type=int, default=4, help="journeys started per second (default 4)")
     parser.add_argument("--before-seconds", type=int, default=15, help="load before the fault (default 15)")
     parser.add_argument("--after-seconds", type=int, default=15, help="load after the settle time (default 15)")
@@ -600,6 +600,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--date", default=dt.datetime.now(tz=dt.UTC).date().isoformat())
     parser.add_argument("--keep", type=Path, help="keep k6's output and the services' logs in this folder")
     arguments = parser.parse_args(argv)
+    unknown = [name for name in arguments.drills if name not in DRILLS]
+    if unknown:
+        parser.error(f"no such drill: {', '.join(unknown)} (there are {', '.join(DRILLS)})")
     if not arguments.database_url.startswith("postgres://"):
         parser.error("the drills run on PostgreSQL: --database-url postgres://...")
     restarts = "postgres-restart" in (arguments.drills or DRILLS)

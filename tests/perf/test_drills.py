@@ -70,3 +70,11 @@ def test_phases_split_by_when_a_request_was_sent(drills):
     assert drills.no_server_errors({"order_list": stats}).passed
     assert not drills.no_failures({"order_list": stats}, ("order_list",), ("before", "during", "after")).passed
     assert drills.no_failures({"order_list": stats}, ("order_list",), ("before", "after")).passed
+
+
+def test_the_drills_to_run_are_all_by_default_and_an_unknown_one_is_refused(drills, capsys):
+    assert drills.parse([]).drills == []
+    assert drills.parse(["auth-hung"]).drills == ["auth-hung"]
+    with pytest.raises(SystemExit):
+        drills.parse(["no-such-drill"])
+    assert "no such drill: no-such-drill" in capsys.readouterr().err
