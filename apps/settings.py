@@ -158,7 +158,7 @@ SERVICE_CALL_RETRIES = env_int("SERVICE_CALL_RETRIES", 2)
 # payments-slow shows why); fewer would refuse calls a merely busy callee answers in time.
 SERVICE_CALL_MAX_IN_FLIGHT = env_int("SERVICE_CALL_MAX_IN_FLIGHT", max(1, env_int("GUNICORN_THREADS", 4) - 1))
 # How long a call waits for a slot when the bulkhead is full: a burst passes, a slow callee does not.
-SERVICE_CALL_BULKHEAD_WAIT_SECONDS = env_float("SERVICE_CALL_BULKHEAD_WAIT_SECONDS", 0.5)
+SERVICE_CALL_BULKHEAD_WAIT_SECONDS = env_float("SERVICE_CALL_BULKHEAD_WAIT_SECONDS", 0.1)
 if SERVICE_CALL_MAX_IN_FLIGHT < 1:
     raise ImproperlyConfigured("SERVICE_CALL_MAX_IN_FLIGHT must be 1 or more: 0 would refuse every service call")
 

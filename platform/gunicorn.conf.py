@@ -37,11 +37,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 # --- timeouts, consistent with apps/core/service_calls.py ---------------------------------------------
-# One outbound call may wait 0.5 s for a bulkhead slot, then take 3 attempts (SERVICE_CALL_RETRIES=2)
-# of at most 1 s to connect plus 5 s to read, with 0.4 s of backoff in between: 18.9 s. The slowest
+# One outbound call may wait 0.1 s for a bulkhead slot, then take 3 attempts (SERVICE_CALL_RETRIES=2)
+# of at most 1 s to connect plus 5 s to read, with 0.4 s of backoff in between: 18.5 s. The slowest
 # legitimate request, an order placed while orders has no service token yet, fetches a token (a POST
-# without an idempotency key, so only failed connects are retried: at most 0.5 s + 3 x 1 s + 5 s +
-# 0.4 s = 8.9 s) and then charges the payment (18.9 s): 27.8 s. Both timeouts below leave room above
+# without an idempotency key, so only failed connects are retried: at most 0.1 s + 3 x 1 s + 5 s +
+# 0.4 s = 8.5 s) and then charges the payment (18.5 s): 27.0 s. Both timeouts below leave room above
 # that, and callers of a service (ingress, load tests) must wait longer than this service's own retry
 # budget, or their retries only add load.
 #

@@ -77,8 +77,8 @@ def call_budget_seconds(*, retried: bool = True, timeout: tuple[float, float] | 
 
     `retried`: a call the client may repeat after a read timeout (an idempotent method, or a POST
     with an Idempotency-Key); other calls repeat only failed connects. With the defaults (0.5 s for
-    a bulkhead slot, 1 s connect, 5 s read, 2 retries): 0.5 s + 3 x 6 s + 0.4 s = 18.9 s retried,
-    0.5 s + 3 x 1 s + 5 s + 0.4 s = 8.9 s not.
+    a bulkhead slot, 1 s connect, 5 s read, 2 retries): 0.1 s + 3 x 6 s + 0.4 s = 18.5 s retried,
+    0.1 s + 3 x 1 s + 5 s + 0.4 s = 8.5 s not.
     """
     connect, read = timeout or (settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.SERVICE_CALL_READ_TIMEOUT)
     retries = settings.SERVICE_CALL_RETRIES
@@ -90,7 +90,7 @@ def call_budget_seconds(*, retried: bool = True, timeout: tuple[float, float] | 
 
 def service_call_budget_seconds() -> float:
     """The longest call made with this service's token: a token fetch (a POST without a key) and
-    then the retried call itself. 27.8 s with the defaults."""
+    then the retried call itself. 27.0 s with the defaults."""
     return call_budget_seconds(retried=False) + call_budget_seconds(retried=True)
 
 

@@ -12,7 +12,7 @@ export const URLS = {
 
 export const PASSWORD = 'correct horse battery staple';
 
-// Longer than orders' own worst case (a token fetch plus a retried charge, 27.8 s, see
+// Longer than orders' own worst case (a token fetch plus a retried charge, 27.0 s, see
 // platform/gunicorn.conf.py): a caller that gives up earlier only adds retries to an overloaded service.
 export const REQUEST_TIMEOUT = '30s';
 

@@ -119,7 +119,7 @@ def test_one_service_call_budget_with_the_default_settings():
         read=settings.SERVICE_CALL_READ_TIMEOUT,
         retries=settings.SERVICE_CALL_RETRIES,
     )
-    assert round(settings.SERVICE_CALL_BULKHEAD_WAIT_SECONDS + budget, 1) == 18.9
+    assert round(settings.SERVICE_CALL_BULKHEAD_WAIT_SECONDS + budget, 1) == 18.5
 
 
 def test_graceful_timeout_outlasts_a_token_fetch_and_a_retried_call(defaults):

@@ -133,12 +133,12 @@ def test_connection_refused_raises_service_call_error():
 
 @override_settings(SERVICE_CALL_CONNECT_TIMEOUT=1.0, SERVICE_CALL_READ_TIMEOUT=5.0, SERVICE_CALL_RETRIES=2)
 def test_the_budgets_are_derived_from_the_timeouts_and_retries():
-    # 0.5 s for a bulkhead slot, 3 attempts of 1 s + 5 s, and 0.4 s of backoff between them.
-    assert service_calls.call_budget_seconds(retried=True) == pytest.approx(18.9)
+    # 0.1 s for a bulkhead slot, 3 attempts of 1 s + 5 s, and 0.4 s of backoff between them.
+    assert service_calls.call_budget_seconds(retried=True) == pytest.approx(18.5)
     # Only failed connects are repeated: 2 x 1 s, then 1 s + 5 s, with the same wait and backoff.
-    assert service_calls.call_budget_seconds(retried=False) == pytest.approx(8.9)
-    assert service_calls.service_call_budget_seconds() == pytest.approx(27.8)
-    assert service_calls.call_budget_seconds(timeout=(0.5, 1.0)) == pytest.approx(5.4)
+    assert service_calls.call_budget_seconds(retried=False) == pytest.approx(8.5)
+    assert service_calls.service_call_budget_seconds() == pytest.approx(27.0)
+    assert service_calls.call_budget_seconds(timeout=(0.5, 1.0)) == pytest.approx(5.0)
 
 
 @override_settings(SERVICE_CALL_CONNECT_TIMEOUT=0.2, SERVICE_CALL_READ_TIMEOUT=0.3, SERVICE_CALL_RETRIES=2)
