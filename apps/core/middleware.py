@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.core import context, probes
 from apps.core.problem_codes import status_code
-from apps.core.problems import CONTENT_TYPE, DATABASE_UNAVAILABLE, database_unavailable, problem_response
+from apps.core.problems import CONTENT_TYPE, database_unavailable, is_database_unavailable, problem_response
 
 access_logger = logging.getLogger("apps.access")
 
@@ -161,6 +161,6 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, DATABASE_UNAVAILABLE):
+        if is_database_unavailable(exception):
             return database_unavailable(exception)
         return None

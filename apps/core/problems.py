@@ -5,6 +5,7 @@ large, an unhandled exception) goes through the handler views that `apps.urls` r
 """
 
 import logging
+import sqlite3
 import sys
 from http import HTTPStatus
 
@@ -108,10 +109,28 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 # A lost or refused database connection (the server restarting or failing over, no connection slot
-# left) means the service is unavailable for a moment, not that it has a bug: 503 with Retry-After,
-# so clients and balancers retry, instead of a 500.
+# left, a busy SQLite file) means the service is unavailable for a moment, not that it has a bug: 503
+# with Retry-After, so clients and balancers retry, instead of a 500. Only those: SQLite reports a
+# missing table as an OperationalError too, and that stays a 500.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 DATABASE_RETRY_AFTER_SECONDS = 1
+# SQLSTATE classes: connection exception, insufficient resources (too many connections), operator
+# intervention (admin shutdown, cannot connect now, statement cancelled).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file")
+
+
+def is_database_unavailable(error: BaseException | None) -> bool:
+    if not isinstance(error, DATABASE_UNAVAILABLE):
+        return False
+    if isinstance(error, InterfaceError):
+        return True  # a connection already closed
+    cause = error.__cause__
+    if isinstance(cause, sqlite3.Error):
+        return any(text in str(cause) for text in _SQLITE_UNAVAILABLE)
+    sqlstate = getattr(cause, "sqlstate", None)
+    # psycopg's own connection failures (refused, server closed the connection) carry no SQLSTATE.
+    return sqlstate is None or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
 
 
 def database_unavailable(error: Exception) -> HttpResponse:
@@ -127,7 +146,7 @@ def database_unavailable(error: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     # Django calls this inside its `except` around the request: the exception is the one in hand.
     error = sys.exc_info()[1]
-    if isinstance(error, DATABASE_UNAVAILABLE):
+    if is_database_unavailable(error):
         return database_unavailable(error)
     return problem_response(
         500, code="internal_error", detail="An unexpected error occurred; quote the request id when reporting it."

@@ -182,3 +182,34 @@ def test_django_s_500_handler_answers_503_for_a_lost_database_outside_any_view(r
     assert (response.status_code, response["Retry-After"]) == (503, "1")
     assert json.loads(response.content)["code"] == "database_unavailable"
     assert server_error(rf.get("/api/orders/")).status_code == 500  # nothing in hand: a bug
+
+
+def _raised_from(cause: Exception):
+    """A Django database error as Django raises it: wrapping the driver's error as its cause."""
+    from django.db import OperationalError
+
+    try:
+        raise OperationalError(str(cause)) from cause
+    except OperationalError as error:
+        return error
+
+
+def test_only_connection_failures_count_as_the_database_being_unavailable():
+    import sqlite3
+
+    import psycopg
+
+    from apps.core.problems import is_database_unavailable
+
+    class AdminShutdown(psycopg.OperationalError):
+        sqlstate = "57P01"
+
+    class UndefinedColumn(psycopg.OperationalError):
+        sqlstate = "42703"
+
+    assert is_database_unavailable(_raised_from(psycopg.OperationalError("server closed the connection")))
+    assert is_database_unavailable(_raised_from(AdminShutdown("terminating connection")))
+    assert is_database_unavailable(_raised_from(sqlite3.OperationalError("database is locked")))
+    assert not is_database_unavailable(_raised_from(sqlite3.OperationalError("no such table: payments_payment")))
+    assert not is_database_unavailable(_raised_from(UndefinedColumn("column does not exist")))
+    assert not is_database_unavailable(RuntimeError("boom"))
