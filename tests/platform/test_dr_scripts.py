@@ -7,12 +7,13 @@ skipped on SQLite; the file cases (auth's signing key, exported Secrets) need on
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
+
+from tests.live import Databases
 
 REPO = Path(__file__).resolve().parent.parent.parent
 BACKUP = REPO / "platform" / "dr" / "backup.sh"
@@ -137,34 +138,28 @@ def test_a_bad_setting_is_refused_with_no_backup_written(keys, tmp_path):
 
 
 @pytest.fixture
-def source_database():
-    """A database of its own on the suite's server with a table of known rows; dropped after."""
-    import psycopg
-
-    admin = _admin_url()
-    name = f"dr_source_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(url) as connection:
-        connection.execute("CREATE TABLE ledger (id bigserial PRIMARY KEY, amount bigint NOT NULL CHECK (amount > 0))")
-        connection.execute("INSERT INTO ledger (amount) SELECT g FROM generate_series(1, 500) g")
-    yield url
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def databases(tmp_path):
+    """Databases of their own on the suite's server (tests/live.py's), dropped after."""
+    created = Databases(tmp_path, _admin_url())
+    yield created
+    created.drop_all()
 
 
 @pytest.fixture
-def empty_database():
+def source_database(databases):
+    """A table of known rows."""
     import psycopg
 
-    admin = _admin_url()
-    name = f"dr_target_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = databases.url_for("dr_source")
+    with psycopg.connect(url) as connection:
+        connection.execute("CREATE TABLE ledger (id bigserial PRIMARY KEY, amount bigint NOT NULL CHECK (amount > 0))")
+        connection.execute("INSERT INTO ledger (amount) SELECT g FROM generate_series(1, 500) g")
+    return url
+
+
+@pytest.fixture
+def empty_database(databases):
+    return databases.url_for("dr_target")
 
 
 def _admin_url() -> str:
