@@ -46,14 +46,13 @@ import requests  # noqa: E402
 from bench import K6, git_commit, machine_description  # noqa: E402
 
 from tests.faults import FaultLine  # noqa: E402
-from tests.live import Databases, Stack, stack_start  # noqa: E402
+from tests.live import OUTBOX_TABLES, Databases, Stack, stack_start  # noqa: E402
 
 logger = logging.getLogger("drills")
 PERF = REPO / "perf"
 SERVICES = ("auth", "orders", "payments", "notifications")
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/platform"
 READS = ("order_list", "order_detail")
-OUTBOXES = {"orders": "orders_orderevent", "payments": "payments_paymentevent"}
 
 
 @dataclass(frozen=True)
@@ -199,10 +198,9 @@ class Ledger:
     def read(cls, stack: Stack) -> Ledger:
         by_status = dict(stack["orders"].sql("SELECT status, count(*) FROM orders_order GROUP BY status ORDER BY 1"))
         emitted = set()
-        undelivered = 0
-        for service, outbox in OUTBOXES.items():
+        for service, outbox in OUTBOX_TABLES.items():
             emitted |= {row[0] for row in stack[service].sql(f"SELECT id FROM {outbox}")}  # noqa: S608
-            undelivered += stack[service].sql(f"SELECT count(*) FROM {outbox} WHERE delivered_at IS NULL")[0][0]  # noqa: S608
+        undelivered = stack.events_undelivered()
         processed = {row[0] for row in stack["notifications"].sql("SELECT event_id FROM notifications_processedevent")}
         paid = {row[0] for row in stack["orders"].sql("SELECT id FROM orders_order WHERE status = 'paid'")}
         captured = {
@@ -458,10 +456,7 @@ def drain(stack: Stack, *, timeout: float) -> float:
     """Seconds until every outbox is delivered (the relays keep working after k6 stops)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if all(
-            not stack[service].sql(f"SELECT count(*) FROM {outbox} WHERE delivered_at IS NULL")[0][0]  # noqa: S608
-            for service, outbox in OUTBOXES.items()
-        ):
+        if not stack.events_undelivered():
             return round(time.monotonic() - started, 1)
         time.sleep(0.5)
     return float("inf")

@@ -226,6 +226,14 @@ class Stack:
     def __getitem__(self, name: str) -> LiveService:
         return self.services[name]
 
+    def events_undelivered(self) -> int:
+        """Events waiting in the outboxes of the running services."""
+        return sum(
+            self[name].sql(f"SELECT count(*) FROM {table} WHERE delivered_at IS NULL")[0][0]  # noqa: S608
+            for name, table in OUTBOX_TABLES.items()
+            if name in self.services
+        )
+
     def stop(self) -> None:
         for relay in self.relays.values():
             relay.stop()
@@ -250,8 +258,9 @@ CLIENT_SCOPES = {
 ADDRESS_LIMITED = ("REGISTER", "LOGIN", "REFRESH", "CLIENT_TOKEN")
 
 
-# The services with an outbox, whose relays deliver to notifications.
+# The services with an outbox, whose relays deliver to notifications, and their outbox tables.
 RELAYED = ("orders", "payments")
+OUTBOX_TABLES = {"orders": "orders_orderevent", "payments": "payments_paymentevent"}
 
 
 def stack_start(
