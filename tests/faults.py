@@ -25,7 +25,6 @@ class FaultLine:
         self.target = ("127.0.0.1", target_port) if target_port else None
         self.port = free_port()
         self.delay_seconds = 0.0
-        self.forwarded_chunks = 0
         self._healthy = threading.Event()  # cleared while hung: forwarding waits on it
         self._healthy.set()
         self._lock = threading.Lock()
@@ -102,7 +101,6 @@ class FaultLine:
                     if self.delay_seconds and new_request.is_set():
                         time.sleep(self.delay_seconds)
                     new_request.clear()
-                    self.forwarded_chunks += 1
                 else:
                     new_request.set()  # an answer: what the client sends next is another request
                 sink.sendall(chunk)
