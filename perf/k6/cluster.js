@@ -13,7 +13,8 @@
 // TOKEN_RENEW_AFTER_SECONDS (default 200) and TOKEN_RENEW_SPREAD_SECONDS (default 60: each virtual
 // user renews up to this much later), SUMMARY_FILE.
 // One JSON line per response goes to the console: {t: end time in ms, n: request name, s: status,
-// e: k6 error code, d: duration in ms, v: the X-Request-ID}.
+// e: k6 error code, d: duration in ms, v: the X-Request-ID, c: a problem's code, for a status of 400 or
+// more that answered problem+json}.
 import http from 'k6/http';
 import { check, fail } from 'k6';
 import exec from 'k6/execution';
@@ -64,6 +65,18 @@ export const options = {
   thresholds: { http_req_failed: ['rate<0.01'], checks: ['rate>0.99'] },
 };
 
+function problemCode(response) {
+  if (response.status < 400 || !String(response.headers['Content-Type'] || '').includes('json')) {
+    return '';
+  }
+  try {
+    const code = response.json('code');
+    return typeof code === 'string' ? code : '';
+  } catch (error) {
+    return '';
+  }
+}
+
 function logged(response, name) {
   console.log(
     JSON.stringify({
@@ -73,6 +86,7 @@ function logged(response, name) {
       e: response.error_code,
       d: Math.round(response.timings.duration * 10) / 10,
       v: response.headers['X-Request-Id'] || '',
+      c: problemCode(response),
     }),
   );
   return response;

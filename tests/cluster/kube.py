@@ -164,6 +164,39 @@ class Cluster:
             tty=False,
         )
 
+    def diagnosis(self, request_ids: list[str], *, tail: int = 40) -> str:
+        """What the cluster knows about failed requests: every log line of every pod in the namespace
+        (previous containers included) that names one of `request_ids`, the last `tail` lines of the
+        database's log, pods that restarted, and the namespace's Warning events."""
+        lines = []
+        for pod in self.core.list_namespaced_pod(NAMESPACE).items:
+            name = pod.metadata.name
+            for status in pod.status.container_statuses or []:
+                sources = [False] + ([True] if status.restart_count else [])
+                if status.restart_count:
+                    lines.append(f"restarted: {name}/{status.name} x{status.restart_count}")
+                for previous in sources:
+                    try:
+                        log = self.core.read_namespaced_pod_log(
+                            name, NAMESPACE, container=status.name, previous=previous, _request_timeout=30
+                        )
+                    except client.ApiException as error:
+                        lines.append(f"{name}/{status.name}: no log ({error.status})")
+                        continue
+                    label = f"{name}/{status.name}{' (previous)' if previous else ''}"
+                    own = log.splitlines()
+                    if name.startswith("postgresql-"):
+                        lines += [f"{label}: {line}" for line in own[-tail:]]
+                    lines += [f"{label}: {line}" for line in own if any(rid and rid in line for rid in request_ids)]
+        for event in self.core.list_namespaced_event(NAMESPACE).items:
+            if event.type == "Warning":
+                when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+                lines.append(
+                    f"event {when} {event.involved_object.kind}/{event.involved_object.name}: "
+                    f"{event.reason}: {event.message}"
+                )
+        return "\n".join(lines)
+
     def pods(self, service: str, color: str) -> list[client.V1Pod]:
         selector = f"app.kubernetes.io/name={service},app.kubernetes.io/component=api,color={color}"
         return self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items

@@ -33,6 +33,7 @@ class Request:
     error_code: int
     duration_ms: float
     request_id: str
+    problem_code: str = ""  # the problem+json `code` of a failed response, when it had one
 
     @property
     def failed(self) -> bool:
@@ -145,6 +146,7 @@ class Load:
                     error_code=entry["e"],
                     duration_ms=entry["d"],
                     request_id=entry["v"],
+                    problem_code=entry.get("c", ""),
                 )
             )
         return found

@@ -290,8 +290,16 @@ def test_a_live_pod_deleted_under_load_is_replaced(cluster, load):
 def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, load):
     result = load.stop()
     path = record_results(cluster, result)
-    failed = [(r.name, r.status, r.error_code, r.request_id) for r in result.failed]
-    assert (result.k6_failed_count(), failed) == (0, []), f"see {path}"
+    failed = [(r.name, r.status, r.error_code, r.problem_code, r.request_id) for r in result.failed]
+    if failed:
+        diagnosis = cluster.diagnosis([r.request_id for r in result.failed])
+        (load.workdir / "diagnosis.txt").write_text(diagnosis + "\n")
+        pytest.fail(
+            f"{len(failed)} requests failed (k6 counts {result.k6_failed_count()}), see {path}: {failed[:20]}\n"
+            f"what the cluster logged about them ({load.workdir / 'diagnosis.txt'}):\n{diagnosis[-12000:]}",
+            pytrace=False,
+        )
+    assert result.k6_failed_count() == 0, f"see {path}"
     assert len(result.requests) > 500
     assert len(RECORD["releases"]) == len(SERVICES), "every service's release ran"
     assert len(RECORD.get("forced_rollbacks", {})) == len(SERVICES), "every service's forced rollback ran"
@@ -314,7 +322,14 @@ def record_results(cluster, result) -> str:
         "requests": len(result.requests),
         "failed": len(result.failed),
         "failures": [
-            {"at": r.at, "name": r.name, "status": r.status, "error_code": r.error_code, "request_id": r.request_id}
+            {
+                "at": r.at,
+                "name": r.name,
+                "status": r.status,
+                "error_code": r.error_code,
+                "problem_code": r.problem_code,
+                "request_id": r.request_id,
+            }
             for r in result.failed
         ],
         "k6_failed": result.k6_failed_count(),
