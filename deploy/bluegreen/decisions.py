@@ -364,16 +364,16 @@ def gate_job(*, template: dict, service: str, run: str, namespace: str) -> dict:
     for container in pod["spec"]["containers"]:
         env = [item for item in container.get("env", []) if item["name"] not in settings]
         container["env"] = env + [{"name": name, "value": value} for name, value in settings.items()]
-    duration = next(
-        (item["value"] for item in pod["spec"]["containers"][0]["env"] if item["name"] == "DURATION"), "30s"
-    )
+    env = {item["name"]: item.get("value") for item in pod["spec"]["containers"][0]["env"]}
+    # gate.js's warm-up, then its measured reads (its defaults when the template sets neither).
+    run_seconds = duration_seconds(env.get("WARMUP") or "10s") + duration_seconds(env.get("DURATION") or "30s")
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": f"{service}-gate-{run}", "namespace": namespace, "labels": labels},
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": duration_seconds(duration) + 180,
+            "activeDeadlineSeconds": run_seconds + 180,
             "ttlSecondsAfterFinished": 3600,
             "template": pod,
         },

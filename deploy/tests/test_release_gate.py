@@ -107,7 +107,7 @@ def test_the_gate_job_is_the_templates_pod_told_which_service_and_colors(rendere
         "http://payments.platform.svc.cluster.local",
     )
     assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "gate"
-    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (0, 30 + 180)
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (0, 10 + 30 + 180)
     assert template["template"]["spec"]["containers"][0]["env"] != container["env"]  # the template is untouched
 
 
