@@ -374,38 +374,66 @@ def wait_for_rollout(ctx: Context, *, service: str, color: str, image: str, live
         ctx.sleep(ctx.poll_seconds)
 
 
+CONFLICT_ATTEMPTS = 5
+
+
+def _on_conflict_retried(change: Callable[[], None]) -> None:
+    """`change()` reads an object and patches it with the resourceVersion it read; a conflict means
+    another writer came in between (the HPA controller writes an autoscaler's status every sync, so
+    right after a promote it often does), and the change is made again on a fresh read. The service's
+    Lease keeps other operators out, so what changed in between is never the field being set."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            change()
+            return
+        except ConflictError:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+
+
 def _move_autoscaler(ctx: Context, *, service: str, color: str) -> None:
     """Put the service's autoscaler on `color`, the live one. It carries on from that color's size
     (the live color's, given at deploy or kept since the last promote); the color it leaves keeps
     its size, as the way back, until scale-down."""
     name = autoscaler_name(service=service)
     target = deployment_name(service=service, color=color)
-    autoscaler = ctx.cluster.read_autoscaler(name=name)
-    if autoscaler.get("spec", {}).get("scaleTargetRef", {}).get("name") == target:
-        return
-    ctx.cluster.patch_autoscaler(
-        name=name,
-        body={
-            "metadata": {"resourceVersion": autoscaler["metadata"]["resourceVersion"], "annotations": change_stamp()},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}},
-        },
-    )
-    ctx.say(f"HorizontalPodAutoscaler {name} now scales {target}")
+
+    def change() -> None:
+        autoscaler = ctx.cluster.read_autoscaler(name=name)
+        if autoscaler.get("spec", {}).get("scaleTargetRef", {}).get("name") == target:
+            return
+        ctx.cluster.patch_autoscaler(
+            name=name,
+            body={
+                "metadata": {
+                    "resourceVersion": autoscaler["metadata"]["resourceVersion"],
+                    "annotations": change_stamp(),
+                },
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}},
+            },
+        )
+        ctx.say(f"HorizontalPodAutoscaler {name} now scales {target}")
+
+    _on_conflict_retried(change)
 
 
 def _point_preview(ctx: Context, *, service: str, color: str) -> None:
     name = preview_service_name(service=service)
-    preview = ctx.cluster.read_service(name=name)
-    if (preview.get("spec", {}).get("selector") or {}).get("color") == color:
-        return
-    ctx.cluster.patch_service(
-        name=name,
-        body={
-            "metadata": {"resourceVersion": preview["metadata"]["resourceVersion"], "annotations": change_stamp()},
-            "spec": {"selector": {"color": color}},
-        },
-    )
-    ctx.say(f"Service {name} now selects {color}")
+
+    def change() -> None:
+        preview = ctx.cluster.read_service(name=name)
+        if (preview.get("spec", {}).get("selector") or {}).get("color") == color:
+            return
+        ctx.cluster.patch_service(
+            name=name,
+            body={
+                "metadata": {"resourceVersion": preview["metadata"]["resourceVersion"], "annotations": change_stamp()},
+                "spec": {"selector": {"color": color}},
+            },
+        )
+        ctx.say(f"Service {name} now selects {color}")
+
+    _on_conflict_retried(change)
 
 
 def smoke_test(ctx: Context, *, service: str, color: str, attempts: int = 5) -> dict:

@@ -84,6 +84,24 @@ def test_rollback_moves_the_autoscaler_back(ctx, fake_kubernetes):
     assert _autoscaled(fake_kubernetes, "orders") == "orders-blue"
 
 
+def test_the_autoscaler_moves_when_its_controller_writes_its_status_in_between(ctx, fake_kubernetes, said):
+    """The HPA controller updates an autoscaler's status every sync (a new resourceVersion each
+    time), often right after a switch: the tool's patch meets a conflict, reads again and moves it."""
+    _promoted(ctx, fake_kubernetes)
+    status_writes = []
+
+    def controller_syncs_first(method, path):
+        if method == "PATCH" and path.endswith("/horizontalpodautoscalers/orders") and len(status_writes) < 2:
+            status_writes.append(path)
+            fake_kubernetes.touch("horizontalpodautoscalers", "orders", patch={"status": {"currentReplicas": 3}})
+
+    fake_kubernetes.before_request = controller_syncs_first
+    commands.rollback(ctx, service="orders")
+
+    assert (len(status_writes), _autoscaled(fake_kubernetes, "orders")) == (2, "orders-blue")
+    assert not any("still scales" in line for line in said), said
+
+
 def test_deploy_leaves_the_autoscaler_on_the_live_color(ctx, fake_kubernetes):
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
