@@ -172,10 +172,9 @@ class Cluster:
         for pod in self.core.list_namespaced_pod(NAMESPACE).items:
             name = pod.metadata.name
             for status in pod.status.container_statuses or []:
-                sources = [False] + ([True] if status.restart_count else [])
                 if status.restart_count:
                     lines.append(f"restarted: {name}/{status.name} x{status.restart_count}")
-                for previous in sources:
+                for previous in (False, True) if status.restart_count else (False,):
                     try:
                         log = self.core.read_namespaced_pod_log(
                             name, NAMESPACE, container=status.name, previous=previous, _request_timeout=30

@@ -5,6 +5,7 @@ switch are written to perf/results/."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import platform
@@ -296,7 +297,7 @@ def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, lo
         (load.workdir / "diagnosis.txt").write_text(diagnosis + "\n")
         pytest.fail(
             f"{len(failed)} requests failed (k6 counts {result.k6_failed_count()}), see {path}: {failed[:20]}\n"
-            f"what the cluster logged about them ({load.workdir / 'diagnosis.txt'}):\n{diagnosis[-12000:]}",
+            f"what the cluster logged about them ({load.workdir / 'diagnosis.txt'}):\n{diagnosis[:12000]}",
             pytrace=False,
         )
     assert result.k6_failed_count() == 0, f"see {path}"
@@ -321,17 +322,7 @@ def record_results(cluster, result) -> str:
     RECORD["load"] = {
         "requests": len(result.requests),
         "failed": len(result.failed),
-        "failures": [
-            {
-                "at": r.at,
-                "name": r.name,
-                "status": r.status,
-                "error_code": r.error_code,
-                "problem_code": r.problem_code,
-                "request_id": r.request_id,
-            }
-            for r in result.failed
-        ],
+        "failures": [dataclasses.asdict(r) for r in result.failed],
         "k6_failed": result.k6_failed_count(),
         "seconds": round(result.stopped_at - result.requests[0].at, 1) if result.requests else 0,
         "p95_ms": percentile(durations, 0.95),
