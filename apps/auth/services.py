@@ -22,6 +22,7 @@ from rest_framework import exceptions
 
 from apps.auth import keys
 from apps.auth.models import LoginAddress, LoginFailure, RefreshToken, ServiceClient, User
+from apps.core import metrics
 from apps.core.errors import Conflict
 from apps.core.ratelimit import Attempt, attempt_reserve, attempts_reset, rate_limit_take
 from apps.core.rates import Backoff
@@ -31,6 +32,19 @@ from apps.core.tokens import SERVICE, USER
 # check_password runs the default hasher once anyway: an unknown email costs what a wrong password
 # costs, so the answer's timing does not tell whether an account exists.
 _DUMMY_PASSWORD_HASH = make_password(None)
+
+# Throttled logins are 429 problems, counted by scope in rate_limit_refusals_total.
+LOGINS = metrics.counter(
+    "auth_logins", "Password logins checked, by outcome.", {"outcome": ("succeeded", "invalid_credentials")}
+)
+TOKENS_ISSUED = metrics.counter(
+    "auth_tokens_issued",
+    "Access tokens issued, by OAuth2 grant: password (login), refresh_token, client_credentials (services).",
+    {"grant": ("password", "refresh_token", "client_credentials")},
+)
+REFRESH_TOKEN_REUSES = metrics.counter(
+    "auth_refresh_token_reuses", "Refresh tokens presented again after use: their whole login was revoked."
+)
 
 
 @dataclass(frozen=True)
@@ -219,6 +233,7 @@ def user_login(*, email: str, password: str, client_address: str) -> TokenPair:
     password_ok = check_password(password, user.password if user else _DUMMY_PASSWORD_HASH)
     if user is None or not password_ok:
         LoginFailure.objects.create(email=email, remote_addr=_ip_or_none(client_address))
+        LOGINS.labels(outcome="invalid_credentials").inc()
         raise InvalidCredentials()
     now = timezone.now()
     with transaction.atomic():
@@ -226,6 +241,8 @@ def user_login(*, email: str, password: str, client_address: str) -> TokenPair:
         if address := _ip_or_none(client_address):
             LoginAddress.objects.update_or_create(user=user, address=address, defaults={"last_login_at": now})
         User.objects.filter(pk=user.pk).update(last_login_at=now)
+        metrics.count_after_commit(LOGINS, outcome="succeeded")
+        metrics.count_after_commit(TOKENS_ISSUED, grant="password")
         return _user_token_pair(user=user, family=uuid.uuid4())
 
 
@@ -296,7 +313,9 @@ def refresh_token_rotate(*, raw_token: str, client_address: str | None = None) -
             token.used_at = timezone.now()
             token.save(update_fields=["used_at"])
             pair = _user_token_pair(user=token.user, family=token.family)
-    if reused:  # raised after the commit, so the revocation stands
+            metrics.count_after_commit(TOKENS_ISSUED, grant="refresh_token")
+    if reused:
+        REFRESH_TOKEN_REUSES.inc()  # raised after the commit, so the revocation stands
         raise InvalidRefreshToken("The refresh token was already used; every token of this login is revoked.")
     return pair
 
@@ -325,6 +344,7 @@ def client_token_issue(*, client_id: str, client_secret: str, client_address: st
     if client is None or not secret_ok:
         raise InvalidClient()
     _secret_guesses_reset(kind="client-token", account=client_id, client_address=client_address)
+    TOKENS_ISSUED.labels(grant="client_credentials").inc()
     return TokenPair(
         access_token=_access_token(
             subject=client.client_id, kind=SERVICE, scopes=client.scopes, ttl=settings.CLIENT_TOKEN_TTL_SECONDS

@@ -7,4 +7,6 @@ class CoreConfig(AppConfig):
     verbose_name = "Platform kernel"
 
     def ready(self) -> None:
-        from apps.core import checks, schema  # noqa: F401, PLC0415 (register settings checks, OpenAPI extension)
+        from apps.core import checks, outbox, schema  # noqa: F401, PLC0415 (register settings checks, OpenAPI extension)
+
+        outbox.outbox_state_register()

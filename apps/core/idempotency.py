@@ -4,6 +4,7 @@ import re
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
+from prometheus_client import Counter
 from rest_framework import exceptions
 from rest_framework.request import Request
 
@@ -40,3 +41,16 @@ def idempotency_key_from(request: Request) -> str:
     if not _VALID.fullmatch(key):
         raise exceptions.ValidationError({HEADER: ["Use 1 to 255 printable ASCII characters without spaces."]})
     return key
+
+
+# Replays by view; a key in use (409) or reused for another request (422) is a problem answer,
+# counted by its code in http_problems_total.
+REPLAYS = Counter("idempotency_replays", "Requests answered with the stored answer of an earlier one.", ["view"])
+
+
+def replayed_headers(request: Request, *, replayed: bool) -> dict[str, str]:
+    """The answer's headers saying whether it is a replay; a replay is counted, by view."""
+    if not replayed:
+        return {}
+    REPLAYS.labels(view=request.resolver_match.view_name).inc()
+    return {REPLAYED_HEADER: "true"}

@@ -27,10 +27,11 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.db import connection, models
-from django.db.models import F, Q
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Now
+from django.utils import timezone
 
-from apps.core import service_calls, work_queue
+from apps.core import metrics, service_calls, work_queue
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ logger = logging.getLogger(__name__)
 PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 413, 415, 422})
 # Room above one delivery's worst case for the database writes around it.
 LEASE_MARGIN_SECONDS = 10.0
+
+DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "lost")
+DELIVERIES = metrics.counter(
+    "outbox_deliveries",
+    "Outbox delivery attempts by outcome: delivered; retry (not delivered, tried again later); failed "
+    "(refused for good, an operator decides); lost (the lease had passed to another relay).",
+    {"outcome": DELIVERY_OUTCOMES},
+)
 
 
 class OutboxEvent(models.Model):
@@ -176,6 +185,7 @@ def _record(
         outcome = "retry"
     if not work_queue.record(model, event.pk, worker=relay, **changes):
         outcome = "lost"  # the lease ran out and another relay took the event: its record stands
+    DELIVERIES.labels(outcome=outcome).inc()
     log = logger.info if outcome == "delivered" else logger.warning
     log(
         "outbox event %s",
@@ -266,3 +276,32 @@ def outbox_delivered_prune(model: type[OutboxEvent], *, older_than: timedelta, c
         if not chunk:
             return deleted
         deleted += model.objects.filter(pk__in=chunk).delete()[0]
+
+
+def _backlog_gauges() -> list:
+    """Per outbox model: events neither delivered nor failed, and the age of the oldest of them."""
+    now = timezone.now()
+    pending, oldest = [], []
+    for model in outbox_models():
+        backlog = _due(model).aggregate(events=Count("pk"), oldest=Min("created_at"))
+        labels = {"outbox": model._meta.label_lower}
+        pending.append((labels, backlog["events"]))
+        oldest.append((labels, max((now - backlog["oldest"]).total_seconds(), 0.0) if backlog["oldest"] else 0.0))
+    return [
+        metrics.gauge(
+            "outbox_pending_events",
+            "Outbox events neither delivered nor failed for good (due now or waiting for a retry).",
+            pending,
+        ),
+        metrics.gauge(
+            "outbox_oldest_pending_event_age_seconds",
+            "Age of the oldest outbox event neither delivered nor failed for good; 0 when there is none.",
+            oldest,
+        ),
+    ]
+
+
+def outbox_state_register() -> None:
+    """The outbox backlog in every scrape of a web process that has an outbox."""
+    if outbox_models():
+        metrics.state_reader_register("outbox", _backlog_gauges)

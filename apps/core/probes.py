@@ -7,9 +7,9 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from apps.core.metrics_files import collect_locked, multiproc_directory
+from apps.core import metrics as platform_metrics
 from apps.core.problems import problem_response
 
 _migrations_applied = False  # once true it stays true: a newer schema is the other color's business
@@ -75,12 +75,9 @@ def version(request: HttpRequest) -> HttpResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition; aggregated over every gunicorn worker when PROMETHEUS_MULTIPROC_DIR is
-    set, read while no exited worker's files are being folded into the archives."""
-    directory = multiproc_directory()
-    if directory is None:
-        return ExportToDjangoView(request)
-    return collect_locked(directory, lambda: ExportToDjangoView(request))
+    """Prometheus exposition: every gunicorn worker's counters and histograms (multiprocess mode),
+    the build info, and the service's state read from its database (apps.core.metrics)."""
+    return HttpResponse(platform_metrics.exposition(with_state=True), content_type=CONTENT_TYPE_LATEST)
 
 
 VIEWS = {"/healthz": healthz, "/readyz": readyz, "/version": version, "/metrics": metrics}

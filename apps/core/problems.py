@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import Counter
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -25,9 +26,16 @@ TYPE_PREFIX = "urn:problem-type:"
 
 logger = logging.getLogger(__name__)
 
+PROBLEMS = Counter(
+    "http_problems",
+    "Error answers (problem+json) by status and problem code: validation_error, idempotency_key_in_use, ...",
+    ["status", "code"],
+)
+
 
 def problem(status: int, *, code: str, detail: str, title: str | None = None, **extensions) -> dict:
     """The body of a problem: a stable `type` per `code`, a human `title` and `detail`, the request id."""
+    PROBLEMS.labels(status=str(status), code=code).inc()
     return {
         "type": f"{TYPE_PREFIX}{code}",
         "title": title or HTTPStatus(status).phrase,

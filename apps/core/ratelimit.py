@@ -11,7 +11,7 @@ transactions are serial), so that concurrent requests can never all read "one le
   count on success: parallel guesses each take a turn of their own. Nothing ever locks a key for
   good; attempts are forgotten after `window` seconds without one.
 
-Refusals raise DRF's Throttled: a 429 problem with Retry-After.
+Refusals raise DRF's Throttled: a 429 problem with Retry-After, counted in `rate_limit_refusals_total`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from prometheus_client import Counter
 from rest_framework.exceptions import Throttled
 
 from apps.core.models import RateLimitCounter
@@ -47,7 +48,15 @@ def _counter_locked(scope: str, key: str, *, now: datetime, tokens: float = 0) -
     return RateLimitCounter.objects.select_for_update().get(scope=scope, key_digest=digest)
 
 
-def _refuse(wait: float, detail: str):
+REFUSALS = Counter(
+    "rate_limit_refusals",
+    "Requests refused by a rate limit or a guessing delay (429), by scope (login:address, login:account, ...).",
+    ["scope"],
+)
+
+
+def _refuse(wait: float, detail: str, *, scope: str):
+    REFUSALS.labels(scope=scope).inc()  # at once: the refusal stands even though its transaction rolls back
     raise RateLimited(wait=max(1, math.ceil(wait)), detail=detail)
 
 
@@ -61,7 +70,7 @@ def rate_limit_take(*, scope: str, key: str, rate: Rate, detail: str = "Too many
         refill = max(0.0, (now - counter.updated_at).total_seconds()) * rate.count / rate.period
         tokens = min(float(rate.count), counter.tokens + refill)
         if tokens < 1:
-            _refuse((1 - tokens) * rate.period / rate.count, detail)
+            _refuse((1 - tokens) * rate.period / rate.count, detail, scope=scope)
         counter.tokens = tokens - 1
         counter.updated_at = now
         counter.save(update_fields=["tokens", "updated_at"])
@@ -100,9 +109,10 @@ def attempt_reserve(*attempts: Attempt) -> None:
             counter.attempts = 0 if quiet > attempt.backoff.window else counter.attempts
             pause = attempt_pause(counter.attempts, attempt.backoff)
             if pause > quiet:
-                refusals.append((pause - quiet, attempt.detail))
+                refusals.append((pause - quiet, attempt.detail, attempt.scope))
         if refusals:
-            _refuse(*max(refusals))
+            wait, detail, scope = max(refusals)
+            _refuse(wait, detail, scope=scope)
         for counter in counters:
             counter.attempts += 1
             counter.updated_at = now

@@ -26,11 +26,11 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from apps.core import work_queue
+from apps.core import metrics, work_queue
 from apps.core.money import CURRENCIES, amount_format
 from apps.notifications.models import EmailDelivery, Notification, ProcessedEvent
 
@@ -51,6 +51,18 @@ TEMPLATES = {
     "payment.refunded": ("Refund issued", "{amount} was refunded for order {order_id}."),
 }
 AMOUNT_KEYS = ("total", "amount", "refunded_amount")
+
+EVENTS_RECEIVED = metrics.counter(
+    "notifications_events_received",
+    "Events received, by whether they were new or a duplicate of one already filed (deduplicated by event id).",
+    {"result": ("new", "duplicate")},
+)
+EMAIL_OUTCOMES = ("sent", "retry", "failed", "lost")
+EMAIL_DELIVERIES = metrics.counter(
+    "notifications_email_deliveries",
+    "Email send attempts by outcome: sent; retry; failed (refused, or out of attempts); lost (lease passed on).",
+    {"outcome": EMAIL_OUTCOMES},
+)
 
 
 class _Placeholders(dict):
@@ -92,6 +104,7 @@ def event_accept(
             ProcessedEvent.objects.filter(pk=event_id).update(
                 times_received=F("times_received") + 1, last_received_at=Now()
             )
+            metrics.count_after_commit(EVENTS_RECEIVED, result="duplicate")
             return None, False
         title, body = _render(event_type, data)
         notification = Notification.objects.create(
@@ -100,6 +113,7 @@ def event_accept(
         recipient = _recipient(data)
         if recipient:  # queued; the email worker sends it
             EmailDelivery.objects.create(notification=notification, recipient=recipient, available_at=Now())
+        metrics.count_after_commit(EVENTS_RECEIVED, result="new")
     return notification, True
 
 
@@ -188,6 +202,7 @@ def _record(delivery: EmailDelivery, result: SendResult, *, worker: str, backoff
         outcome = "retry"
     if not work_queue.record(EmailDelivery, delivery.pk, worker=worker, **changes):
         outcome = "lost"
+    EMAIL_DELIVERIES.labels(outcome=outcome).inc()
     log = logger.info if outcome == "sent" else logger.warning
     log("email %s", outcome, extra={"delivery_id": delivery.pk, "attempts": attempts, "error": result.error[:200]})
     return outcome
@@ -277,3 +292,23 @@ def notification_mark_read(*, notification: Notification) -> Notification:
         Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
         notification.refresh_from_db(fields=["read_at"])
     return notification
+
+
+def _email_backlog_gauges() -> list:
+    backlog = EmailDelivery.objects.filter(_due()).aggregate(emails=Count("pk"), oldest=Min("created_at"))
+    age = max((timezone.now() - backlog["oldest"]).total_seconds(), 0.0) if backlog["oldest"] else 0.0
+    return [
+        metrics.gauge(
+            "notifications_pending_emails", "Emails queued and not yet sent nor failed.", [({}, backlog["emails"])]
+        ),
+        metrics.gauge(
+            "notifications_oldest_pending_email_age_seconds",
+            "Age of the oldest email not yet sent nor failed; 0 when there is none.",
+            [({}, age)],
+        ),
+    ]
+
+
+def notifications_state_register() -> None:
+    """The email backlog in every scrape of the notifications web process."""
+    metrics.state_reader_register("emails", _email_backlog_gauges)

@@ -137,7 +137,7 @@ class OrderListCreateApi(APIView):
             idempotency_key=key,
             **data.validated_data,
         )
-        headers = {idempotency.REPLAYED_HEADER: "true"} if placement.replayed else {}
+        headers = idempotency.replayed_headers(request, replayed=placement.replayed)
         return Response(_order_body(placement.order), status=status.HTTP_201_CREATED, headers=headers)
 
 

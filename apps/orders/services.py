@@ -36,7 +36,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from apps.core import service_calls
+from apps.core import metrics, service_calls
 from apps.core.errors import Conflict, ProblemWithDetails, UnprocessableEntity
 from apps.core.outbox import outbox_event_add
 from apps.orders import payments_client
@@ -51,6 +51,16 @@ LEASE_MARGIN_SECONDS = 10.0
 RETRY_AFTER_SECONDS = 2
 # Orders the settle job takes per run, at most.
 SETTLE_BATCH = 500
+
+# Counted when the decision is committed, by the request or the settle job that made it: once per order.
+ORDERS_PLACED = metrics.counter(
+    "orders_placed",
+    "Orders whose payment was decided: paid, payment_failed (declined) or payment_refused (never chargeable).",
+    {"outcome": (Order.Status.PAID, Order.Status.PAYMENT_FAILED, Order.Status.PAYMENT_REFUSED)},
+)
+ORDERS_CANCELLED = metrics.counter(
+    "orders_cancelled", "Orders cancelled, by whether a refund was made.", {"refunded": ("true", "false")}
+)
 
 
 def payment_lease() -> timedelta:
@@ -249,6 +259,7 @@ def _payment_outcome_record(*, order: Order, payment: dict) -> Order:
             event_type, data = "order.payment_failed", _event_data(order, decline_code=order.decline_code)
         order.save()
         _event_add(order, event_type, data)
+        metrics.count_after_commit(ORDERS_PLACED, outcome=order.status)
     order.refresh_from_db(fields=["updated_at"])
     return order
 
@@ -265,6 +276,7 @@ def _payment_refusal_record(*, order: Order, answer: PaymentsAnswer) -> Order:
         _status_change(order, to_status=Order.Status.PAYMENT_REFUSED, reason=f"payments refused: {answer.code}")
         order.save()
         _event_add(order, "order.payment_refused", _event_data(order, reason=answer.code))
+        metrics.count_after_commit(ORDERS_PLACED, outcome=order.status)
     logger.warning(
         "payments refused the charge; the order is refused for good",
         extra={"order_id": str(order.id), "status": answer.status, "problem": answer.code},
@@ -350,6 +362,7 @@ def _cancellation_record(*, order: Order, refund: dict | None) -> Order:
         _status_change(order, to_status=Order.Status.CANCELLED, reason=reason)
         order.save()
         _event_add(order, "order.cancelled", _event_data(order, refunded_amount=order.refunded_amount))
+        metrics.count_after_commit(ORDERS_CANCELLED, refunded="true" if refund is not None else "false")
     order.refresh_from_db(fields=["updated_at"])
     return order
 

@@ -22,8 +22,8 @@ from apps.payments.serializers import PaymentOutputSerializer, RefundWithPayment
 PAYMENT_METHOD = re.compile(r"^pm_[a-z0-9_]{1,60}$")
 
 
-def _answer(answer: services.Answer) -> Response:
-    headers = {idempotency.REPLAYED_HEADER: "true"} if answer.replayed else {}
+def _answer(request, answer: services.Answer) -> Response:
+    headers = idempotency.replayed_headers(request, replayed=answer.replayed)
     return Response(answer.body, status=answer.status, headers=headers)
 
 
@@ -62,7 +62,7 @@ class PaymentCreateApi(APIView):
         answer = services.payment_charge(
             client_id=request.user.subject, idempotency_key=key, path=request.path, **data.validated_data
         )
-        return _answer(answer)
+        return _answer(request, answer)
 
 
 class PaymentDetailApi(APIView):
@@ -116,4 +116,4 @@ class PaymentRefundApi(APIView):
             amount=data.validated_data.get("amount"),
             reason=data.validated_data["reason"],
         )
-        return _answer(answer)
+        return _answer(request, answer)

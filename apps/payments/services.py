@@ -36,6 +36,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from rest_framework import exceptions
 
+from apps.core import metrics
 from apps.core.errors import Conflict, ServiceUnavailable, UnprocessableEntity
 from apps.core.outbox import outbox_event_add
 from apps.payments import provider
@@ -48,6 +49,23 @@ logger = logging.getLogger(__name__)
 # than the processor call it waits on, plus the writes around it.
 IDEMPOTENCY_LEASE = timedelta(seconds=provider.CALL_BUDGET_SECONDS + 20)
 IN_FLIGHT_DETAIL = "A request with this Idempotency-Key is in progress; retry later."
+
+# Counted when the payment or refund is committed (a replay counts nothing). Amounts are in minor
+# units of the currency, so only sums within one currency mean anything.
+CHARGES = metrics.counter(
+    "payments_charges",
+    "Charges decided by the processor, by outcome.",
+    {"outcome": (Payment.Status.SUCCEEDED, Payment.Status.DECLINED)},
+)
+CHARGED_AMOUNT = metrics.counter(
+    "payments_charged_amount_minor_units",
+    "Amount of charges by outcome and currency, in minor units of the currency.",
+    {"outcome": (), "currency": ()},  # currencies are not known in advance: no series before the first
+)
+REFUNDS = metrics.counter("payments_refunds", "Refunds made.")
+REFUNDED_AMOUNT = metrics.counter(
+    "payments_refunded_amount_minor_units", "Amount refunded by currency, in minor units of it.", {"currency": ()}
+)
 
 
 class ProviderUnavailable(ServiceUnavailable):
@@ -235,6 +253,10 @@ def _charge_run(record: IdempotencyRecord, body: dict) -> Answer:
                     payment.save(force_insert=True)
             except IntegrityError:  # captured concurrently under another key
                 raise Conflict(f"Order {order_id} is already paid.", code="already_paid") from None
+            metrics.count_after_commit(CHARGES, outcome=payment.status)
+            metrics.count_after_commit(
+                CHARGED_AMOUNT, payment.amount, outcome=payment.status, currency=payment.currency
+            )
             payment.refresh_from_db()
             return Answer(status=201, body=dict(PaymentOutputSerializer(payment).data))
 
@@ -291,6 +313,8 @@ def _refund_run(record: IdempotencyRecord, body: dict) -> Answer:
         )
         payment.refresh_from_db()
         refund.refresh_from_db()
+        metrics.count_after_commit(REFUNDS)
+        metrics.count_after_commit(REFUNDED_AMOUNT, refund_amount, currency=payment.currency)
         outbox_event_add(
             PaymentEvent,
             event_type="payment.refunded",

@@ -8,7 +8,7 @@ its batch and exits 0, within one delivery's budget of the signal.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core import outbox, work_queue
+from apps.core import metrics, outbox, work_queue
 
 
 class Command(BaseCommand):
@@ -26,6 +26,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--backoff-base", type=float, default=1.0, help="seconds before the first retry")
         parser.add_argument("--backoff-max", type=float, default=300.0, help="longest wait between retries")
+        metrics.worker_arguments_add(parser)
 
     def handle(self, *args, once, batch_size, poll_interval, lease, backoff_base, backoff_max, **options):
         if batch_size < 1 or poll_interval <= 0 or backoff_base <= 0 or backoff_max < backoff_base:
@@ -41,6 +42,8 @@ class Command(BaseCommand):
         if not once:
             stop.install()
         self.stdout.write(f"outbox relay {relay} for {', '.join(m._meta.label for m in models)}")
+        if metrics.worker_serve(metrics_port=options["metrics_port"], metrics_host=options["metrics_host"]):
+            self.stdout.write(f"metrics on {options['metrics_host']}:{options['metrics_port']}/metrics")
 
         def work_pass() -> bool:
             again = False

@@ -7,7 +7,7 @@ before each email: the worker records the one in hand, releases the rest and exi
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core import work_queue
+from apps.core import metrics, work_queue
 from apps.notifications import services
 
 
@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-attempts", type=int, default=12, help="attempts before an email is failed")
         parser.add_argument("--backoff-base", type=float, default=10.0, help="seconds before the first retry")
         parser.add_argument("--backoff-max", type=float, default=600.0, help="longest wait between retries")
+        metrics.worker_arguments_add(parser)
 
     def handle(self, *args, once, batch_size, poll_interval, max_attempts, backoff_base, backoff_max, **options):
         if batch_size < 1 or max_attempts < 1 or poll_interval <= 0 or backoff_base <= 0 or backoff_max < backoff_base:
@@ -30,6 +31,8 @@ class Command(BaseCommand):
         if not once:
             stop.install()
         self.stdout.write(f"email worker {worker}")
+        if metrics.worker_serve(metrics_port=options["metrics_port"], metrics_host=options["metrics_host"]):
+            self.stdout.write(f"metrics on {options['metrics_host']}:{options['metrics_port']}/metrics")
 
         def work_pass() -> bool:
             report = services.email_deliveries_send(
