@@ -299,7 +299,7 @@ def test_secrets_are_interpolated_never_written_in_the_file():
 def test_outbox_relay_runs_beside_the_services_that_write_events(name):
     relay = MODEL["services"][f"{name}-relay"]
     assert (relay["command"], relay["environment"], relay["init"]) == (
-        ["python", "manage.py", "outbox_relay"],
+        ["python", "manage.py", "outbox_relay", "--metrics-port", "9100"],
         WEB[name]["environment"],
         True,
     )

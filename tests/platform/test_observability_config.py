@@ -127,3 +127,24 @@ def test_panels_select_services_by_the_scrape_label():
     assert [re.findall(r"sum by \(([^)]*)\)", expression)[0].split(",")[0] for expression in grouped] == [
         "service"
     ] * len(grouped)
+
+
+def test_prometheus_scrapes_every_background_process_on_the_port_its_command_serves():
+    targets = {
+        target: (group["labels"]["service"], group["labels"]["component"])
+        for group in _job("workers")["static_configs"]
+        for target in group["targets"]
+    }
+    background = {
+        name: service
+        for name, service in MODEL["services"].items()
+        if service.get("command", [None, None, None])[2:3] in (["outbox_relay"], ["email_deliver"])
+    }
+    served = {
+        f"{name}:{service['command'][service['command'].index('--metrics-port') + 1]}": (
+            service["environment"]["SERVICE"]
+        )
+        for name, service in background.items()
+    }
+    assert {target: service for target, (service, _) in targets.items()} == served
+    assert len(served) == 3
