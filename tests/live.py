@@ -187,17 +187,24 @@ class LiveRelay(LoggedProcess):
     """A worker of a service (`manage.py outbox_relay`, or `email_deliver` for notifications), a
     separate process with the service's own environment (plus `extra_env`).
 
-    SIGTERM lets it record the item in hand and release the rest of its batch, then it exits 0.
+    SIGTERM lets it record the item in hand and release the rest of its batch, then it exits 0. It
+    serves its /metrics on `metrics_url`, as the compose stack and the cluster scrape it.
     """
 
     service: LiveService
     args: tuple[str, ...] = RELAY_ARGS
     command: str = "outbox_relay"
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int = field(default_factory=free_port)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> LiveRelay:
+        metrics = ("--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1")
         self.spawn(
-            [sys.executable, str(REPO / "manage.py"), self.command, *self.args],
+            [sys.executable, str(REPO / "manage.py"), self.command, *self.args, *metrics],
             env={**self.service.process_env(), **self.extra_env},
             log_path=self.service.workdir / f"{self.service.name}-{self.command}-{uuid.uuid4().hex[:6]}.log",
         )

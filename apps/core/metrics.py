@@ -72,6 +72,7 @@ def state_reader_register(name: str, read: Callable[[], Iterable[Metric]]) -> No
     """Add gauges read from the database to every scrape of a web process: `read()` returns metric
     families (made with `gauge()`); apps register theirs in AppConfig.ready."""
     _state_readers[name] = read
+    STATE_READ_FAILURES.labels(reader=name)  # a failure count of 0 from the start
 
 
 class _StateCollector:

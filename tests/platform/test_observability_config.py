@@ -103,7 +103,16 @@ def test_grafana_loads_dashboards_from_where_compose_mounts_them():
 
 
 def test_dashboards_exist():
-    assert sorted(DASHBOARDS) == ["platform-services.json"]
+    assert sorted(DASHBOARDS) == [
+        "platform-bluegreen.json",
+        "platform-outbox-database.json",
+        "platform-services.json",
+        "platform-slo.json",
+    ]
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    return [panel for panel in dashboard["panels"] if panel["type"] != "row"]
 
 
 def test_every_panel_queries_the_provisioned_datasource():
@@ -111,10 +120,32 @@ def test_every_panel_queries_the_provisioned_datasource():
     uids = {
         target["datasource"]["uid"]
         for dashboard in DASHBOARDS.values()
-        for panel in dashboard["panels"]
+        for panel in _panels(dashboard)
         for target in panel["targets"]
     }
     assert uids == {datasource["uid"]}
+
+
+def test_every_panel_says_what_it_shows_and_has_a_unit():
+    vague = [
+        (dashboard["uid"], panel["title"])
+        for dashboard in DASHBOARDS.values()
+        for panel in _panels(dashboard)
+        if not panel.get("description") or "unit" not in panel["fieldConfig"]["defaults"]
+    ]
+    assert vague == []
+
+
+def test_panels_do_not_overlap():
+    for dashboard in DASHBOARDS.values():
+        cells = [
+            (panel["gridPos"]["x"] + dx, panel["gridPos"]["y"] + dy)
+            for panel in dashboard["panels"]
+            for dx in range(panel["gridPos"]["w"])
+            for dy in range(panel["gridPos"]["h"])
+        ]
+        assert len(cells) == len(set(cells)), dashboard["uid"]
+        assert max(x for x, _ in cells) < 24, dashboard["uid"]
 
 
 def test_dashboard_uids_are_unique():
@@ -122,11 +153,17 @@ def test_dashboard_uids_are_unique():
     assert len(uids) == len(set(uids))
 
 
-def test_panels_select_services_by_the_scrape_label():
-    grouped = [expression for expression in observability.dashboard_expressions() if "sum by" in expression]
-    assert [re.findall(r"sum by \(([^)]*)\)", expression)[0].split(",")[0] for expression in grouped] == [
-        "service"
-    ] * len(grouped)
+def test_the_service_variable_is_the_scrape_label_and_selects_on_it():
+    for dashboard in DASHBOARDS.values():
+        (variable,) = [variable for variable in dashboard["templating"]["list"] if variable["name"] == "service"]
+        assert variable["query"]["query"] == 'label_values(up{service!=""}, service)'
+        uses = [
+            [*re.findall(r'(\w+)=~?"\$service"', target["expr"]), target["expr"].count("$service")]
+            for panel in _panels(dashboard)
+            for target in panel["targets"]
+            if "$service" in target["expr"]
+        ]
+        assert uses != [] and all(names == ["service"] * count for *names, count in uses), dashboard["uid"]
 
 
 def test_prometheus_scrapes_every_background_process_on_the_port_its_command_serves():

@@ -1,0 +1,301 @@
+"""The platform's metrics as a real Prometheus sees them: the four services and their background
+processes scraped every second while a journey runs, with the repository's rules loaded.
+
+What it shows: every rule loads and evaluates without error; every recording rule and every
+dashboard query returns data; every metric a rule or a dashboard names is in the scrapes; and the
+business counters move by exactly what the journey did.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.client import assert_problem, register_and_login
+from tests.journey import LINES, TOTAL, journey_run
+from tests.live import REPO, Stack, free_port
+from tests.platform import observability
+
+pytestmark = pytest.mark.e2e
+
+RULES = REPO / "platform" / "prometheus" / "rules"
+# `make test` installs Debian's prometheus; a missing binary fails these tests, never skips them.
+PROMETHEUS = shutil.which("prometheus") or "prometheus"
+# What Grafana puts in for $__rate_interval at this scrape interval is seconds; a minute has data
+# from the first scrapes on and stays well inside the test's run.
+RATE_INTERVAL = "1m"
+# PromQL words that look like metric names in an expression.
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
+
+
+class Prometheus:
+    """Debian's Prometheus on 127.0.0.1, scraping the stack every second and evaluating the rules."""
+
+    def __init__(self, workdir: Path, stack: Stack):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        services = [
+            {"targets": [f"127.0.0.1:{stack[name].port}"], "labels": {"service": name}} for name in stack.services
+        ]
+        workers = [
+            {
+                "targets": [relay.metrics_url.removeprefix("http://").removesuffix("/metrics")],
+                "labels": {"service": relay.service.name, "component": relay.command.replace("_", "-")},
+            }
+            for relay in stack.relays.values()
+        ]
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
+            "scrape_configs": [
+                {"job_name": "services", "static_configs": services},
+                {"job_name": "workers", "static_configs": workers},
+            ],
+        }
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = workdir / "prometheus.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Prometheus:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={self.workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"Prometheus not ready in 30 s:\n{self.log.read_text()}"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def api(self, path: str, **params) -> dict | list:
+        response = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = response.json()
+        assert (response.status_code, body["status"]) == (200, "success"), body
+        return body["data"]
+
+    def query(self, expression: str) -> list[dict]:
+        return self.api("query", query=expression)["result"]
+
+    def wait_for(self, expression: str, *, timeout: float = 30.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while not (result := self.query(expression)):
+            assert time.monotonic() < deadline, f"no data for {expression} in {timeout} s"
+            time.sleep(0.5)
+        return result
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    text = requests.get(url, timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def counted(samples: dict, name: str, **labels: str) -> float:
+    """The sum of `name` over every series carrying at least these labels."""
+    return sum(
+        value
+        for (sample, sample_labels), value in samples.items()
+        if sample == name and labels.items() <= dict(sample_labels).items()
+    )
+
+
+@pytest.fixture(scope="module")
+def observed(stack, tmp_path_factory) -> Iterator[dict]:
+    """A journey and its retries and refusals, what every process counted before and after it, and
+    Prometheus scraping throughout."""
+    prometheus = Prometheus(tmp_path_factory.mktemp("prometheus"), stack).start()
+    urls = {name: service.url for name, service in stack.services.items()}
+    scrapes = {name: f"{service.url}/metrics" for name, service in stack.services.items()}
+    scrapes |= {f"{name}-worker": relay.metrics_url for name, relay in stack.relays.items()}
+    try:
+        prometheus.wait_for(f"count(up == 1) == {len(scrapes)}", timeout=30)
+        before = {name: scrape(url) for name, url in scrapes.items()}
+        journey_run(urls)
+        # The paid order placed again with its key: a replay. The key with another order: a 422.
+        email, tokens = register_and_login(urls["auth"])
+        headers = {"Authorization": f"Bearer {tokens['access_token']}", "Idempotency-Key": str(uuid.uuid4())}
+        order = {"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"}
+        first = requests.post(f"{urls['orders']}/api/orders/", json=order, headers=headers, timeout=30)
+        again = requests.post(f"{urls['orders']}/api/orders/", json=order, headers=headers, timeout=30)
+        other = {**order, "lines": LINES[:1]}
+        reused = requests.post(f"{urls['orders']}/api/orders/", json=other, headers=headers, timeout=30)
+        assert (first.status_code, again.status_code, again.headers.get("Idempotent-Replayed")) == (201, 201, "true")
+        assert_problem(reused, 422, "idempotency_key_reused")
+        # Wrong passwords for one account until auth makes the next attempt wait: one refusal.
+        guesses = []
+        for _ in range(10):
+            guess = requests.post(
+                f"{urls['auth']}/api/auth/token/", json={"email": email, "password": "not-it-42!"}, timeout=30
+            )
+            guesses.append(guess.status_code)
+            if guess.status_code == 429:
+                break
+        assert guesses[-1] == 429 and set(guesses[:-1]) == {401}, guesses
+        deadline = time.monotonic() + 60
+        while stack.events_undelivered() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stack.events_undelivered() == 0
+        time.sleep(3)  # three scrapes and rule evaluations with everything delivered
+        after = {name: scrape(url) for name, url in scrapes.items()}
+        yield {
+            "prometheus": prometheus,
+            "before": before,
+            "after": after,
+            "guesses": guesses,
+            "events": stack["notifications"].sql("SELECT count(*) FROM notifications_processedevent")[0][0],
+        }
+    finally:
+        prometheus.stop()
+
+
+def moved(observed, process: str, name: str, **labels: str) -> float:
+    return counted(observed["after"][process], name, **labels) - counted(observed["before"][process], name, **labels)
+
+
+def test_every_rule_loads_and_evaluates_without_error(observed):
+    groups = observed["prometheus"].api("rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) == len(observability.rule_expressions())
+    assert [(rule["name"], rule["health"], rule.get("lastError", "")) for rule in rules if rule["health"] != "ok"] == []
+
+
+def test_every_recording_rule_returns_data(observed):
+    recorded = [
+        rule["record"]
+        for path in sorted(RULES.glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+    empty = [name for name in recorded if not observed["prometheus"].query(name)]
+    assert empty == []
+
+
+def _as_grafana_sends_it(expression: str) -> str:
+    """A panel's query with its variables filled in: every service, or orders where a panel shows one."""
+    expression = expression.replace('service="$service"', 'service="orders"').replace("$service", ".+")
+    return expression.replace("$__rate_interval", RATE_INTERVAL)
+
+
+def test_every_dashboard_query_returns_data(observed):
+    expressions = [_as_grafana_sends_it(expression) for expression in observability.dashboard_expressions()]
+    empty = [expression for expression in expressions if not observed["prometheus"].query(expression)]
+    assert empty == []
+
+
+def _metric_names(expression: str) -> set[str]:
+    """Names of the series an expression selects (not recording rules: those have a colon)."""
+    without_strings = re.sub(r'"[^"]*"', '""', expression)
+    without_matchers = re.sub(r"\{[^}]*\}", "", without_strings)
+    without_groupings = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", without_matchers)
+    without_ranges = re.sub(r"\[[^\]]*\]", "", without_groupings)
+    words = re.findall(r"(?<![\w:.])([a-zA-Z_][a-zA-Z0-9_]*)(?![\w:])(?!\s*\()", without_ranges)
+    return {word for word in words if word not in KEYWORDS and not re.fullmatch(r"\d+[smhdwy]", word)}
+
+
+def test_every_metric_the_rules_and_dashboards_name_is_scraped(observed):
+    expressions = observability.rule_expressions() + observability.dashboard_expressions()
+    named = set().union(*(_metric_names(expression) for expression in expressions))
+    scraped = set(observed["prometheus"].api("label/__name__/values"))
+    assert {"orders_placed_total", "outbox_oldest_pending_event_age_seconds", "up"} <= named  # the parse works
+    assert named - scraped == set()
+
+
+def test_every_process_reports_its_build(observed):
+    builds = observed["prometheus"].query("platform_build_info")
+    by_target = {(sample["metric"]["job"], sample["metric"]["instance"]): sample["metric"] for sample in builds}
+    assert len(by_target) == 4 + 3  # four web servers, two relays, one email worker
+    assert {(labels["exported_service"], labels["version"], labels["color"]) for labels in by_target.values()} == {
+        (name, "e2e", "blue") for name in ("auth", "orders", "payments", "notifications")
+    }
+    assert all(labels["exported_service"] == labels["service"] for labels in by_target.values())
+
+
+def test_orders_counts_each_order_once_by_its_outcome(observed):
+    # The journey's paid and declined orders, and the order placed twice with one key: paid once.
+    assert moved(observed, "orders", "orders_placed_total", outcome="paid") == 2
+    assert moved(observed, "orders", "orders_placed_total", outcome="payment_failed") == 1
+    assert moved(observed, "orders", "orders_placed_total", outcome="payment_refused") == 0
+
+
+def test_payments_counts_charges_by_outcome_and_amount(observed):
+    assert moved(observed, "payments", "payments_charges_total", outcome="succeeded") == 2
+    assert moved(observed, "payments", "payments_charges_total", outcome="declined") == 1
+    amount = "payments_charged_amount_minor_units_total"
+    assert moved(observed, "payments", amount, outcome="succeeded", currency="EUR") == 2 * TOTAL
+    assert moved(observed, "payments", amount, outcome="declined", currency="EUR") == TOTAL
+
+
+def test_a_replay_and_a_reused_key_are_counted(observed):
+    assert moved(observed, "orders", "idempotency_replays_total", view="order-list-create") == 1
+    assert moved(observed, "orders", "http_problems_total", status="422", code="idempotency_key_reused") == 1
+
+
+def test_auth_counts_logins_tokens_and_the_refusal(observed):
+    failed = len(observed["guesses"]) - 1
+    assert moved(observed, "auth", "auth_logins_total", outcome="succeeded") == 2
+    assert moved(observed, "auth", "auth_logins_total", outcome="invalid_credentials") == failed
+    assert moved(observed, "auth", "auth_tokens_issued_total", grant="password") == 2
+    assert moved(observed, "auth", "rate_limit_refusals_total") == 1
+    assert moved(observed, "auth", "http_problems_total", status="429", code="throttled") == 1
+
+
+def test_the_relays_count_every_delivery_and_the_outboxes_end_empty(observed):
+    delivered = moved(observed, "orders-worker", "outbox_deliveries_total", outcome="delivered") + moved(
+        observed, "payments-worker", "outbox_deliveries_total", outcome="delivered"
+    )
+    received = moved(observed, "notifications", "notifications_events_received_total", result="new")
+    assert delivered == received > 0
+    for name in ("orders", "payments"):
+        assert counted(observed["after"][name], "outbox_pending_events") == 0
+        assert counted(observed["after"][name], "outbox_oldest_pending_event_age_seconds") == 0
+
+
+def test_prometheus_sees_the_journey_in_the_business_rules(observed):
+    prometheus = observed["prometheus"]
+    paid = prometheus.query('service_outcome:orders_placed:rate5m{outcome="paid"}')
+    assert [(sample["metric"]["service"], float(sample["value"][1]) > 0) for sample in paid] == [("orders", True)]
+    backlog = prometheus.query("service:outbox_pending_events:max")
+    assert sorted((sample["metric"]["service"], sample["value"][1]) for sample in backlog) == [
+        ("orders", "0"),
+        ("payments", "0"),
+    ]
+    # Nothing is down, failing or stuck, not even pending. (Logins hash passwords for a good part of
+    # a second: on a loaded machine a few of them can make the latency SLO's short windows burn.)
+    assert json.dumps(prometheus.query('ALERTS{alertname!="LatencyErrorBudgetBurn"}')) == "[]"
