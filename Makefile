@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus age
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill drills bench clean
+.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill drills bench dashboards clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ drills: $(INSTALLED)  ## failure drills under k6 load on 127.0.0.1 (PostgreSQL, 
 
 bench: $(INSTALLED)  ## k6 load test against freshly started services (PostgreSQL); results in perf/results
 	$(PYTHON) perf/bench.py $(BENCH_ARGS)
+
+dashboards: $(INSTALLED) system-packages  ## every dashboard panel queried from a real Prometheus under k6 load, drawn to docs/dashboards
+	$(PYTHON) perf/dashboards.py $(DASHBOARDS_ARGS)
 
 clean:  ## remove local databases and runtime state (keeps the virtual environment)
 	rm -rf data staticfiles .pytest_cache

@@ -42,11 +42,12 @@ PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 413, 415, 422})
 LEASE_MARGIN_SECONDS = 10.0
 
 DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "lost")
+# Started at 0 for every outcome only in a process with an outbox (outbox_state_register).
 DELIVERIES = metrics.counter(
     "outbox_deliveries",
     "Outbox delivery attempts by outcome: delivered; retry (not delivered, tried again later); failed "
     "(refused for good, an operator decides); lost (the lease had passed to another relay).",
-    {"outcome": DELIVERY_OUTCOMES},
+    {"outcome": ()},
 )
 
 
@@ -302,6 +303,9 @@ def _backlog_gauges() -> list:
 
 
 def outbox_state_register() -> None:
-    """The outbox backlog in every scrape of a web process that has an outbox."""
+    """The outbox backlog in every scrape of a web process that has an outbox, and its delivery
+    counts from 0."""
     if outbox_models():
         metrics.state_reader_register("outbox", _backlog_gauges)
+        for outcome in DELIVERY_OUTCOMES:
+            DELIVERIES.labels(outcome=outcome)

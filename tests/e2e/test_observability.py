@@ -8,14 +8,13 @@ business counters move by exactly what the journey did.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
-import shutil
-import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -24,97 +23,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client import assert_problem, register_and_login
 from tests.journey import LINES, TOTAL, journey_run
-from tests.live import REPO, Stack, free_port
+from tests.live import REPO
 from tests.platform import observability
+from tests.prometheus import RULES, Prometheus
 
 pytestmark = pytest.mark.e2e
 
-RULES = REPO / "platform" / "prometheus" / "rules"
-# `make test` installs Debian's prometheus; a missing binary fails these tests, never skips them.
-PROMETHEUS = shutil.which("prometheus") or "prometheus"
 # What Grafana puts in for $__rate_interval at this scrape interval is seconds; a minute has data
 # from the first scrapes on and stays well inside the test's run.
 RATE_INTERVAL = "1m"
 # PromQL words that look like metric names in an expression.
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
-
-
-class Prometheus:
-    """Debian's Prometheus on 127.0.0.1, scraping the stack every second and evaluating the rules."""
-
-    def __init__(self, workdir: Path, stack: Stack):
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        services = [
-            {"targets": [f"127.0.0.1:{stack[name].port}"], "labels": {"service": name}} for name in stack.services
-        ]
-        workers = [
-            {
-                "targets": [relay.metrics_url.removeprefix("http://").removesuffix("/metrics")],
-                "labels": {"service": relay.service.name, "component": relay.command.replace("_", "-")},
-            }
-            for relay in stack.relays.values()
-        ]
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
-            "scrape_configs": [
-                {"job_name": "services", "static_configs": services},
-                {"job_name": "workers", "static_configs": workers},
-            ],
-        }
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = workdir / "prometheus.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Prometheus:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    PROMETHEUS,
-                    f"--config.file={self.workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"Prometheus not ready in 30 s:\n{self.log.read_text()}"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def api(self, path: str, **params) -> dict | list:
-        response = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
-        body = response.json()
-        assert (response.status_code, body["status"]) == (200, "success"), body
-        return body["data"]
-
-    def query(self, expression: str) -> list[dict]:
-        return self.api("query", query=expression)["result"]
-
-    def wait_for(self, expression: str, *, timeout: float = 30.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while not (result := self.query(expression)):
-            assert time.monotonic() < deadline, f"no data for {expression} in {timeout} s"
-            time.sleep(0.5)
-        return result
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -237,14 +156,23 @@ def test_every_metric_the_rules_and_dashboards_name_is_scraped(observed):
     assert named - scraped == set()
 
 
-def test_every_process_reports_its_build(observed):
+def _own(labels: dict, name: str) -> str:
+    """A label as the process reported it: Prometheus renames it `exported_<name>` when the target
+    carries a label of that name too."""
+    return labels.get(f"exported_{name}", labels[name])
+
+
+def test_every_process_reports_its_build_and_it_matches_its_target_labels(observed):
     builds = observed["prometheus"].query("platform_build_info")
     by_target = {(sample["metric"]["job"], sample["metric"]["instance"]): sample["metric"] for sample in builds}
     assert len(by_target) == 4 + 3  # four web servers, two relays, one email worker
-    assert {(labels["exported_service"], labels["version"], labels["color"]) for labels in by_target.values()} == {
-        (name, "e2e", "blue") for name in ("auth", "orders", "payments", "notifications")
-    }
-    assert all(labels["exported_service"] == labels["service"] for labels in by_target.values())
+    assert {
+        (_own(labels, "service"), _own(labels, "version"), _own(labels, "color")) for labels in by_target.values()
+    } == {(name, "e2e", "blue") for name in ("auth", "orders", "payments", "notifications")}
+    for labels in by_target.values():  # what the scrape says of a target is what runs there
+        assert [labels.get(name, _own(labels, name)) for name in ("service", "version", "color")] == [
+            _own(labels, name) for name in ("service", "version", "color")
+        ]
 
 
 def test_orders_counts_each_order_once_by_its_outcome(observed):
@@ -299,3 +227,23 @@ def test_prometheus_sees_the_journey_in_the_business_rules(observed):
     # Nothing is down, failing or stuck, not even pending. (Logins hash passwords for a good part of
     # a second: on a loaded machine a few of them can make the latency SLO's short windows burn.)
     assert json.dumps(prometheus.query('ALERTS{alertname!="LatencyErrorBudgetBurn"}')) == "[]"
+
+
+def test_the_renderer_draws_every_dashboard_from_these_scrapes(observed, tmp_path):
+    """perf/dashboards.py's drawing, on this test's Prometheus: one PNG per dashboard, every panel
+    with data (its full run, under k6 load, is `make dashboards`)."""
+    spec = importlib.util.spec_from_file_location("dashboards", REPO / "perf" / "dashboards.py")
+    renderer = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("dashboards", renderer)  # its dataclasses look their module up there
+    spec.loader.exec_module(renderer)
+    end = time.time()
+    drawn = []
+    for name, dashboard in observability.dashboards().items():
+        path = tmp_path / f"{name}.png"
+        drawn += renderer.draw(dashboard, observed["prometheus"], start=end - 60, end=end, path=path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [f"{item.dashboard}: {item.panel}" for item in drawn if not item.has_data] == []
+    panels = [
+        panel for board in observability.dashboards().values() for panel in board["panels"] if panel["type"] != "row"
+    ]
+    assert len(drawn) == len(panels)
