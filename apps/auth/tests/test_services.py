@@ -277,3 +277,25 @@ def test_an_email_has_one_spelling_whatever_its_unicode_form(db, password):
     services.user_register(email="Ada@Example.com", password=password)
     with pytest.raises(Conflict):
         services.user_register(email="\uff21da@\uff25xample.com", password=password)  # fullwidth A and E
+
+
+def _counts() -> list[float]:
+    return [
+        services.LOGINS.labels(outcome="succeeded")._value.get(),
+        services.LOGINS.labels(outcome="invalid_credentials")._value.get(),
+        services.TOKENS_ISSUED.labels(grant="password")._value.get(),
+        services.TOKENS_ISSUED.labels(grant="refresh_token")._value.get(),
+        services.REFRESH_TOKEN_REUSES._value.get(),
+    ]
+
+
+def test_logins_tokens_and_a_replayed_refresh_token_are_counted(user, password, django_capture_on_commit_callbacks):
+    before = _counts()
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(services.InvalidCredentials):
+            services.user_login(email=user.email, password="wrong password!", client_address="10.0.0.1")
+        pair = services.user_login(email=user.email, password=password, client_address="10.0.0.1")
+        services.refresh_token_rotate(raw_token=pair.refresh_token)
+        with pytest.raises(services.InvalidRefreshToken):
+            services.refresh_token_rotate(raw_token=pair.refresh_token)  # used twice: the login is revoked
+    assert [b - a for a, b in zip(before, _counts(), strict=True)] == [1, 1, 1, 1, 1]

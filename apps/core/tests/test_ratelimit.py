@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.core.models import RateLimitCounter
 from apps.core.ratelimit import (
+    REFUSALS,
     Attempt,
     RateLimited,
     attempt_pause,
@@ -114,3 +115,18 @@ def test_a_free_attempt_passes_after_a_concurrent_one_wrote_a_later_time(clock):
     assert RateLimitCounter.objects.get().attempts == 3
     with pytest.raises(RateLimited):
         attempt_reserve(attempt)
+
+
+def test_each_refusal_is_counted_by_the_scope_that_refused_it(clock):
+    refusals = REFUSALS
+    before = [refusals.labels(scope=scope)._value.get() for scope in ("bucket", "pair", "account")]
+    rate_limit_take(scope="bucket", key="10.0.0.1", rate=Rate(1, 60))
+    with pytest.raises(RateLimited):
+        rate_limit_take(scope="bucket", key="10.0.0.1", rate=Rate(1, 60))
+    tight = Backoff(free=1, base=10, maximum=10, window=3600)
+    loose = Backoff(free=100, base=10, maximum=10, window=3600)
+    attempt_reserve(Attempt("pair", "k", tight), Attempt("account", "k", loose))
+    with pytest.raises(RateLimited):
+        attempt_reserve(Attempt("pair", "k", tight), Attempt("account", "k", loose))
+    after = [refusals.labels(scope=scope)._value.get() for scope in ("bucket", "pair", "account")]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 0]

@@ -210,3 +210,14 @@ def test_marking_read_twice_keeps_the_first_time():
     again = services.notification_mark_read(notification=Notification.objects.get()).read_at
     assert first is not None
     assert again == first
+
+
+def test_a_duplicate_event_is_counted_as_one_and_files_nothing(django_capture_on_commit_callbacks):
+    received = services.EVENTS_RECEIVED
+    before = [received.labels(result=result)._value.get() for result in ("new", "duplicate")]
+    with django_capture_on_commit_callbacks(execute=True):
+        accept()
+        accept()
+        accept()
+    after = [received.labels(result=result)._value.get() for result in ("new", "duplicate")]
+    assert ([b - a for a, b in zip(before, after, strict=True)], Notification.objects.count()) == ([1, 2], 1)

@@ -391,3 +391,26 @@ def test_an_unexpected_failure_while_settling_never_leaves_the_order_locked(monk
     assert Order.objects.get().payment_lease_until is None
     monkeypatch.undo()
     assert place().status == "paid"
+
+
+def _placed(outcome: str) -> float:
+    return services.ORDERS_PLACED.labels(outcome=outcome)._value.get()
+
+
+def test_an_order_is_counted_once_by_its_outcome_whoever_decides_it(settings, django_capture_on_commit_callbacks):
+    outcomes = ("paid", "payment_failed", "payment_refused")
+    before = [_placed(outcome) for outcome in outcomes]
+    reachable = settings.PAYMENTS_URL
+    with django_capture_on_commit_callbacks(execute=True):
+        place(key="paid")
+        place(key="paid")  # a replay decides nothing
+        place(key="declined", payment_method="pm_card_declined")
+        settings.PAYMENTS_URL = "http://127.0.0.1:9"
+        with pytest.raises(services.PaymentsUnavailable):
+            place(key="undecided")  # pending: not counted until decided
+        undecided = [_placed(outcome) for outcome in outcomes]
+        settings.PAYMENTS_URL = reachable
+        services.orders_unsettled_settle(older_than=timedelta(0))  # the settle job decides it
+    after = [_placed(outcome) for outcome in outcomes]
+    assert [b - a for a, b in zip(before, undecided, strict=True)] == [1, 1, 0]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [2, 1, 0]

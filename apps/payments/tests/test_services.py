@@ -309,3 +309,35 @@ def test_the_database_refuses_a_currency_that_is_not_a_code():
         Payment.objects.create(
             order_id=ORDER_ID, user_id=USER_ID, amount=1, currency="eur", status="declined", created_by="orders"
         )
+
+
+def _count(counter, **labels) -> float:
+    return counter.labels(**labels)._value.get() if labels else counter._value.get()
+
+
+def test_charges_are_counted_by_outcome_and_amount_once_committed_and_a_replay_counts_nothing(
+    django_capture_on_commit_callbacks,
+):
+    before = (
+        _count(services.CHARGES, outcome="succeeded"),
+        _count(services.CHARGES, outcome="declined"),
+        _count(services.CHARGED_AMOUNT, outcome="declined", currency="EUR"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        charge(key="k-ok", order_id=uuid.uuid4())
+        charge(key="k-declined", payment_method="pm_card_declined")
+        charge(key="k-declined", payment_method="pm_card_declined")  # a replay
+    after = (
+        _count(services.CHARGES, outcome="succeeded"),
+        _count(services.CHARGES, outcome="declined"),
+        _count(services.CHARGED_AMOUNT, outcome="declined", currency="EUR"),
+    )
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 2500]
+
+
+def test_a_refused_charge_counts_nothing(django_capture_on_commit_callbacks):
+    charge()
+    before = _count(services.CHARGES, outcome="succeeded")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(Conflict):
+        charge(key="another-key")  # the order is paid already: 409, nothing stored
+    assert _count(services.CHARGES, outcome="succeeded") == before
