@@ -33,10 +33,24 @@ images_build_and_load() {
 	"$CLUSTER_DIR/images.sh" k6
 }
 
-# Prometheus in namespace monitoring (deploy/monitoring/README.md: for a cluster that has none).
+# Prometheus in namespace monitoring (deploy/monitoring/README.md: for a cluster that has none), with
+# the platform's rules as ConfigMap prometheus-rules, made before Prometheus starts and reads them; a
+# Prometheus already running restarts when they changed (it reads rule files at start).
 apply_monitoring() {
+	local before after
+	kubectl apply --server-side --field-manager=platform-rules -f "$REPO/deploy/monitoring/base/namespace.yaml" >/dev/null ||
+		die "kubectl apply --server-side -f deploy/monitoring/base/namespace.yaml failed"
+	before=$(kubectl -n monitoring get configmap prometheus-rules -o jsonpath='{.metadata.resourceVersion}' 2>/dev/null || true)
+	kubectl -n monitoring create configmap prometheus-rules --from-file="$REPO/platform/prometheus/rules" \
+		--dry-run=client -o yaml | kubectl apply --server-side --field-manager=platform-rules -f - >/dev/null ||
+		die "kubectl apply of ConfigMap prometheus-rules (platform/prometheus/rules) failed"
+	after=$(kubectl -n monitoring get configmap prometheus-rules -o jsonpath='{.metadata.resourceVersion}')
 	kubectl apply --server-side --field-manager=platform -k "$REPO/deploy/monitoring/local" >/dev/null ||
 		die "kubectl apply --server-side -k deploy/monitoring/local failed"
+	if [[ -n $before && $before != "$after" ]]; then
+		kubectl -n monitoring rollout restart deployment/prometheus >/dev/null ||
+			die "the rules changed and Prometheus could not be restarted to read them"
+	fi
 }
 
 apply_overlay() {

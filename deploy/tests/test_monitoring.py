@@ -68,3 +68,24 @@ def test_prometheus_may_list_the_platforms_pods_and_nothing_else(monitoring):
     )
 
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_prometheus_reads_the_platform_rules_from_their_configmap_where_the_config_looks(monitoring):
+    config = yaml.safe_load((DEPLOY_DIR / "monitoring" / "base" / "prometheus.yml").read_text())
+    deployment = next(obj for obj in monitoring["base"] if obj["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+
+    assert config["rule_files"] == [f"{mounts['rules']}/*.yml"]
+    # Optional: a Prometheus without the rules still scrapes for the blue/green gate and its watch.
+    assert volumes["rules"]["configMap"] == {"name": "prometheus-rules", "optional": True}
+
+
+def test_the_local_cluster_makes_the_rules_configmap_from_the_one_rules_folder():
+    script = (DEPLOY_DIR / "cluster" / "platform.sh").read_text()
+    assert (
+        'kubectl -n monitoring create configmap prometheus-rules --from-file="$REPO/platform/prometheus/rules"'
+        in script
+    )

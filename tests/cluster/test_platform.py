@@ -186,3 +186,34 @@ def test_prometheus_scrapes_every_web_pod_with_its_service_and_color(cluster):
         return {result["metric"]["service"] for result in prometheus_query(cluster, answered)} == set(SERVICES)
 
     wait_until(served, timeout=30, interval=2, message="Prometheus has every service's request counts")
+
+
+def test_prometheus_evaluates_every_platform_rule_on_the_scraped_series(cluster):
+    """The rules of platform/prometheus/rules, loaded from ConfigMap prometheus-rules, evaluate
+    without error on the cluster's series; the SLO recordings have every service's numbers."""
+    from deploy.bluegreen.cluster import Cluster as ToolCluster
+
+    rule_files = sorted((REPO / "platform" / "prometheus" / "rules").glob("*.yml"))
+    wanted = sum(len(group["rules"]) for path in rule_files for group in yaml.safe_load(path.read_text())["groups"])
+
+    def rules() -> list[dict]:
+        status, body = ToolCluster(api_client=cluster.api, namespace=NAMESPACE).proxy_query(
+            namespace="monitoring", service="prometheus", port="web", path="/api/v1/rules", params={}
+        )
+        assert status == 200, body
+        return [rule for group in yaml.safe_load(body)["data"]["groups"] for rule in group["rules"]]
+
+    assert len(rules()) == wanted
+    wait_until(
+        lambda: all(rule.get("lastEvaluation", "").startswith("2") for rule in rules()),
+        timeout=60,
+        interval=2,
+        message="Prometheus has evaluated every rule",
+    )
+    assert [(rule["name"], rule.get("lastError")) for rule in rules() if rule["health"] != "ok"] == []
+
+    def recorded():
+        series = prometheus_query(cluster, "service:slo_availability_errors:ratio_rate5m")
+        return {result["metric"]["service"] for result in series} == set(SERVICES)
+
+    wait_until(recorded, timeout=60, interval=2, message="the availability SLO's ratio is recorded for every service")
