@@ -581,8 +581,8 @@ def test_the_relays_run_the_outbox_relay_of_orders_and_payments(rendered, overla
     }
 
     assert relays == {
-        "orders-outbox-relay": (["python", "manage.py", "outbox_relay"], "orders"),
-        "payments-outbox-relay": (["python", "manage.py", "outbox_relay"], "payments"),
+        "orders-outbox-relay": (["python", "manage.py", "outbox_relay", "--metrics-port", "9100"], "orders"),
+        "payments-outbox-relay": (["python", "manage.py", "outbox_relay", "--metrics-port", "9100"], "payments"),
     }
 
 
@@ -787,7 +787,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             "kind",
             {
                 "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 15, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
+                "Namespace": 1, "NetworkPolicy": 16, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
                 "Secret": 6, "Service": 9,
                 "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
@@ -797,7 +797,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             "local",
             {
                 "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 16, "PersistentVolume": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
+                "Namespace": 1, "NetworkPolicy": 17, "PersistentVolume": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
                 "Role": 1,
                 "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
@@ -807,7 +807,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             "production",
             {
                 "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 15, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
+                "Namespace": 1, "NetworkPolicy": 16, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
                 "Secret": 5, "Service": 8,
                 "ServiceAccount": 4, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },

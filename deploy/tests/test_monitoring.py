@@ -59,6 +59,7 @@ def test_the_scrape_job_labels_what_the_gate_and_the_dashboards_select_on():
         "__meta_kubernetes_pod_label_color": "color",
         "__meta_kubernetes_pod_label_app_kubernetes_io_version": "version",
         "__meta_kubernetes_pod_name": "pod",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_component": "component",
     }
 
 

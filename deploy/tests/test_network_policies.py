@@ -164,6 +164,8 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
     flows |= {
         (source, api, "TCP", 8000) for source in ("ingress-nginx", "prometheus", "control-plane") for api in API_ROLES
     }
+    workers = ("orders/outbox-relay", "payments/outbox-relay", "notifications/email-worker")
+    flows |= {("prometheus", worker, "TCP", 9100) for worker in workers}  # their /metrics
     flows |= {(caller, "auth/api", "TCP", 8000) for caller in callers_of_auth}
     flows |= {(caller, "payments/api", "TCP", 8000) for caller in ("orders/api", "orders/payments-settle")}
     flows |= {(relay, "notifications/api", "TCP", 8000) for relay in ("orders/outbox-relay", "payments/outbox-relay")}

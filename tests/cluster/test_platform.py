@@ -217,3 +217,20 @@ def test_prometheus_evaluates_every_platform_rule_on_the_scraped_series(cluster)
         return {result["metric"]["service"] for result in series} == set(SERVICES)
 
     wait_until(recorded, timeout=60, interval=2, message="the availability SLO's ratio is recorded for every service")
+
+
+def test_prometheus_scrapes_the_relays_and_the_email_worker_on_their_metrics_port(cluster):
+    """Their delivery counts, through NetworkPolicy allow-prometheus-workers, labelled `component`."""
+
+    def scraped():
+        targets = prometheus_query(cluster, 'up{job="platform", component!=""} == 1')
+        return {(t["metric"]["service"], t["metric"]["component"]) for t in targets} == {
+            ("orders", "outbox-relay"),
+            ("payments", "outbox-relay"),
+            ("notifications", "email-worker"),
+        }
+
+    wait_until(scraped, timeout=60, interval=2, message="Prometheus scrapes both relays and the email worker")
+    # The journey's events (an earlier test), delivered by the relays and counted there.
+    query = 'sum by (service) (outbox_deliveries_total{component="outbox-relay", outcome="delivered"}) > 0'
+    assert {result["metric"]["service"] for result in prometheus_query(cluster, query)} == {"orders", "payments"}
