@@ -10,7 +10,8 @@ class AuthServiceConfig(AppConfig):
     verbose_name = "Auth service"
 
     def ready(self) -> None:
-        from apps.auth import checks, keys  # noqa: PLC0415 (models are ready only now)
+        # `services` for its counters: they exist from the start, at 0, not from the first request.
+        from apps.auth import checks, keys, services  # noqa: F401, PLC0415 (models are ready only now)
         from apps.core import tokens  # noqa: PLC0415
         from apps.core.checks import startup_check_register  # noqa: PLC0415
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client import assert_problem, register_and_login
 from tests.journey import LINES, TOTAL, journey_run
-from tests.live import REPO
+from tests.live import REPO, Stack, stack_start
 from tests.platform import observability
 from tests.prometheus import RULES, Prometheus
 
@@ -247,3 +247,24 @@ def test_the_renderer_draws_every_dashboard_from_these_scrapes(observed, tmp_pat
         panel for board in observability.dashboards().values() for panel in board["panels"] if panel["type"] != "row"
     ]
     assert len(drawn) == len(panels)
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory, databases) -> Iterator[Stack]:
+    """The four services just started, before anything has asked them anything."""
+    yield from stack_start(tmp_path_factory.mktemp("fresh"), databases, ("auth", "orders", "payments", "notifications"))
+
+
+@pytest.mark.parametrize(
+    ("service", "name", "labels"),
+    [
+        ("orders", "orders_placed_total", {"outcome": "paid"}),
+        ("payments", "payments_charges_total", {"outcome": "declined"}),
+        ("auth", "auth_logins_total", {"outcome": "invalid_credentials"}),
+        ("notifications", "notifications_events_received_total", {"result": "duplicate"}),
+        ("orders", "outbox_deliveries_total", {"outcome": "failed"}),
+    ],
+)
+def test_a_fresh_service_exposes_its_counters_at_zero_before_its_first_request(fresh, service, name, labels):
+    samples = scrape(f"{fresh[service].url}/metrics")
+    assert samples.get((name, tuple(sorted(labels.items())))) == 0
