@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import sys
 import time
@@ -23,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client import assert_problem, register_and_login
 from tests.journey import LINES, TOTAL, journey_run
-from tests.live import REPO, Stack, stack_start
+from tests.live import REPO, Databases, Stack, stack_start
 from tests.platform import observability
 from tests.prometheus import RULES, Prometheus
 
@@ -250,9 +251,17 @@ def test_the_renderer_draws_every_dashboard_from_these_scrapes(observed, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory, databases) -> Iterator[Stack]:
-    """The four services just started, before anything has asked them anything."""
-    yield from stack_start(tmp_path_factory.mktemp("fresh"), databases, ("auth", "orders", "payments", "notifications"))
+def fresh(tmp_path_factory) -> Iterator[Stack]:
+    """The four services just started on databases of their own, before anything has asked them
+    anything."""
+    workdir = tmp_path_factory.mktemp("fresh")
+    databases = Databases(workdir, os.environ.get("DATABASE_URL"))
+    starting = stack_start(workdir, databases, ("auth", "orders", "payments", "notifications"))
+    try:
+        yield next(starting)
+    finally:
+        starting.close()
+        databases.drop_all()
 
 
 @pytest.mark.parametrize(
