@@ -2,16 +2,17 @@
 business (counters, counted once the change they report is committed) and what state it is in now
 (gauges read from the database at scrape time), plus a build-info series on every process.
 
-Counters live in the module that does the work (orders placed in apps/orders/metrics.py, ...) and
+Counters live in the module that does the work (orders placed in apps/orders/services.py, ...) and
 are made with `counter()`, which starts every known label value at zero so a rate is 0, not
 missing, before the first event. Gauges of state register a reader here: each scrape of a web
 process reads them from its service's database, so every replica reports the same numbers and
 rules aggregate them with `max by (service)`. A relay or worker serves its counters and build info
-on a port of its own (`serve()`), without the database gauges, which are the web process's.
+on a port of its own (`worker_serve()`), without the database gauges, which are the web process's.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -34,19 +35,9 @@ def counter(name: str, documentation: str, labels: dict[str, Iterable[str]] | No
     leaves the series to appear with their first count."""
     labels = labels or {}
     made = Counter(name, documentation, list(labels))
-    for values in _combinations([list(values) for values in labels.values()]) if labels else ():
+    for values in itertools.product(*labels.values()) if labels else ():
         made.labels(*values)
     return made
-
-
-def _combinations(value_lists: list[Iterable[str]]) -> Iterator[tuple[str, ...]]:
-    if not value_lists:
-        yield ()
-        return
-    first, *rest = value_lists
-    for value in first:
-        for more in _combinations(rest):
-            yield (value, *more)
 
 
 def count_after_commit(made: Counter, amount: float = 1, **labels: str) -> None:
