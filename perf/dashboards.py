@@ -48,7 +48,7 @@ from tests.client import register_and_login  # noqa: E402
 from tests.journey import LINES  # noqa: E402
 from tests.live import Databases, stack_start  # noqa: E402
 from tests.platform.observability import dashboards  # noqa: E402
-from tests.prometheus import Prometheus  # noqa: E402
+from tests.prometheus import Prometheus, as_grafana_sends_it  # noqa: E402
 
 logger = logging.getLogger("dashboards")
 
@@ -61,11 +61,6 @@ RESULTS = REPO / "perf" / "results"
 RATE_INTERVAL = "15s"
 GRID_ROW_INCHES = 0.34  # one Grafana grid row (30 px)
 FIGURE_INCHES = 18.0  # 24 grid columns
-
-
-def as_grafana_sends_it(expression: str) -> str:
-    expression = expression.replace('service="$service"', 'service="orders"').replace("$service", ".+")
-    return expression.replace("$__rate_interval", RATE_INTERVAL)
 
 
 def legend(template: str, labels: dict[str, str]) -> str:
@@ -119,7 +114,7 @@ def draw(dashboard: dict, prometheus: Prometheus, *, start: float, end: float, p
         queries = []
         lines = 0
         for target in panel["targets"]:
-            expression = as_grafana_sends_it(target["expr"])
+            expression = as_grafana_sends_it(target["expr"], rate_interval=RATE_INTERVAL)
             result = prometheus.query_range(expression, start=start, end=end, step=2)
             peaks = [float(v) for _, v in result[0]["values"] if v not in {"NaN", "+Inf", "-Inf"}] if result else []
             queries.append((expression, len(result), max(peaks) if peaks else None))

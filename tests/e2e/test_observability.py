@@ -26,7 +26,7 @@ from tests.client import assert_problem, register_and_login
 from tests.journey import LINES, TOTAL, journey_run
 from tests.live import REPO, Databases, Stack, stack_start
 from tests.platform import observability
-from tests.prometheus import RULES, Prometheus
+from tests.prometheus import RULES, Prometheus, as_grafana_sends_it
 
 pytestmark = pytest.mark.e2e
 
@@ -127,14 +127,11 @@ def test_every_recording_rule_returns_data(observed):
     assert empty == []
 
 
-def _as_grafana_sends_it(expression: str) -> str:
-    """A panel's query with its variables filled in: every service, or orders where a panel shows one."""
-    expression = expression.replace('service="$service"', 'service="orders"').replace("$service", ".+")
-    return expression.replace("$__rate_interval", RATE_INTERVAL)
-
-
 def test_every_dashboard_query_returns_data(observed):
-    expressions = [_as_grafana_sends_it(expression) for expression in observability.dashboard_expressions()]
+    expressions = [
+        as_grafana_sends_it(expression, rate_interval=RATE_INTERVAL)
+        for expression in observability.dashboard_expressions()
+    ]
     empty = [expression for expression in expressions if not observed["prometheus"].query(expression)]
     assert empty == []
 
