@@ -21,6 +21,8 @@ from wsgiref.simple_server import WSGIServer
 import prometheus_client
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Count, Min, QuerySet
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, Counter, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -54,6 +56,13 @@ def gauge(name: str, documentation: str, samples: Iterable[tuple[dict[str, str],
     for labels, value in samples:
         family.add_metric(list(labels.values()), value)
     return family
+
+
+def backlog(queryset: QuerySet) -> tuple[int, float]:
+    """How many rows wait in `queryset` and the age in seconds of the oldest (by `created_at`); 0 when none."""
+    found = queryset.aggregate(rows=Count("pk"), oldest=Min("created_at"))
+    age = max((timezone.now() - found["oldest"]).total_seconds(), 0.0) if found["oldest"] else 0.0
+    return found["rows"], age
 
 
 _state_readers: dict[str, Callable[[], Iterable[Metric]]] = {}

@@ -27,9 +27,8 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.db import connection, models
-from django.db.models import Count, F, Min, Q
+from django.db.models import F, Q
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from apps.core import metrics, service_calls, work_queue
 
@@ -281,13 +280,12 @@ def outbox_delivered_prune(model: type[OutboxEvent], *, older_than: timedelta, c
 
 def _backlog_gauges() -> list:
     """Per outbox model: events neither delivered nor failed, and the age of the oldest of them."""
-    now = timezone.now()
     pending, oldest = [], []
     for model in outbox_models():
-        backlog = _due(model).aggregate(events=Count("pk"), oldest=Min("created_at"))
+        events, age = metrics.backlog(_due(model))
         labels = {"outbox": model._meta.label_lower}
-        pending.append((labels, backlog["events"]))
-        oldest.append((labels, max((now - backlog["oldest"]).total_seconds(), 0.0) if backlog["oldest"] else 0.0))
+        pending.append((labels, events))
+        oldest.append((labels, age))
     return [
         metrics.gauge(
             "outbox_pending_events",

@@ -26,7 +26,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -295,12 +295,9 @@ def notification_mark_read(*, notification: Notification) -> Notification:
 
 
 def _email_backlog_gauges() -> list:
-    backlog = EmailDelivery.objects.filter(_due()).aggregate(emails=Count("pk"), oldest=Min("created_at"))
-    age = max((timezone.now() - backlog["oldest"]).total_seconds(), 0.0) if backlog["oldest"] else 0.0
+    emails, age = metrics.backlog(EmailDelivery.objects.filter(_due()))
     return [
-        metrics.gauge(
-            "notifications_pending_emails", "Emails queued and not yet sent nor failed.", [({}, backlog["emails"])]
-        ),
+        metrics.gauge("notifications_pending_emails", "Emails queued and not yet sent nor failed.", [({}, emails)]),
         metrics.gauge(
             "notifications_oldest_pending_email_age_seconds",
             "Age of the oldest email not yet sent nor failed; 0 when there is none.",
