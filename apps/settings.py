@@ -180,7 +180,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: every answer, a probe's or an error page's included, carries the request id.
+    # First: the request's trace span encloses everything, the access log line included.
+    "apps.core.middleware.TraceMiddleware",
+    # Then: every answer, a probe's or an error page's included, carries the request id.
     "apps.core.middleware.RequestIdMiddleware",
     # Probes and scrapes answer before host validation: kubelet and Prometheus use the pod IP.
     "apps.core.middleware.ProbeMiddleware",

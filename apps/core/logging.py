@@ -1,4 +1,5 @@
-"""JSON log lines: one object per line with service, color, version and the request id."""
+"""JSON log lines: one object per line with service, color, version, the request id and, inside a
+span, the trace and span ids (apps.core.tracing)."""
 
 import json
 import logging
@@ -6,20 +7,21 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from apps.core import context
+from apps.core import context, tracing
 
 # Attributes every LogRecord has; anything else on a record was passed as `extra=` and is logged.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 class ContextFilter(logging.Filter):
-    """Stamps each record with who wrote it and for which request."""
+    """Stamps each record with who wrote it, for which request and in which trace."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = getattr(settings, "SERVICE", "")
         record.color = getattr(settings, "DEPLOY_COLOR", "")
         record.version = getattr(settings, "APP_VERSION", "")
         record.request_id = context.request_id.get()
+        record.trace_id, record.span_id = tracing.ids()
         return True
 
 

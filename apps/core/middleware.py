@@ -1,5 +1,5 @@
-"""Kernel middleware: a request id on every request, probes answered before anything else runs, one
-JSON access log line per API request, the error contract held for every answer (problem+json, in
+"""Kernel middleware: a trace span and a request id on every API request, probes answered before
+anything else runs, one JSON access log line per API request, the error contract held for every answer (problem+json, in
 every mode, DEBUG included), and a cap on body size that DRF's parsers would otherwise not enforce."""
 
 import logging
@@ -11,7 +11,7 @@ from http import HTTPStatus
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from apps.core import context, probes
+from apps.core import context, probes, tracing
 from apps.core.problem_codes import status_code
 from apps.core.problems import CONTENT_TYPE, database_unavailable, is_database_unavailable, problem_response
 
@@ -20,6 +20,33 @@ access_logger = logging.getLogger("apps.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is kept only if it is short and plain: it ends up in logs and response headers.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class TraceMiddleware:
+    """One server span per API request, continuing the caller's W3C `traceparent` (apps.core.tracing).
+
+    First in the chain, so that everything after it (the access log line included) runs inside the
+    span and logs its trace id. Probes and scrapes are not traced: they are not API traffic.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path in probes.VIEWS:
+            return self.get_response(request)
+        attributes = {"http.request.method": request.method, "url.path": request.path, "url.scheme": request.scheme}
+        with tracing.server_span(request.method, request.headers, attributes) as span:
+            response = self.get_response(request)
+            match = request.resolver_match
+            tracing.server_span_finish(
+                span,
+                method=request.method,
+                route=f"/{match.route}" if match is not None and match.route else None,
+                status=response.status_code,
+                request_id=response.get(REQUEST_ID_HEADER, ""),
+            )
+            return response
 
 
 class ProbeMiddleware:

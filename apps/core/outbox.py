@@ -4,8 +4,8 @@ that delivers them afterwards, at least once, with retries and exponential backo
 Each service that emits events has a concrete subclass of `OutboxEvent` in its own app (so in its
 own database), and that subclass says where its events go (`deliver()`, usually `event_post()` to
 the consumer's URL): the kernel knows no consumer. `outbox_event_add()` writes a row inside the
-caller's transaction, and `manage.py outbox_relay` runs `relay_batch()` in a loop for every
-concrete outbox model installed.
+caller's transaction, with the trace it was written in (its delivery continues that trace), and
+`manage.py outbox_relay` runs `relay_batch()` in a loop for every concrete outbox model installed.
 
 The relay is a worker of `apps.core.work_queue`: it claims a batch under a lease, renews each
 event's lease just before delivering it (so the lease covers one delivery, whatever the batch
@@ -30,7 +30,7 @@ from django.db import connection, models
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
-from apps.core import metrics, service_calls, work_queue
+from apps.core import metrics, service_calls, tracing, work_queue
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class OutboxEvent(models.Model):
     user_id = models.UUIDField(db_index=True)  # whose inbox the event is for
     aggregate_id = models.UUIDField(db_index=True)  # the order or payment it is about
     data = models.JSONField(default=dict)
+    # The W3C `traceparent` of the span that wrote the event: its delivery continues that trace.
+    # A database default, so that rows written by code that predates the column are valid too.
+    traceparent = models.CharField(max_length=55, blank=True, db_default="")
     created_at = models.DateTimeField(db_default=Now())
     # Not before this time: the next retry after a failure, or the end of a relay's lease.
     available_at = models.DateTimeField(db_default=Now())
@@ -112,7 +115,9 @@ def outbox_event_add(
     """Write an event; call it inside the transaction that makes the change the event reports."""
     if not connection.in_atomic_block:
         raise RuntimeError("outbox events are written inside the transaction of the state change")
-    event = model(type=event_type, user_id=user_id, aggregate_id=aggregate_id, data=data)
+    event = model(
+        type=event_type, user_id=user_id, aggregate_id=aggregate_id, data=data, traceparent=tracing.traceparent()
+    )
     event.full_clean()
     event.save(force_insert=True)
     return event
@@ -238,12 +243,19 @@ def relay_batch(
             report.lost += 1
             continue
         event = events[pk]
-        try:
-            result = (deliver or type(event).deliver)(event)
-        except Exception as error:  # a bug in delivery must not stop the relay or lose the event
-            logger.exception("outbox delivery raised", extra={"event_id": str(event.id)})
-            result = DeliveryResult(delivered=False, error=f"{error.__class__.__name__}: {error}")
-        outcome = _record(model, event, result, relay=relay, base=backoff_base, maximum=backoff_max)
+        with tracing.delivery_span(
+            parent_traceparent=event.traceparent,
+            event_type=event.type,
+            event_id=str(event.id),
+            attempt=event.attempts + 1,
+        ) as span:
+            try:
+                result = (deliver or type(event).deliver)(event)
+            except Exception as error:  # a bug in delivery must not stop the relay or lose the event
+                logger.exception("outbox delivery raised", extra={"event_id": str(event.id)})
+                result = DeliveryResult(delivered=False, error=f"{error.__class__.__name__}: {error}")
+            outcome = _record(model, event, result, relay=relay, base=backoff_base, maximum=backoff_max)
+            tracing.delivery_span_finish(span, outcome=outcome)
         report.delivered += outcome == "delivered"
         report.retried += outcome == "retry"
         report.failed += outcome == "failed"

@@ -1,6 +1,7 @@
 """The one HTTP client for calls between services.
 
-Every call has a connect and a read timeout, forwards the request id, and authenticates as the
+Every call has a connect and a read timeout, forwards the request id and the trace (a client span
+whose W3C `traceparent` the callee continues, apps.core.tracing), and authenticates as the
 caller asks: with the user's own token (acting for the user), with this service's client-credentials
 token, or not at all. Retries happen only where repeating is safe: connection failures (nothing was
 sent), idempotent methods, and POSTs that carry an Idempotency-Key the callee deduplicates on.
@@ -26,13 +27,14 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Literal
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from apps.core import context
+from apps.core import context, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -232,29 +234,36 @@ def call(
         headers["Authorization"] = f"Bearer {service_token.get()}"
     session = _session_for(method in IDEMPOTENT_METHODS or idempotency_key is not None)
     url = f"{base_url.rstrip('/')}/{path.lstrip('/')}"
+    target = urlsplit(url)
     started = time.perf_counter()
-    try:
-        with bulkhead.slot(base_url.rstrip("/")):
-            response = session.request(
-                method,
-                url,
-                headers=headers,
-                json=json,
-                params=params,
-                timeout=timeout or (settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.SERVICE_CALL_READ_TIMEOUT),
-            )
-    except requests.RequestException as error:
-        logger.warning("service call failed", extra={"url": url, "method": method, "error": str(error)})
-        raise ServiceCallError(f"{method} {url} failed: {error.__class__.__name__}") from error
-    if auth == "service" and response.status_code == 401:
-        service_token.forget()  # a rotated key or revoked client: fetch a fresh token next time
-    logger.info(
-        "service call",
-        extra={
-            "url": url,
-            "method": method,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
+    with tracing.client_span(method, url, server_address=target.hostname or "", server_port=target.port) as span:
+        tracing.headers_inject(headers)  # the callee's span joins this trace
+        try:
+            with bulkhead.slot(base_url.rstrip("/")):
+                response = session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=json,
+                    params=params,
+                    timeout=timeout or (settings.SERVICE_CALL_CONNECT_TIMEOUT, settings.SERVICE_CALL_READ_TIMEOUT),
+                )
+        except (requests.RequestException, ServiceCallError) as error:
+            tracing.client_span_finish(span, status=None, error=error.__class__.__name__)
+            if isinstance(error, ServiceCallError):
+                raise
+            logger.warning("service call failed", extra={"url": url, "method": method, "error": str(error)})
+            raise ServiceCallError(f"{method} {url} failed: {error.__class__.__name__}") from error
+        tracing.client_span_finish(span, status=response.status_code)
+        if auth == "service" and response.status_code == 401:
+            service_token.forget()  # a rotated key or revoked client: fetch a fresh token next time
+        logger.info(
+            "service call",
+            extra={
+                "url": url,
+                "method": method,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
     return response

@@ -8,7 +8,7 @@ its batch and exits 0, within one delivery's budget of the signal.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core import metrics, outbox, work_queue
+from apps.core import metrics, outbox, tracing, work_queue
 
 
 class Command(BaseCommand):
@@ -38,6 +38,7 @@ class Command(BaseCommand):
         if not models:
             raise CommandError("this service has no outbox (only orders and payments emit events)")
         relay = work_queue.worker_id()
+        tracing.configure("outbox-relay")  # each delivery continues the trace its event was written in
         stop = work_queue.StopSignal()
         if not once:
             stop.install()

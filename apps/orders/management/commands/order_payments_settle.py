@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
+from apps.core import tracing
 from apps.orders.services import orders_unsettled_settle
 
 
@@ -17,6 +18,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, older_than, **options):
-        report = orders_unsettled_settle(older_than=timedelta(seconds=older_than))
+        tracing.configure("settle-job")
+        with tracing.job_span("orders settle", {"platform.older_than_seconds": older_than}) as span:
+            report = orders_unsettled_settle(older_than=timedelta(seconds=older_than))
+            span.set_attributes({"platform.settled": report.settled, "platform.still_open": report.still_open})
         stopped = "; stopped: payments is not answering" if report.stopped else ""
         self.stdout.write(f"settled {report.settled}, still open {report.still_open}{stopped}")

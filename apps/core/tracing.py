@@ -1,0 +1,174 @@
+"""Traces: OpenTelemetry spans for each API request, each call between services and each outbox
+delivery, joined by W3C trace context, so that one order is one trace across orders, payments, auth
+and notifications.
+
+- An API request's server span continues the caller's `traceparent` header (TraceMiddleware).
+- A call between services is a client span whose context leaves in `traceparent`
+  (`service_calls.call`).
+- The outbox carries the trace: an event keeps the `traceparent` of the span that wrote it, and the
+  relay's delivery span (a PRODUCER span, as OpenTelemetry's messaging conventions have it)
+  continues it, however much later the delivery happens; the consumer's request joins the same trace.
+- Every log line written inside a span carries its `trace_id` and `span_id` (apps.core.logging):
+  from a trace, the logs of every process it crossed are one search away, and back.
+
+Each process calls `configure()` once as it starts: the WSGI application, the relays, the workers.
+Spans leave over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+is set, in batches, off the request thread; the OpenTelemetry SDK's own variables apply
+(OTEL_TRACES_SAMPLER, OTEL_BSP_SCHEDULE_DELAY, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, ...).
+Without an endpoint spans are still made, so trace ids still reach the logs and the next service,
+and are exported nowhere. A collector that is down costs dropped spans, never a failed request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator, Mapping
+
+from django.conf import settings
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+# W3C trace context, whatever OTEL_PROPAGATORS says: it is what crosses every hop, the outbox included.
+_propagator = TraceContextTextMapPropagator()
+tracer = trace.get_tracer("apps.core")  # follows the provider `configure()` installs
+_configured = False
+
+
+def _exporter_from_environment() -> SpanExporter | None:
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415 (only when used)
+
+    return OTLPSpanExporter()  # reads the endpoint, headers, timeout and compression from OTEL_EXPORTER_OTLP_*
+
+
+def configure(component: str, *, exporter: SpanExporter | None = None) -> bool:
+    """Install this process's tracer provider: spans named for the service (`service.name`), its
+    version and deploy color, and `component` (web, outbox-relay, email-worker, settle-job).
+    `exporter` replaces the OTLP exporter the environment names (tests pass an in-memory one).
+    Once per process; False when it was already done or the SDK is disabled."""
+    global _configured  # one provider per process, as OpenTelemetry's global is
+    if _configured or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    resource = Resource.create(
+        {
+            "service.name": settings.SERVICE,
+            "service.namespace": "platform",
+            "service.version": settings.APP_VERSION,
+            "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
+            "platform.color": settings.DEPLOY_COLOR,
+            "platform.component": component,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    exporter = exporter or _exporter_from_environment()
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _configured = True
+    return True
+
+
+def ids() -> tuple[str, str]:
+    """The current trace id and span id in their W3C (hex) form, or two empty strings outside a span."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return "", ""
+    return trace.format_trace_id(span_context.trace_id), trace.format_span_id(span_context.span_id)
+
+
+def headers_inject(headers: dict[str, str]) -> None:
+    """Add the current span's `traceparent` (and `tracestate`) to an outgoing request's headers."""
+    _propagator.inject(headers)
+
+
+def traceparent() -> str:
+    """The current span's context as a `traceparent` value, for an outbox event to carry; empty
+    outside a span."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def _context_from(carrier: Mapping[str, str]) -> Context:
+    # A malformed header yields an empty context: the span starts a trace of its own.
+    return _propagator.extract(carrier)
+
+
+@contextlib.contextmanager
+def server_span(method: str, headers: Mapping[str, str], attributes: dict) -> Iterator[Span]:
+    """The span of one incoming request, continuing the trace the caller's headers carry."""
+    with tracer.start_as_current_span(
+        method, context=_context_from(headers), kind=SpanKind.SERVER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def server_span_finish(span: Span, *, method: str, route: str | None, status: int, request_id: str) -> None:
+    """Name the span by its route, as OpenTelemetry's HTTP conventions ask (`GET /api/orders/{id}/`
+    style names stay few; paths with ids would not), and record the answer: a 5xx is an error."""
+    if route is not None:
+        span.update_name(f"{method} {route}")
+        span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("platform.request_id", request_id)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+
+
+@contextlib.contextmanager
+def client_span(method: str, url: str, *, server_address: str, server_port: int | None) -> Iterator[Span]:
+    """The span of one call to another service (all its retries: they are the client's business)."""
+    attributes = {"http.request.method": method, "url.full": url, "server.address": server_address}
+    if server_port is not None:
+        attributes["server.port"] = server_port
+    with tracer.start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+        yield span
+
+
+def client_span_finish(span: Span, *, status: int | None, error: str = "") -> None:
+    """Record a call's answer; any 4xx or 5xx, or no answer at all, is an error of the client span."""
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    if status is None or status >= 400:
+        span.set_attribute("error.type", error or str(status))
+        span.set_status(Status(StatusCode.ERROR, error or None))
+
+
+@contextlib.contextmanager
+def delivery_span(*, parent_traceparent: str, event_type: str, event_id: str, attempt: int) -> Iterator[Span]:
+    """The span of one outbox delivery, a child of the span that wrote the event."""
+    with tracer.start_as_current_span(
+        f"send {event_type}",
+        context=_context_from({"traceparent": parent_traceparent} if parent_traceparent else {}),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "outbox",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": event_type,
+            "messaging.message.id": event_id,
+            "platform.outbox.attempt": attempt,
+        },
+    ) as span:
+        yield span
+
+
+def delivery_span_finish(span: Span, *, outcome: str) -> None:
+    """Record what became of the delivery (outbox.DELIVERY_OUTCOMES); anything but delivered is an error."""
+    span.set_attribute("platform.outbox.outcome", outcome)
+    if outcome != "delivered":
+        span.set_status(Status(StatusCode.ERROR, outcome))
+
+
+@contextlib.contextmanager
+def job_span(name: str, attributes: dict | None = None) -> Iterator[Span]:
+    """A span for work no request started (a scheduled job's pass): the root of its own trace."""
+    with tracer.start_as_current_span(name, context=Context(), kind=SpanKind.INTERNAL, attributes=attributes) as span:
+        yield span
