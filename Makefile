@@ -29,9 +29,12 @@ system-packages:  ## install the Debian packages the tests need, if missing
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }
 
-up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001-8004 (Ctrl-C stops all)
+# Jaeger (traces) is built from its Go module the first time, into ~/.cache/platform (minutes, once).
+up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001-8004, Jaeger on :16686 (Ctrl-C stops all)
 	PYTHON=$(PYTHON) platform/local-setup.sh
+	platform/tools/go-tool.sh platform/tools/jaeger github.com/jaegertracing/jaeger/cmd/jaeger >/dev/null
 	GIT_SHA=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT-http://127.0.0.1:4318} \
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
 
 # Every shell script of the repository: the platform's, CI's and the deploy tooling's.

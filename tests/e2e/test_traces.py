@@ -1,0 +1,243 @@
+"""Traces as a real backend holds them: the four services, their relays and Jaeger (built from its Go
+module), the services exporting over OTLP/HTTP.
+
+What it shows: an order placed with a client's `traceparent` is one trace across orders, auth,
+payments and, through orders' outbox and its relay, notifications; a cancellation's refund reaches
+notifications through payments' outbox in its own trace; every span's parent is in the trace; every
+request's log line carries its trace id; and a trace backend that is down costs no request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.client import register_and_login
+from tests.jaeger import Jaeger
+from tests.journey import LINES
+from tests.live import Databases, Stack, stack_start
+
+pytestmark = pytest.mark.e2e
+
+HEX_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture(scope="module")
+def jaeger(tmp_path_factory) -> Iterator[Jaeger]:
+    backend = Jaeger(tmp_path_factory.mktemp("jaeger")).start()
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(jaeger, tmp_path_factory) -> Iterator[Stack]:
+    """The services, relays and email worker exporting their spans to Jaeger, each batch within
+    0.1 s (the SDK's default is 5 s)."""
+    workdir = tmp_path_factory.mktemp("traced")
+    databases = Databases(workdir, os.environ.get("DATABASE_URL"))
+    env = {"all": {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}}
+    starting = stack_start(workdir, databases, ("auth", "orders", "payments", "notifications"), env)
+    try:
+        yield next(starting)
+    finally:
+        starting.close()
+        databases.drop_all()
+
+
+def traceparent() -> tuple[str, str, str]:
+    """A client's own trace context: (trace id, span id, the header)."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
+
+
+class Trace:
+    """A trace from Jaeger's API: its spans, each with its service, component, kind and parent."""
+
+    def __init__(self, data: dict):
+        processes = {
+            key: {"service": process["serviceName"], **{tag["key"]: tag["value"] for tag in process["tags"]}}
+            for key, process in data["processes"].items()
+        }
+        self.spans = []
+        for span in data["spans"]:
+            tags = {tag["key"]: tag["value"] for tag in span["tags"]}
+            parents = [ref["spanID"] for ref in span["references"] if ref["refType"] == "CHILD_OF"]
+            self.spans.append(
+                {
+                    "id": span["spanID"],
+                    "trace_id": span["traceID"],
+                    "name": span["operationName"],
+                    "parent": parents[0] if parents else None,
+                    "kind": tags.get("span.kind", "internal"),
+                    "tags": tags,
+                    **processes[span["processID"]],
+                }
+            )
+        self.by_id = {span["id"]: span for span in self.spans}
+
+    def services(self) -> set[str]:
+        return {span["service"] for span in self.spans}
+
+    def find(self, **wanted) -> dict:
+        found = [span for span in self.spans if wanted.items() <= span.items()]
+        assert len(found) == 1, (wanted, [(span["service"], span["name"], span["kind"]) for span in self.spans])
+        return found[0]
+
+    def ancestors(self, span: dict) -> list[dict]:
+        chain = []
+        while span["parent"] in self.by_id:
+            span = self.by_id[span["parent"]]
+            chain.append(span)
+        return chain
+
+
+def trace_wait(jaeger: Jaeger, trace_id: str, complete, *, timeout: float = 30.0) -> Trace:
+    """The trace once `complete(trace)` holds (spans arrive in batches, from several processes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = jaeger.trace(trace_id)
+        if data is not None and complete(trace := Trace(data)):
+            return trace
+        assert time.monotonic() < deadline, f"trace {trace_id} incomplete after {timeout} s: {data}"
+        time.sleep(0.3)
+
+
+def delivered_wait(stack: Stack, *, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while stack.events_undelivered():
+        assert time.monotonic() < deadline, "events still undelivered"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def order_traces(traced, jaeger) -> dict:
+    """One order placed and then cancelled, each request with a traceparent of the client's."""
+    urls = {name: service.url for name, service in traced.services.items()}
+    _, tokens = register_and_login(urls["auth"])
+    authorization = {"Authorization": f"Bearer {tokens['access_token']}"}
+    place_trace, place_parent, header = traceparent()
+    placed = requests.post(
+        f"{urls['orders']}/api/orders/",
+        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
+        headers={**authorization, "Idempotency-Key": str(uuid.uuid4()), "traceparent": header},
+        timeout=30,
+    )
+    assert placed.status_code == 201, placed.text
+    delivered_wait(traced)
+    cancel_trace, cancel_parent, header = traceparent()
+    cancelled = requests.post(
+        f"{urls['orders']}/api/orders/{placed.json()['id']}/cancel/",
+        headers={**authorization, "traceparent": header},
+        timeout=30,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    delivered_wait(traced)
+    return {
+        "place": (place_trace, place_parent, placed.headers["X-Request-ID"]),
+        "cancel": (cancel_trace, cancel_parent, cancelled.headers["X-Request-ID"]),
+    }
+
+
+def notified(trace: Trace, event_type: str) -> bool:
+    """The trace holds notifications' handling of the relay's delivery of `event_type`."""
+    sends = [span for span in trace.spans if span["name"] == f"send {event_type}"]
+    return any(
+        span["service"] == "notifications" and span["kind"] == "server" and sends[0] in trace.ancestors(span)
+        for span in trace.spans
+        if sends
+    )
+
+
+def test_an_order_is_one_trace_across_orders_payments_and_notifications(order_traces, jaeger):
+    trace_id, client_span_id, request_id = order_traces["place"]
+    trace = trace_wait(jaeger, trace_id, lambda trace: notified(trace, "order.paid"))
+
+    assert {"orders", "payments", "notifications"} <= trace.services()
+    assert {span["trace_id"] for span in trace.spans} == {trace_id}
+    # The one root is orders' answer to the client, continuing the client's own span.
+    roots = [span for span in trace.spans if span["parent"] not in trace.by_id]
+    assert [(span["service"], span["name"], span["parent"]) for span in roots] == [
+        ("orders", "POST /api/orders/", client_span_id)
+    ]
+    request = roots[0]
+    assert (request["kind"], request["platform.component"]) == ("server", "web")
+    assert (request["tags"]["http.response.status_code"], request["tags"]["platform.request_id"]) == (201, request_id)
+    # Orders charged through payments: payments' server span under orders' client span.
+    charge = trace.find(service="payments", kind="server", name="POST /api/payments/")
+    assert trace.by_id[charge["parent"]]["service"] == "orders"
+    assert trace.by_id[charge["parent"]]["kind"] == "client"
+    assert request in trace.ancestors(charge)
+    # The outbox carried the trace: the relay's delivery continues the request that wrote the event,
+    # and notifications' handling of it continues the delivery.
+    send = trace.find(name="send order.paid")
+    assert (send["service"], send["kind"], send["platform.component"]) == ("orders", "producer", "outbox-relay")
+    assert send["tags"]["platform.outbox.outcome"] == "delivered"
+    assert request in trace.ancestors(send)
+    received = trace.find(service="notifications", kind="server", name="POST /api/notifications/events/")
+    assert send in trace.ancestors(received)
+    assert (received["service.version"], received["platform.color"]) == ("e2e", "blue")
+
+
+def test_a_refund_reaches_notifications_through_payments_outbox_in_the_cancellations_trace(order_traces, jaeger):
+    trace_id, client_span_id, _ = order_traces["cancel"]
+    trace = trace_wait(
+        jaeger, trace_id, lambda trace: notified(trace, "payment.refunded") and notified(trace, "order.cancelled")
+    )
+    roots = [span for span in trace.spans if span["parent"] not in trace.by_id]
+    assert [(span["service"], span["parent"]) for span in roots] == [("orders", client_span_id)]
+    # Spans are named by the route (its Django pattern), not by the path with its ids.
+    refund = trace.find(service="payments", kind="server", name="POST /api/payments/<uuid:payment_id>/refund/")
+    send = trace.find(name="send payment.refunded")
+    assert (send["service"], send["platform.component"]) == ("payments", "outbox-relay")
+    assert refund in trace.ancestors(send)
+
+
+def log_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_every_request_log_line_carries_its_trace_id(order_traces, traced):
+    trace_id, _, request_id = order_traces["place"]
+    access = {
+        name: [line for line in log_lines(service.log_text()) if line["logger"] == "apps.access"]
+        for name, service in traced.services.items()
+    }
+    assert all(access.values()), {name: len(lines) for name, lines in access.items()}
+    assert [
+        (name, line["message"])
+        for name, lines in access.items()
+        for line in lines
+        if not HEX_TRACE_ID.fullmatch(line.get("trace_id", ""))
+    ] == []
+    # The client's trace id is on orders' line for the request, on payments' for the charge and on
+    # the relay's and notifications' lines for the event's delivery.
+    assert [line["request_id"] for line in access["orders"] if line["trace_id"] == trace_id] == [request_id]
+    assert any(line["trace_id"] == trace_id for line in access["payments"])
+    assert any(line["trace_id"] == trace_id for line in access["notifications"])
+    relay = log_lines(traced.relays["orders"].log_text())
+    assert any(line["message"] == "outbox event delivered" and line["trace_id"] == trace_id for line in relay)
+
+
+def test_a_trace_backend_that_is_down_costs_no_request(order_traces, traced, jaeger):
+    jaeger.stop()
+    urls = {name: service.url for name, service in traced.services.items()}
+    _, tokens = register_and_login(urls["auth"])
+    placed = requests.post(
+        f"{urls['orders']}/api/orders/",
+        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
+        headers={"Authorization": f"Bearer {tokens['access_token']}", "Idempotency-Key": str(uuid.uuid4())},
+        timeout=30,
+    )
+    assert placed.status_code == 201, placed.text
+    delivered_wait(traced)
+    assert all(service.process.poll() is None for service in traced.services.values())
