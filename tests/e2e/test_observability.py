@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import sys
 import time
 import uuid
@@ -33,8 +32,6 @@ pytestmark = pytest.mark.e2e
 # What Grafana puts in for $__rate_interval at this scrape interval is seconds; a minute has data
 # from the first scrapes on and stays well inside the test's run.
 RATE_INTERVAL = "1m"
-# PromQL words that look like metric names in an expression.
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -136,19 +133,9 @@ def test_every_dashboard_query_returns_data(observed):
     assert empty == []
 
 
-def _metric_names(expression: str) -> set[str]:
-    """Names of the series an expression selects (not recording rules: those have a colon)."""
-    without_strings = re.sub(r'"[^"]*"', '""', expression)
-    without_matchers = re.sub(r"\{[^}]*\}", "", without_strings)
-    without_groupings = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", without_matchers)
-    without_ranges = re.sub(r"\[[^\]]*\]", "", without_groupings)
-    words = re.findall(r"(?<![\w:.])([a-zA-Z_][a-zA-Z0-9_]*)(?![\w:])(?!\s*\()", without_ranges)
-    return {word for word in words if word not in KEYWORDS and not re.fullmatch(r"\d+[smhdwy]", word)}
-
-
 def test_every_metric_the_rules_and_dashboards_name_is_scraped(observed):
     expressions = observability.rule_expressions() + observability.dashboard_expressions()
-    named = set().union(*(_metric_names(expression) for expression in expressions))
+    named = set().union(*(observability.metric_names(expression) for expression in expressions))
     scraped = set(observed["prometheus"].api("label/__name__/values"))
     assert {"orders_placed_total", "outbox_oldest_pending_event_age_seconds", "up"} <= named  # the parse works
     assert named - scraped == set()
