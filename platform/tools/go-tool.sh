@@ -21,7 +21,13 @@ else
   package=$1
   version=${2:?usage: go-tool.sh PACKAGE VERSION}
 fi
+# The binary is named as `go install` names it: after the last path element that is not a major
+# version suffix (k8s.io/kube-state-metrics/v2 builds kube-state-metrics).
 name=${package##*/}
+if [[ $name =~ ^v[0-9]+$ && $package == */*/* ]]; then
+  name=${package%/*}
+  name=${name##*/}
+fi
 directory=$cache/$name-$version
 if [[ ! -x $directory/$name ]]; then
   command -v go >/dev/null || { echo "go-tool.sh: no go command to build $name with; install Go" >&2; exit 1; }

@@ -189,11 +189,15 @@ def test_prometheus_scrapes_every_web_pod_with_its_service_and_color(cluster):
 
 
 def test_prometheus_evaluates_every_platform_rule_on_the_scraped_series(cluster):
-    """The rules of platform/prometheus/rules, loaded from ConfigMap prometheus-rules, evaluate
-    without error on the cluster's series; the SLO recordings have every service's numbers."""
+    """The rules of platform/prometheus/rules and deploy/monitoring/rules, loaded from ConfigMap
+    prometheus-rules, evaluate without error on the cluster's series; the SLO recordings have every
+    service's numbers."""
     from deploy.bluegreen.cluster import Cluster as ToolCluster
 
-    rule_files = sorted((REPO / "platform" / "prometheus" / "rules").glob("*.yml"))
+    rule_files = [
+        *sorted((REPO / "platform" / "prometheus" / "rules").glob("*.yml")),
+        *sorted((REPO / "deploy" / "monitoring" / "rules").glob("*.yml")),
+    ]
     wanted = sum(len(group["rules"]) for path in rule_files for group in yaml.safe_load(path.read_text())["groups"])
 
     def rules() -> list[dict]:
