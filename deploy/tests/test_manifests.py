@@ -739,7 +739,12 @@ def test_only_auth_mounts_the_signing_key_where_its_setting_points(rendered, ove
 def test_every_setting_in_the_config_map_is_read_by_the_code(rendered, overlay):
     code = "".join(
         (REPO / path).read_text()
-        for path in ("apps/settings.py", "platform/gunicorn.conf.py", "apps/core/gunicorn_worker.py")
+        for path in (
+            "apps/settings.py",
+            "platform/gunicorn.conf.py",
+            "apps/core/gunicorn_worker.py",
+            "apps/core/tracing.py",
+        )
     )
 
     unread = [key for key in _config(rendered[overlay]) if f'"{key}"' not in code and f"'{key}'" not in code]
@@ -787,7 +792,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             "kind",
             {
                 "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 16, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
+                "Namespace": 1, "NetworkPolicy": 17, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
                 "Secret": 6, "Service": 9,
                 "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
@@ -797,7 +802,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             "local",
             {
                 "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 17, "PersistentVolume": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
+                "Namespace": 1, "NetworkPolicy": 18, "PersistentVolume": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
                 "Role": 1,
                 "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
@@ -807,7 +812,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             "production",
             {
                 "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 16, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
+                "Namespace": 1, "NetworkPolicy": 17, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
                 "Secret": 5, "Service": 8,
                 "ServiceAccount": 4, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },

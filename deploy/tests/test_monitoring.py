@@ -56,7 +56,7 @@ def test_every_object_is_valid_for_the_kubernetes_version(monitoring, variant, v
 
 def test_the_images_are_the_official_ones_or_the_local_stand_ins(monitoring):
     images = {
-        variant: {name: _container(objects, name)["image"] for name in ("prometheus", "kube-state-metrics")}
+        variant: {name: _container(objects, name)["image"] for name in ("prometheus", "kube-state-metrics", "jaeger")}
         for variant, objects in monitoring.items()
     }
 
@@ -64,10 +64,12 @@ def test_the_images_are_the_official_ones_or_the_local_stand_ins(monitoring):
         "base": {
             "prometheus": "prom/prometheus:v3.5.0",
             "kube-state-metrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.16.0",
+            "jaeger": "jaegertracing/jaeger:2.13.0",
         },
         "local": {
             "prometheus": "platform-local/prometheus:v3.5.0",
             "kube-state-metrics": "platform-local/kube-state-metrics:v2.16.0",
+            "jaeger": "platform-local/jaeger:2.13.0",
         },
     }
 
@@ -187,3 +189,24 @@ def test_prometheus_scrapes_kube_state_metrics_with_its_own_object_labels(monito
     assert job["honor_labels"] is True  # `namespace` and `pod` are the objects', not the target's
     assert job["static_configs"] == [{"targets": [f"kube-state-metrics.monitoring.svc:{port['port']}"]}]
     assert port["targetPort"] == "http-metrics"
+
+
+def test_the_platform_sends_its_spans_to_the_jaeger_service_its_network_policy_admits(monitoring):
+    platform = DEPLOY_DIR / "base"
+    config = yaml.safe_load((platform / "config.yaml").read_text())["data"]
+    policy = yaml.safe_load((platform / "networkpolicies" / "allow-traces.yaml").read_text())
+    service = _object(monitoring["base"], "Service", "jaeger")
+    deployment = _object(monitoring["base"], "Deployment", "jaeger")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    ports = {port["name"]: port for port in _container(monitoring["base"], "jaeger")["ports"]}
+    (otlp,) = [port for port in service["spec"]["ports"] if port["name"] == "otlp-http"]
+    (rule,) = policy["spec"]["egress"]
+    (peer,) = rule["to"]
+
+    assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://jaeger.monitoring.svc.cluster.local:{otlp['port']}"
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    assert peer["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert rule["ports"] == [{"protocol": "TCP", "port": ports[otlp["targetPort"]]["containerPort"]}]
+    # Jaeger's built-in configuration listens on localhost unless told otherwise.
+    env = {item["name"]: item["value"] for item in _container(monitoring["base"], "jaeger")["env"]}
+    assert env["JAEGER_LISTEN_HOST"] == "0.0.0.0"  # noqa: S104 (the pod's address: the Service reaches it there)

@@ -38,6 +38,7 @@ APP_ROLES = (
 EXTERNAL = {
     "ingress-nginx": {"namespace": "ingress-nginx", "labels": {"app.kubernetes.io/name": "ingress-nginx"}},
     "prometheus": {"namespace": "monitoring", "labels": {"app.kubernetes.io/name": "prometheus"}},
+    "jaeger": {"namespace": "monitoring", "labels": {"app.kubernetes.io/name": "jaeger"}, "ports": [("TCP", 4318)]},
     "kube-dns": {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}, "ports": [("UDP", 53), ("TCP", 53)]},
     "other-namespace": {"namespace": "default", "labels": {"app": "curious"}, "ports": [("TCP", 8000)]},
     "internet": {"ip": "203.0.113.10", "ports": [("TCP", 443)]},
@@ -170,6 +171,14 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
     flows |= {(caller, "payments/api", "TCP", 8000) for caller in ("orders/api", "orders/payments-settle")}
     flows |= {(relay, "notifications/api", "TCP", 8000) for relay in ("orders/outbox-relay", "payments/outbox-relay")}
     flows |= {(role, database, "TCP", 5432) for role in APP_ROLES}
+    # Spans over OTLP/HTTP from every process that traces (apps/core/tracing.configure's callers).
+    tracing = (
+        *API_ROLES,
+        "orders/outbox-relay",
+        "payments/outbox-relay",
+        "orders/payments-settle",
+    )
+    flows |= {(role, "jaeger", "TCP", 4318) for role in tracing}
     if overlay == "local":
         flows |= {("machine", api, "TCP", 8000) for api in API_ROLES}
     if overlay == "production":  # notifications' worker sends email (manage.py email_deliver)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from tests.client import register_and_login
-from tests.jaeger import Jaeger
+from tests.jaeger import Jaeger, Trace, notified, traceparent
 from tests.journey import LINES
 from tests.live import Databases, Stack, stack_start
 
@@ -52,53 +51,6 @@ def traced(jaeger, tmp_path_factory) -> Iterator[Stack]:
     finally:
         starting.close()
         databases.drop_all()
-
-
-def traceparent() -> tuple[str, str, str]:
-    """A client's own trace context: (trace id, span id, the header)."""
-    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
-    return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
-
-
-class Trace:
-    """A trace from Jaeger's API: its spans, each with its service, component, kind and parent."""
-
-    def __init__(self, data: dict):
-        processes = {
-            key: {"service": process["serviceName"], **{tag["key"]: tag["value"] for tag in process["tags"]}}
-            for key, process in data["processes"].items()
-        }
-        self.spans = []
-        for span in data["spans"]:
-            tags = {tag["key"]: tag["value"] for tag in span["tags"]}
-            parents = [ref["spanID"] for ref in span["references"] if ref["refType"] == "CHILD_OF"]
-            self.spans.append(
-                {
-                    "id": span["spanID"],
-                    "trace_id": span["traceID"],
-                    "name": span["operationName"],
-                    "parent": parents[0] if parents else None,
-                    "kind": tags.get("span.kind", "internal"),
-                    "tags": tags,
-                    **processes[span["processID"]],
-                }
-            )
-        self.by_id = {span["id"]: span for span in self.spans}
-
-    def services(self) -> set[str]:
-        return {span["service"] for span in self.spans}
-
-    def find(self, **wanted) -> dict:
-        found = [span for span in self.spans if wanted.items() <= span.items()]
-        assert len(found) == 1, (wanted, [(span["service"], span["name"], span["kind"]) for span in self.spans])
-        return found[0]
-
-    def ancestors(self, span: dict) -> list[dict]:
-        chain = []
-        while span["parent"] in self.by_id:
-            span = self.by_id[span["parent"]]
-            chain.append(span)
-        return chain
 
 
 def trace_wait(jaeger: Jaeger, trace_id: str, complete, *, timeout: float = 30.0) -> Trace:
@@ -146,16 +98,6 @@ def order_traces(traced, jaeger) -> dict:
         "place": (place_trace, place_parent, placed.headers["X-Request-ID"]),
         "cancel": (cancel_trace, cancel_parent, cancelled.headers["X-Request-ID"]),
     }
-
-
-def notified(trace: Trace, event_type: str) -> bool:
-    """The trace holds notifications' handling of the relay's delivery of `event_type`."""
-    sends = [span for span in trace.spans if span["name"] == f"send {event_type}"]
-    return any(
-        span["service"] == "notifications" and span["kind"] == "server" and sends[0] in trace.ancestors(span)
-        for span in trace.spans
-        if sends
-    )
 
 
 def test_an_order_is_one_trace_across_orders_payments_and_notifications(order_traces, jaeger):
