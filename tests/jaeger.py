@@ -9,10 +9,12 @@ import os
 import secrets
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import requests
 
+from tests.journey import LINES
 from tests.live import REPO, free_port
 
 CONFIG = REPO / "platform" / "jaeger" / "config.yaml"
@@ -105,6 +107,23 @@ def traceparent() -> tuple[str, str, str]:
     """A client's own trace context: (trace id, span id, the header)."""
     trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
     return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
+
+
+def order_place_traced(orders_url: str, access_token: str, *, http=requests) -> tuple[str, str, requests.Response]:
+    """An order placed with a client's own `traceparent` (through `http`: requests, or a Session
+    that adds a Host header): (its trace id, the client's span id, orders' answer)."""
+    trace_id, client_span_id, header = traceparent()
+    placed = http.post(
+        f"{orders_url}/api/orders/",
+        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
+        headers={
+            "Authorization": f"Bearer {access_token}",
+            "Idempotency-Key": str(uuid.uuid4()),
+            "traceparent": header,
+        },
+        timeout=30,
+    )
+    return trace_id, client_span_id, placed
 
 
 class Trace:

@@ -5,9 +5,11 @@
 #   platform/containers/local-images.sh python       # the app's base: Python 3.11 and venv (python:3.11-slim's layout)
 #   platform/containers/local-images.sh postgres     # PostgreSQL 15 with the official image's start-up contract
 #   platform/containers/local-images.sh prometheus   # Prometheus with the official image's layout
+#   platform/containers/local-images.sh jaeger       # Jaeger v2, the binary `make up` runs (no Debian package)
 #   platform/containers/local-images.sh postgres --unless-available postgres:15.14-bookworm
 #
-# Each prints the image reference to use (for BASE_IMAGE, POSTGRES_IMAGE, PROMETHEUS_IMAGE); with
+# Each prints the image reference to use (for BASE_IMAGE, POSTGRES_IMAGE, PROMETHEUS_IMAGE,
+# JAEGER_IMAGE); with
 # --unless-available, the official image's when the engine has it or can pull it. A root
 # filesystem is built once with mmdebstrap and kept as a tarball in
 # ${PLATFORM_CACHE:-~/.cache/platform}/images/, named by the hash of everything that goes into it
@@ -108,15 +110,37 @@ rootfs_image() {  # rootfs_image NAME HASH REFERENCE: the imported root filesyst
   echo "$reference"
 }
 
+# Jaeger is in no Debian release: its stand-in is the binary `make up` runs, built from its Go module
+# (platform/tools/jaeger, once per machine), alone in an empty root filesystem as upstream's image
+# runs it (uid 10001), tagged by the binary's hash.
+jaeger_image() {
+  local binary reference context
+  binary=$(../tools/go-tool.sh ../tools/jaeger github.com/jaegertracing/jaeger/cmd/jaeger)
+  reference="platform-local/jaeger:$(sha256sum "$binary" | cut -c1-12)"
+  if ! have_image "$reference"; then
+    context=$(mktemp -d)
+    cp "$binary" "$context/jaeger"
+    printf '%s\n' 'FROM scratch' 'COPY jaeger /jaeger' 'USER 10001:10001' 'ENTRYPOINT ["/jaeger"]' >"$context/Dockerfile"
+    docker build --quiet --tag "$reference" "$context" >/dev/null
+    rm -rf "$context"
+  fi
+  echo "$reference"
+}
+
 name=${1:-}
-packages_of "$name" >/dev/null || { echo "usage: $0 python|postgres|prometheus [--unless-available IMAGE]" >&2; exit 2; }
+[[ $name == jaeger ]] || packages_of "$name" >/dev/null ||
+  { echo "usage: $0 python|postgres|prometheus|jaeger [--unless-available IMAGE]" >&2; exit 2; }
 if [[ ${2:-} == --unless-available ]]; then
   official=${3:?--unless-available needs an image}
   if have_image "$official" || timeout "${PULL_TIMEOUT:-300}" docker pull --quiet "$official" >/dev/null 2>&1; then
     echo "$official"
     exit 0
   fi
-  say "no registry answers for $official: using the stand-in made from Debian's packages"
+  say "no registry answers for $official: using the stand-in"
+fi
+if [[ $name == jaeger ]]; then
+  jaeger_image
+  exit 0
 fi
 hash=$(inputs_hash "$name")
 if [[ ! -d $name ]]; then  # the root filesystem is the image (the Python base)

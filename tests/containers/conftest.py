@@ -2,7 +2,7 @@
 
 Once per session: a container engine from platform/containers/engine.sh (one that answers, or its
 own in a network namespace), the image built by platform/containers/image.sh (as `make image`),
-PostgreSQL and Prometheus from the registry or, where none answers, from the stand-ins of
+PostgreSQL, Prometheus and Jaeger from the registry or, where none answers, from the stand-ins of
 platform/containers/local-images.sh, then `docker compose up` of the whole stack but Grafana (no
 registry reachable here serves it and it has no stand-in). Everything is torn down afterwards: on
 success, on failure, on Ctrl-C and on SIGTERM. The build time, the image size and the time until
@@ -37,9 +37,10 @@ IMAGE = "platform-app:local"
 APP_VERSION = "containers-test"
 PORTS = {"auth": 8001, "orders": 8002, "payments": 8003, "notifications": 8004}
 PROMETHEUS_PORT = 9090
+JAEGER_PORT = 16686
 # Everything in the compose file but Grafana; the one-shot steps start as the services' dependencies.
 WORKERS = ("orders-relay", "payments-relay", "notifications-email-worker")
-LONG_RUNNING = (*PORTS, *WORKERS, "postgres", "prometheus")
+LONG_RUNNING = (*PORTS, *WORKERS, "postgres", "prometheus", "jaeger")
 APP_CONTAINERS = (*PORTS, *WORKERS)
 READY_TIMEOUT = 240
 
@@ -110,6 +111,10 @@ class ComposeStack:
     @property
     def prometheus_url(self) -> str:
         return f"http://{self.address}:{PROMETHEUS_PORT}"
+
+    @property
+    def jaeger_url(self) -> str:
+        return f"http://{self.address}:{JAEGER_PORT}"
 
     def compose(self, *arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
         command = [str(COMPOSE), "--file", str(COMPOSE_FILE), "--env-file", str(ENV_FILE), "--project-name", PROJECT]
@@ -188,7 +193,11 @@ def compose_stack(request, engine) -> Iterator[ComposeStack]:
         started = time.monotonic()
         run_script([str(SCRIPTS / "image.sh")], environment, timeout=1800)
         TIMINGS["image build (base included when not cached)"] = f"{time.monotonic() - started:.0f} s"
-        for variable, name in (("POSTGRES_IMAGE", "postgres"), ("PROMETHEUS_IMAGE", "prometheus")):
+        for variable, name in (
+            ("POSTGRES_IMAGE", "postgres"),
+            ("PROMETHEUS_IMAGE", "prometheus"),
+            ("JAEGER_IMAGE", "jaeger"),
+        ):
             official = compose_default(variable)
             started = time.monotonic()
             environment[variable] = run_script(

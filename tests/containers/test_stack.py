@@ -1,5 +1,6 @@
 """The compose stack as a user runs it: the journey through the published ports, Prometheus scraping
-every service, and every container of the image as uid 10001 on a read-only root."""
+every service, an order as one trace in the stack's Jaeger, and every container of the image as uid
+10001 on a read-only root."""
 
 import socket
 import subprocess
@@ -9,7 +10,9 @@ import time
 import pytest
 import requests
 
+from tests.client import register_and_login
 from tests.containers.conftest import APP_CONTAINERS, APP_VERSION, IMAGE, PORTS
+from tests.jaeger import Trace, notified, order_place_traced
 from tests.journey import journey_run
 
 
@@ -49,6 +52,31 @@ def test_prometheus_scrapes_every_service(compose_stack):
             break
         time.sleep(2)
     assert up == dict.fromkeys(PORTS, "1")
+
+
+def test_an_order_is_one_trace_in_the_stacks_jaeger(compose_stack):
+    """The services export to the `jaeger` service over the compose network; its query API on the
+    published port has the order across orders, payments and, through the relay, notifications."""
+    urls = compose_stack.urls
+    _, tokens = register_and_login(urls["auth"])
+    trace_id, client_span_id, placed = order_place_traced(urls["orders"], tokens["access_token"])
+    assert placed.status_code == 201, placed.text
+    deadline = time.monotonic() + 60  # the relay's poll and the SDK's 5 s batches
+    while True:
+        answer = requests.get(f"{compose_stack.jaeger_url}/api/traces/{trace_id}", timeout=5)
+        data = answer.json().get("data") if answer.status_code == 200 else None
+        trace = Trace(data[0]) if data else None
+        if (trace and notified(trace, "order.paid")) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert trace is not None, answer.text
+    assert {"orders", "payments", "notifications"} <= trace.services()
+    roots = [span for span in trace.spans if span["parent"] not in trace.by_id]
+    assert [(span["service"], span["name"], span["parent"]) for span in roots] == [
+        ("orders", "POST /api/orders/", client_span_id)
+    ]
+    assert notified(trace, "order.paid")
+    assert {span["service.version"] for span in trace.spans} == {APP_VERSION}
 
 
 @pytest.mark.parametrize("service", APP_CONTAINERS)

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.client import register_and_login
-from tests.jaeger import Jaeger, Trace, notified, traceparent
+from tests.jaeger import Jaeger, Trace, notified, order_place_traced, traceparent
 from tests.journey import LINES
 from tests.live import Databases, Stack, stack_start
 
@@ -77,13 +77,7 @@ def order_traces(traced, jaeger) -> dict:
     urls = {name: service.url for name, service in traced.services.items()}
     _, tokens = register_and_login(urls["auth"])
     authorization = {"Authorization": f"Bearer {tokens['access_token']}"}
-    place_trace, place_parent, header = traceparent()
-    placed = requests.post(
-        f"{urls['orders']}/api/orders/",
-        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
-        headers={**authorization, "Idempotency-Key": str(uuid.uuid4()), "traceparent": header},
-        timeout=30,
-    )
+    place_trace, place_parent, placed = order_place_traced(urls["orders"], tokens["access_token"])
     assert placed.status_code == 201, placed.text
     delivered_wait(traced)
     cancel_trace, cancel_parent, header = traceparent()
