@@ -168,6 +168,25 @@ def delivery_span_finish(span: Span, *, outcome: str) -> None:
 
 
 @contextlib.contextmanager
+def email_span(*, parent_traceparent: str, delivery_id: int, attempt: int) -> Iterator[Span]:
+    """The span of one attempt to send a queued email, a child of the request that queued it."""
+    with tracer.start_as_current_span(
+        "send email",
+        context=_context_from({"traceparent": parent_traceparent} if parent_traceparent else {}),
+        kind=SpanKind.CLIENT,
+        attributes={"platform.email.delivery_id": delivery_id, "platform.email.attempt": attempt},
+    ) as span:
+        yield span
+
+
+def email_span_finish(span: Span, *, outcome: str) -> None:
+    """Record what became of the attempt (sent, retry, failed, lost); anything but sent is an error."""
+    span.set_attribute("platform.email.outcome", outcome)
+    if outcome != "sent":
+        span.set_status(Status(StatusCode.ERROR, outcome))
+
+
+@contextlib.contextmanager
 def job_span(name: str, attributes: dict | None = None) -> Iterator[Span]:
     """A span for work no request started (a scheduled job's pass): the root of its own trace."""
     with tracer.start_as_current_span(name, context=Context(), kind=SpanKind.INTERNAL, attributes=attributes) as span:

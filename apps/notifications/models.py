@@ -76,6 +76,8 @@ class EmailDelivery(models.Model):
     available_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=100, blank=True, db_default="")
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The W3C `traceparent` of the request that queued the email: each send continues that trace.
+    traceparent = models.CharField(max_length=55, blank=True, db_default="")
 
     class Meta:
         ordering = ["-created_at"]

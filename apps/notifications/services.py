@@ -30,7 +30,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from apps.core import metrics, work_queue
+from apps.core import metrics, tracing, work_queue
 from apps.core.money import CURRENCIES, amount_format
 from apps.notifications.models import EmailDelivery, Notification, ProcessedEvent
 
@@ -112,7 +112,12 @@ def event_accept(
         )
         recipient = _recipient(data)
         if recipient:  # queued; the email worker sends it
-            EmailDelivery.objects.create(notification=notification, recipient=recipient, available_at=Now())
+            EmailDelivery.objects.create(
+                notification=notification,
+                recipient=recipient,
+                available_at=Now(),
+                traceparent=tracing.traceparent(),
+            )
         metrics.count_after_commit(EVENTS_RECEIVED, result="new")
     return notification, True
 
@@ -234,18 +239,22 @@ def email_deliveries_send(
             report.lost += 1
             continue
         delivery = deliveries[pk]
-        try:
-            result = send(delivery=delivery)
-        except Exception as error:  # a bug must not stop the worker or lose the email
-            logger.exception("email send raised", extra={"delivery_id": pk})
-            result = SendResult(sent=False, error=f"{error.__class__.__name__}: {error}")
-        outcome = _record(
-            delivery,
-            result,
-            worker=worker,
-            backoff=lambda n: work_queue.backoff_seconds(n, base=backoff_base, maximum=backoff_max),
-            max_attempts=max_attempts,
-        )
+        with tracing.email_span(
+            parent_traceparent=delivery.traceparent, delivery_id=pk, attempt=delivery.attempts + 1
+        ) as span:
+            try:
+                result = send(delivery=delivery)
+            except Exception as error:  # a bug must not stop the worker or lose the email
+                logger.exception("email send raised", extra={"delivery_id": pk})
+                result = SendResult(sent=False, error=f"{error.__class__.__name__}: {error}")
+            outcome = _record(
+                delivery,
+                result,
+                worker=worker,
+                backoff=lambda n: work_queue.backoff_seconds(n, base=backoff_base, maximum=backoff_max),
+                max_attempts=max_attempts,
+            )
+            tracing.email_span_finish(span, outcome=outcome)
         report.sent += outcome == "sent"
         report.retried += outcome == "retry"
         report.failed += outcome == "failed"

@@ -176,6 +176,7 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
         *API_ROLES,
         "orders/outbox-relay",
         "payments/outbox-relay",
+        "notifications/email-worker",
         "orders/payments-settle",
     )
     flows |= {(role, "jaeger", "TCP", 4318) for role in tracing}

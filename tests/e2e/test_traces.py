@@ -2,7 +2,8 @@
 module), the services exporting over OTLP/HTTP.
 
 What it shows: an order placed with a client's `traceparent` is one trace across orders, auth,
-payments and, through orders' outbox and its relay, notifications; a cancellation's refund reaches
+payments and, through orders' outbox and its relay, notifications, and through notifications' email
+queue its email worker; a cancellation's refund reaches
 notifications through payments' outbox in its own trace; every span's parent is in the trace; every
 request's log line carries its trace id; and a trace backend that is down costs no request.
 """
@@ -96,7 +97,11 @@ def order_traces(traced, jaeger) -> dict:
 
 def test_an_order_is_one_trace_across_orders_payments_and_notifications(order_traces, jaeger):
     trace_id, client_span_id, request_id = order_traces["place"]
-    trace = trace_wait(jaeger, trace_id, lambda trace: notified(trace, "order.paid"))
+    trace = trace_wait(
+        jaeger,
+        trace_id,
+        lambda trace: notified(trace, "order.paid") and any(span["name"] == "send email" for span in trace.spans),
+    )
 
     assert {"orders", "payments", "notifications"} <= trace.services()
     assert {span["trace_id"] for span in trace.spans} == {trace_id}
@@ -122,6 +127,11 @@ def test_an_order_is_one_trace_across_orders_payments_and_notifications(order_tr
     received = trace.find(service="notifications", kind="server", name="POST /api/notifications/events/")
     assert send in trace.ancestors(received)
     assert (received["service.version"], received["platform.color"]) == ("e2e", "blue")
+    # The email queued while notifications filed the event is sent by its worker in the same trace.
+    email = trace.find(name="send email")
+    assert (email["service"], email["kind"], email["platform.component"]) == ("notifications", "client", "email-worker")
+    assert email["tags"]["platform.email.outcome"] == "sent"
+    assert received in trace.ancestors(email)
 
 
 def test_a_refund_reaches_notifications_through_payments_outbox_in_the_cancellations_trace(order_traces, jaeger):

@@ -7,7 +7,7 @@ before each email: the worker records the one in hand, releases the rest and exi
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core import metrics, work_queue
+from apps.core import metrics, tracing, work_queue
 from apps.notifications import services
 
 
@@ -26,6 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, once, batch_size, poll_interval, max_attempts, backoff_base, backoff_max, **options):
         if batch_size < 1 or max_attempts < 1 or poll_interval <= 0 or backoff_base <= 0 or backoff_max < backoff_base:
             raise CommandError("sizes and intervals must be positive, and --backoff-max at least --backoff-base")
+        tracing.configure("email-worker")  # each send continues the trace of the request that queued it
         worker = work_queue.worker_id()
         stop = work_queue.StopSignal()
         if not once:
