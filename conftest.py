@@ -4,6 +4,16 @@ import pytest
 from rest_framework.test import APIClient
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tracer_provider_installed():
+    """The test process installs its one tracer provider as the web process does, before any test:
+    a command's own `tracing.configure()` (the relay's, the email worker's) is then a no-op, so the
+    order the tests run in does not decide the resource every span carries."""
+    from apps.core import tracing
+
+    tracing.configure("web")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_key_caches():
     """Keys and JWKS caches are per process; each test starts without what another one loaded."""

@@ -29,9 +29,8 @@ USER = uuid.UUID("00000000-0000-4000-8000-0000000000c1")
 
 @pytest.fixture(scope="module")
 def recorder():
-    """Every span this process ends, recorded synchronously (the test process's provider stays for
-    the rest of the session; its recorder is shut down after this module)."""
-    tracing.configure("web")
+    """Every span this process ends, recorded synchronously (the test process's provider, installed
+    by conftest.py, stays for the session; this recorder is shut down after this module)."""
     memory = InMemorySpanExporter()
     trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
     yield memory

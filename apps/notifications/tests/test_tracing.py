@@ -22,8 +22,6 @@ PAID = {"order_id": "o-1", "total": 2800, "currency": "EUR", "email": "ada@examp
 
 @pytest.fixture(scope="module")
 def recorder():
-    # One provider per process, configured once (apps/core/tests/test_tracing.py checks its resource).
-    tracing.configure("web")
     memory = InMemorySpanExporter()
     trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
     yield memory
