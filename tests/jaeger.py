@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 from tests.journey import LINES
-from tests.live import REPO, free_port
+from tests.live import REPO, LoggedProcess, free_port
 
 CONFIG = REPO / "platform" / "jaeger" / "config.yaml"
 
@@ -36,7 +36,7 @@ def jaeger_binary() -> str:
     return built.stdout.strip()
 
 
-class Jaeger:
+class Jaeger(LoggedProcess):
     """One Jaeger with its OTLP/HTTP receiver and query API on free loopback ports."""
 
     def __init__(self, workdir: Path):
@@ -49,18 +49,12 @@ class Jaeger:
             "JAEGER_QUERY_ADDRESS": f"127.0.0.1:{self.query_port}",
             "JAEGER_QUERY_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
         }
-        self.log = workdir / "jaeger.log"
+        self.log_path: Path = workdir / "jaeger.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Jaeger:
         binary = jaeger_binary()
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [binary, "--config", f"file:{CONFIG}"],
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.spawn([binary, "--config", f"file:{CONFIG}"], env={**os.environ, **self.env}, log_path=self.log_path)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -68,8 +62,8 @@ class Jaeger:
                     break
             except requests.ConnectionError:
                 pass
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"Jaeger not ready in 60 s:\n{self.log.read_text()}"
+            assert self.process.poll() is None, self.log_text()
+            assert time.monotonic() < deadline, f"Jaeger not ready in 60 s:\n{self.log_text()}"
             time.sleep(0.2)
         # The receiver is up once it answers (an empty export is a valid one).
         while True:
@@ -81,17 +75,8 @@ class Jaeger:
                     return self
             except requests.ConnectionError:
                 pass
-            assert time.monotonic() < deadline, f"Jaeger's OTLP receiver not up in 60 s:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, f"Jaeger's OTLP receiver not up in 60 s:\n{self.log_text()}"
             time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
     def trace(self, trace_id: str) -> dict | None:
         """The trace as Jaeger's API gives it ({"spans": [...], "processes": {...}}), or None."""

@@ -3,6 +3,7 @@ repository's rules: what the end-to-end observability test and perf/dashboards.p
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -11,14 +12,14 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.live import REPO, Stack, free_port
+from tests.live import REPO, LoggedProcess, Stack, free_port
 
 RULES = REPO / "platform" / "prometheus" / "rules"
 # A missing binary fails what needs it, never skips it.
 PROMETHEUS = shutil.which("prometheus") or "prometheus"
 
 
-class Prometheus:
+class Prometheus(LoggedProcess):
     """Prometheus scraping the stack's services (job `services`) and their relays and email worker
     (job `workers`, with `component`) every `interval`, and evaluating the rules as often."""
 
@@ -54,21 +55,20 @@ class Prometheus:
             ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = workdir / "prometheus.log"
+        self.log_path: Path = workdir / "prometheus.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Prometheus:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    PROMETHEUS,
-                    f"--config.file={self.workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.spawn(
+            [
+                PROMETHEUS,
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            env=dict(os.environ),
+            log_path=self.log_path,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -76,18 +76,9 @@ class Prometheus:
                     return self
             except requests.ConnectionError:
                 pass
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"Prometheus not ready in 30 s:\n{self.log.read_text()}"
+            assert self.process.poll() is None, self.log_text()
+            assert time.monotonic() < deadline, f"Prometheus not ready in 30 s:\n{self.log_text()}"
             time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
     def api(self, path: str, **params) -> dict | list:
         response = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
