@@ -14,6 +14,26 @@ def _tracer_provider_installed():
     tracing.configure("web")
 
 
+@pytest.fixture(scope="session")
+def span_recorder(_tracer_provider_installed):
+    """Every span the test process ends, recorded synchronously (OpenTelemetry's in-memory exporter)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
+    yield memory
+    memory.shutdown()
+
+
+@pytest.fixture
+def spans(span_recorder):
+    """The spans ended during this test."""
+    span_recorder.clear()
+    return span_recorder
+
+
 @pytest.fixture(autouse=True)
 def _fresh_key_caches():
     """Keys and JWKS caches are per process; each test starts without what another one loaded."""

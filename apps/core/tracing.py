@@ -102,6 +102,11 @@ def _context_from(carrier: Mapping[str, str]) -> Context:
     return _propagator.extract(carrier)
 
 
+def _context_stored(traceparent: str) -> Context:
+    # A `traceparent` kept in a row (an outbox event, a queued email); empty: a trace of its own.
+    return _context_from({"traceparent": traceparent} if traceparent else {})
+
+
 @contextlib.contextmanager
 def server_span(method: str, headers: Mapping[str, str], attributes: dict) -> Iterator[Span]:
     """The span of one incoming request, continuing the trace the caller's headers carry."""
@@ -147,7 +152,7 @@ def delivery_span(*, parent_traceparent: str, event_type: str, event_id: str, at
     """The span of one outbox delivery, a child of the span that wrote the event."""
     with tracer.start_as_current_span(
         f"send {event_type}",
-        context=_context_from({"traceparent": parent_traceparent} if parent_traceparent else {}),
+        context=_context_stored(parent_traceparent),
         kind=SpanKind.PRODUCER,
         attributes={
             "messaging.system": "outbox",
@@ -172,7 +177,7 @@ def email_span(*, parent_traceparent: str, delivery_id: int, attempt: int) -> It
     """The span of one attempt to send a queued email, a child of the request that queued it."""
     with tracer.start_as_current_span(
         "send email",
-        context=_context_from({"traceparent": parent_traceparent} if parent_traceparent else {}),
+        context=_context_stored(parent_traceparent),
         kind=SpanKind.CLIENT,
         attributes={"platform.email.delivery_id": delivery_id, "platform.email.attempt": attempt},
     ) as span:

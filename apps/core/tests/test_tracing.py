@@ -12,8 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.db import transaction
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from apps.core import outbox, service_calls, tracing
@@ -25,22 +23,6 @@ TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 USER = uuid.UUID("00000000-0000-4000-8000-0000000000c1")
-
-
-@pytest.fixture(scope="module")
-def recorder():
-    """Every span this process ends, recorded synchronously (the test process's provider, installed
-    by conftest.py, stays for the session; this recorder is shut down after this module)."""
-    memory = InMemorySpanExporter()
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
-    yield memory
-    memory.shutdown()
-
-
-@pytest.fixture
-def spans(recorder):
-    recorder.clear()
-    return recorder
 
 
 def hex_ids(span) -> tuple[str, str]:
@@ -177,7 +159,7 @@ def log_line(message: str) -> dict:
     return json.loads(JsonFormatter().format(record))
 
 
-def test_a_log_line_carries_the_ids_of_the_span_it_was_written_in(recorder):
+def test_a_log_line_carries_the_ids_of_the_span_it_was_written_in(span_recorder):
     assert (log_line("outside")["trace_id"], log_line("outside")["span_id"]) == ("", "")
     with tracing.tracer.start_as_current_span("work") as span:
         line = log_line("inside")

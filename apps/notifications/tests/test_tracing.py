@@ -6,8 +6,6 @@ import uuid
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from apps.core import tracing
@@ -18,20 +16,6 @@ pytestmark = pytest.mark.django_db
 
 USER = uuid.UUID("00000000-0000-4000-8000-0000000000c1")
 PAID = {"order_id": "o-1", "total": 2800, "currency": "EUR", "email": "ada@example.com", "payment_id": "p-1"}
-
-
-@pytest.fixture(scope="module")
-def recorder():
-    memory = InMemorySpanExporter()
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(memory))
-    yield memory
-    memory.shutdown()
-
-
-@pytest.fixture
-def spans(recorder):
-    recorder.clear()
-    return recorder
 
 
 def queued_in_a_request():
