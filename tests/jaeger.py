@@ -160,3 +160,14 @@ def notified(trace: Trace, event_type: str) -> bool:
         for span in trace.spans
         if sends
     )
+
+
+def order_traced(trace: Trace | None) -> bool:
+    """The trace of a paid order holds all three services' spans, notifications' filing of the
+    relay's delivery included. Each process sends its spans in batches of its own (every 5 s by
+    default), so they reach the backend in any order: a test waits for this, not for the last hop."""
+    return (
+        trace is not None
+        and {"orders", "payments", "notifications"} <= trace.services()
+        and notified(trace, "order.paid")
+    )

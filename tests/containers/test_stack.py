@@ -12,7 +12,7 @@ import requests
 
 from tests.client import register_and_login
 from tests.containers.conftest import APP_CONTAINERS, APP_VERSION, IMAGE, PORTS
-from tests.jaeger import Trace, notified, order_place_traced
+from tests.jaeger import Trace, notified, order_place_traced, order_traced
 from tests.journey import journey_run
 
 
@@ -66,7 +66,7 @@ def test_an_order_is_one_trace_in_the_stacks_jaeger(compose_stack):
         answer = requests.get(f"{compose_stack.jaeger_url}/api/traces/{trace_id}", timeout=5)
         data = answer.json().get("data") if answer.status_code == 200 else None
         trace = Trace(data[0]) if data else None
-        if (trace and notified(trace, "order.paid")) or time.monotonic() > deadline:
+        if order_traced(trace) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert trace is not None, answer.text

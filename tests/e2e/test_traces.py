@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.client import register_and_login
-from tests.jaeger import Jaeger, Trace, notified, order_place_traced, traceparent
+from tests.jaeger import Jaeger, Trace, notified, order_place_traced, order_traced, traceparent
 from tests.journey import LINES
 from tests.live import Databases, Stack, stack_start
 
@@ -100,7 +100,7 @@ def test_an_order_is_one_trace_across_orders_payments_and_notifications(order_tr
     trace = trace_wait(
         jaeger,
         trace_id,
-        lambda trace: notified(trace, "order.paid") and any(span["name"] == "send email" for span in trace.spans),
+        lambda trace: order_traced(trace) and any(span["name"] == "send email" for span in trace.spans),
     )
 
     assert {"orders", "payments", "notifications"} <= trace.services()
