@@ -47,14 +47,30 @@ def test_a_retired_key_is_no_longer_published(settings):
     old_kid = keys.active_key().kid
     settings.AUTH_SIGNING_KEY = pem()
     keys.forget_active_key()
-    call_command("signing_key_retire", old_kid)
+    call_command("signing_key_retire", kid=old_kid)
     assert [jwk["kid"] for jwk in keys.jwks()["keys"]] == [keys.active_key().kid]
     assert SigningKey.objects.get(kid=old_kid).retired_at is not None
 
 
 def test_the_active_key_cannot_be_retired():
     with pytest.raises(CommandError, match="signs new tokens"):
-        call_command("signing_key_retire", keys.active_key().kid)
+        call_command("signing_key_retire", kid=keys.active_key().kid)
+
+
+def test_a_kid_beginning_with_a_dash_is_retired_from_the_command_line(settings):
+    """A kid is base64url: one in 64 begins with "-", which must not read as an option name."""
+    old_kid = keys.active_key().kid
+    SigningKey.objects.filter(kid=old_kid).update(kid="-" + old_kid[1:])
+    keys.forget_active_key()
+    settings.AUTH_SIGNING_KEY = pem()
+    keys.active_key()
+    call_command("signing_key_retire", f"--kid=-{old_kid[1:]}")
+    assert SigningKey.objects.get(kid="-" + old_kid[1:]).retired_at is not None
+
+
+def test_an_unknown_kid_is_refused():
+    with pytest.raises(CommandError, match="no published key with kid no-such-kid"):
+        call_command("signing_key_retire", kid="no-such-kid")
 
 
 def test_a_short_key_is_refused(settings):
@@ -87,7 +103,7 @@ def test_a_retired_key_configured_again_is_published_again(settings):
     settings.AUTH_SIGNING_KEY = pem()
     keys.forget_active_key()
     keys.active_key()
-    call_command("signing_key_retire", old_kid)
+    call_command("signing_key_retire", kid=old_kid)
     settings.AUTH_SIGNING_KEY = first_pem
     keys.forget_active_key()
     assert keys.active_key().kid == old_kid

@@ -10,7 +10,9 @@ class Command(BaseCommand):
     help = "Retire a signing key (remove it from the JWKS). The active key cannot be retired."
 
     def add_arguments(self, parser):
-        parser.add_argument("kid")
+        # An option, not a positional: a kid is base64url, so one in 64 begins with "-", which
+        # argparse reads as an option name. `--kid=VALUE` takes any value.
+        parser.add_argument("--kid", required=True, help="the key's kid, as the JWKS publishes it: --kid=KID")
 
     def handle(self, *args, kid, **options):
         try:
