@@ -66,7 +66,7 @@ test-containers: $(INSTALLED)  ## build the image, run the compose stack, the jo
 check-deploy: $(INSTALLED) system-packages  ## render, validate and test the Kubernetes manifests and the blue/green tool
 	$(BIN)/pytest deploy -q
 
-cluster-up: $(INSTALLED)  ## the local single-node Kubernetes (built from source once) with the platform deployed
+cluster-up: $(INSTALLED) system-packages  ## the local single-node Kubernetes (built from source once) with the platform deployed
 	deploy/cluster/up.sh
 	PYTHON=$(abspath $(PYTHON)) deploy/cluster/platform.sh
 
@@ -77,7 +77,7 @@ cluster-down:  ## stop the local cluster and remove everything it made (binaries
 
 # Starts the cluster first (and stops it after) when none is running with the platform deployed;
 # the timeout covers that cold start, which builds Kubernetes from source once per machine.
-cluster-test: $(INSTALLED)  ## releases and rollbacks of every service under k6 load on the real cluster, pod kills
+cluster-test: $(INSTALLED) system-packages  ## releases and rollbacks of every service under k6 load on the real cluster, pod kills
 	$(BIN)/pytest -m cluster --timeout=3600 tests/cluster
 
 dr-drill: $(INSTALLED) system-packages  ## back up every service database (PostgreSQL), lose them, restore, verify; prints RPO and RTO

@@ -4,6 +4,7 @@
 #
 #   deploy/cluster/images.sh app platform-app:dev dev     # the real image (platform/containers/image.sh), this tag and APP_VERSION
 #   deploy/cluster/images.sh postgres                     # the PostgreSQL stand-in, as platform-local/postgres:15
+#   deploy/cluster/images.sh backup                       # the backup image (platform/dr/Dockerfile) on that stand-in, as platform-backup:dev
 #   deploy/cluster/images.sh prometheus                   # Prometheus built from its module, as platform-local/prometheus:v3.5.0
 #   deploy/cluster/images.sh kube-state-metrics           # kube-state-metrics built from its module, as platform-local/kube-state-metrics:v2.16.0
 #   deploy/cluster/images.sh jaeger                       # Jaeger built from its module (as make up runs it), as platform-local/jaeger:2.13.0
@@ -20,6 +21,8 @@ source "$(dirname "$0")/lib.sh"
 
 REPO=$(cd "$CLUSTER_DIR/../.." && pwd)
 POSTGRES_IMAGE=platform-local/postgres:15
+# The database's image with age and platform/dr's scripts: the backup CronJobs' pg_dump is the server's.
+BACKUP_IMAGE=platform-backup:dev
 # Prometheus from its Go module (platform/tools/prometheus): Debian's package, which the compose
 # stand-in uses, is built without Kubernetes service discovery, which the cluster's scrape job needs.
 PROMETHEUS_VERSION=3.5.0
@@ -33,7 +36,7 @@ JAEGER_IMAGE=platform-local/jaeger:2.13.0
 # with the official grafana/k6 image's contract: the binary as entrypoint, uid 12345.
 K6=$REPO/.venv/bin/k6
 
-usage() { die "usage: images.sh app IMAGE APP_VERSION | postgres | prometheus | kube-state-metrics | jaeger | k6 | derived TAG CONTEXT BASE"; }
+usage() { die "usage: images.sh app IMAGE APP_VERSION | postgres | backup | prometheus | kube-state-metrics | jaeger | k6 | derived TAG CONTEXT BASE"; }
 
 # load_image REFERENCE: `docker save` into the node's containerd, unless this very image is there.
 load_image() {
@@ -57,7 +60,7 @@ load_image() {
 ctr_node version >/dev/null 2>&1 || die "the node's containerd is not running; start the cluster with deploy/cluster/up.sh"
 case ${1:-} in
 	app) (($# == 3)) || usage ;;
-	postgres | prometheus | kube-state-metrics | jaeger | k6) (($# == 1)) || usage ;;
+	postgres | backup | prometheus | kube-state-metrics | jaeger | k6) (($# == 1)) || usage ;;
 	derived) (($# == 4)) || usage ;;
 	*) usage ;;
 esac
@@ -93,6 +96,11 @@ case $1 in
 	postgres)
 		docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
 		load_image "$POSTGRES_IMAGE"
+		;;
+	backup)
+		docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
+		docker build --quiet --build-arg "BASE=$POSTGRES_IMAGE" --tag "$BACKUP_IMAGE" "$REPO/platform/dr" >/dev/null
+		load_image "$BACKUP_IMAGE"
 		;;
 	prometheus)
 		binary=$(LDFLAGS="-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \

@@ -28,6 +28,7 @@ kubectl get --raw /readyz >/dev/null 2>&1 || die "no API server at $API_SERVER; 
 images_build_and_load() {
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" app "$APP_IMAGE" "${APP_VERSION:-dev}"
 	PYTHON=$PYTHON "$CLUSTER_DIR/images.sh" postgres
+	"$CLUSTER_DIR/images.sh" backup
 	# Prometheus (the watch after a switch reads it), kube-state-metrics (the alerts on Jobs, pods and
 	# autoscalers read it), Jaeger (the services send it their spans) and k6 (the release gate's Job runs it).
 	"$CLUSTER_DIR/images.sh" prometheus
@@ -59,11 +60,13 @@ apply_monitoring() {
 
 apply_overlay() {
 	local secrets=$REPO/deploy/overlays/kind/secrets fingerprint
-	[[ -d $secrets ]] || "$REPO/deploy/overlays/kind/make-secrets.sh"
+	# All of them on a first start; the backups' key pair alone for a folder made before backups existed.
+	[[ -f $secrets/backup-identity.txt ]] || "$REPO/deploy/overlays/kind/make-secrets.sh"
 	# The database's roles were made with the passwords of the first apply: other secrets (another
 	# checkout, a new make-secrets.sh) would lock every service out of it. The cluster remembers
 	# which ones it was given; make cluster-down forgets them with the rest of its state.
-	fingerprint=$(cat "$secrets"/* | sha256sum | cut -c1-16)
+	# The backups' keys are not among them: they can be added to a running cluster.
+	fingerprint=$(find "$secrets" -maxdepth 1 -type f ! -name 'backup-*' -print0 | LC_ALL=C sort -z | xargs -0 cat | sha256sum | cut -c1-16)
 	if [[ ! -f $STATE_DIR/secrets.fingerprint ]]; then
 		echo "$fingerprint" >"$STATE_DIR/secrets.fingerprint"
 	elif [[ $(cat "$STATE_DIR/secrets.fingerprint") != "$fingerprint" ]]; then
@@ -72,6 +75,8 @@ apply_overlay() {
 	# The database's volume: a directory on the node, owned by the database's uid (hostPath volumes
 	# get no fsGroup).
 	install -d -o 999 -g 999 -m 0700 "$STATE_DIR/volumes/postgresql"
+	# The backups' volume (deploy/overlays/local/backups-volume.yaml), written by the backup image's uid.
+	install -d -o 999 -g 999 -m 0700 "$STATE_DIR/volumes/backups"
 	# A first-apply Job that failed (an earlier start that did not finish) is made again by this apply.
 	local job
 	for job in $(kubectl -n platform get jobs -o jsonpath='{range .items[?(@.status.failed)]}{.metadata.name}{"\n"}{end}' 2>/dev/null); do

@@ -111,7 +111,7 @@ def test_every_namespaced_object_lives_in_the_platform_namespace(rendered, overl
     assert namespaces == {"platform"}
 
 
-def test_the_local_overlay_adds_one_cluster_scoped_object_the_volume_of_its_database(rendered):
+def test_the_local_overlay_adds_two_cluster_scoped_objects_the_volumes_of_its_database_and_backups(rendered):
     """kustomize (v5.5, kubernetes-sigs/kustomize#6051) writes a namespace into the admission policy
     and its binding, which the API server drops for cluster-scoped kinds; the others carry none."""
     cluster_scoped = sorted(
@@ -121,6 +121,7 @@ def test_the_local_overlay_adds_one_cluster_scoped_object_the_volume_of_its_data
     )
     assert cluster_scoped == [
         ("Namespace", "platform", None),
+        ("PersistentVolume", "platform-backups", None),
         ("PersistentVolume", "platform-postgresql-data", None),
         ("ValidatingAdmissionPolicy", "platform-bluegreen-owned-fields", "platform"),
         ("ValidatingAdmissionPolicyBinding", "platform-bluegreen-owned-fields", "platform"),
@@ -157,9 +158,25 @@ def test_the_image_runs_as_its_numeric_user(rendered, overlay):
         )
         for w in workloads(rendered[overlay])
         if w["metadata"]["labels"]["app.kubernetes.io/name"] in SERVICES
+        and w["metadata"]["labels"]["app.kubernetes.io/component"] != "backup"
     }
 
     assert users == {(10001, 10001)}
+
+
+@overlays
+def test_the_backups_run_as_the_database_images_user_which_owns_their_volume(rendered, overlay):
+    users = {
+        w["metadata"]["name"]: (
+            pod_template(w)["spec"]["securityContext"]["runAsUser"],
+            pod_template(w)["spec"]["securityContext"]["fsGroup"],
+        )
+        for w in of_kind(rendered[overlay], "CronJob")
+        if w["metadata"]["name"].endswith("-backup")
+    }
+
+    backups = ("auth-backup", "orders-backup", "payments-backup", "notifications-backup", "platform-secrets-backup")
+    assert users == dict.fromkeys(backups, (999, 999))
 
 
 @overlays
@@ -607,6 +624,7 @@ def test_every_cronjob_and_worker_runs_a_command_of_its_own_service(rendered, ov
             "api",
             "migrate",
             "service-clients",
+            "backup",
         }:
             continue
         (only,) = pod_template(workload)["spec"]["containers"]
@@ -791,9 +809,9 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "kind",
             {
-                "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 17, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
-                "Secret": 6, "Service": 9,
+                "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 17, "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8,
+                "PodTemplate": 1, "Role": 1, "Secret": 6, "Service": 9,
                 "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
@@ -801,9 +819,9 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "local",
             {
-                "ConfigMap": 3, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 18, "PersistentVolume": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
-                "Role": 1,
+                "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 18, "PersistentVolume": 2, "PersistentVolumeClaim": 1,
+                "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
                 "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
@@ -811,9 +829,9 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "production",
             {
-                "ConfigMap": 2, "CronJob": 6, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 17, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
-                "Secret": 5, "Service": 8,
+                "ConfigMap": 3, "CronJob": 11, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
+                "Namespace": 1, "NetworkPolicy": 17, "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8,
+                "PodTemplate": 1, "Role": 1, "Secret": 5, "Service": 8,
                 "ServiceAccount": 4, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),
@@ -850,12 +868,13 @@ def test_the_workloads_the_tool_moves_with_the_live_color_exist_with_those_conta
 @overlays
 def test_every_workload_running_a_services_code_outside_the_colors_follows_the_live_color(rendered, overlay):
     """A relay, worker or schedule left on the old image after a promote would run old code against
-    the new color's schema and events."""
+    the new color's schema and events. (The backups run the database's image: no service's code.)"""
     outside = {
         (workload["kind"], workload["metadata"]["name"])
         for workload in of_kind(rendered[overlay], "Deployment") + of_kind(rendered[overlay], "CronJob")
         if workload not in web_deployments(rendered[overlay])
         and workload["metadata"]["labels"].get("app.kubernetes.io/name") in SERVICES
+        and workload["metadata"]["labels"].get("app.kubernetes.io/component") != "backup"
     }
     followed = {(follower.kind, follower.name) for followers in FOLLOWERS.values() for follower in followers}
 
@@ -896,5 +915,6 @@ def test_the_in_cluster_database_admits_every_connection_the_platform_can_open(r
 
 def test_the_connection_count_of_the_local_overlay_is_its_web_threads_relays_and_jobs(rendered):
     """8 web Deployments x 4 pods at most x 2 workers x 4 threads, 2 relays and the email worker,
-    5 Jobs, 6 CronJobs (settle, requests-finish, a prune per service)."""
-    assert connections_at_most(rendered["local"]) == 8 * 4 * 2 * 4 + 3 + 5 + 6
+    5 Jobs, 11 CronJobs (settle, requests-finish, a prune and a backup per service, the Secrets' backup,
+    which opens none and is counted all the same)."""
+    assert connections_at_most(rendered["local"]) == 8 * 4 * 2 * 4 + 3 + 5 + 11

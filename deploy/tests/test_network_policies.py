@@ -33,6 +33,11 @@ APP_ROLES = (
     "payments/migrate",
     "notifications/migrate",
     "auth/service-clients",
+    "auth/backup",
+    "orders/backup",
+    "payments/backup",
+    "notifications/backup",
+    "platform/secrets-backup",
 )
 # Peers outside the namespace, as the clusters run them.
 EXTERNAL = {
@@ -170,7 +175,8 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
     flows |= {(caller, "auth/api", "TCP", 8000) for caller in callers_of_auth}
     flows |= {(caller, "payments/api", "TCP", 8000) for caller in ("orders/api", "orders/payments-settle")}
     flows |= {(relay, "notifications/api", "TCP", 8000) for relay in ("orders/outbox-relay", "payments/outbox-relay")}
-    flows |= {(role, database, "TCP", 5432) for role in APP_ROLES}
+    # Every process of a service reaches its database; the Secrets' backup reads volumes, nothing else.
+    flows |= {(role, database, "TCP", 5432) for role in APP_ROLES if role != "platform/secrets-backup"}
     # Spans over OTLP/HTTP from every process that traces (apps/core/tracing.configure's callers).
     tracing = (
         *API_ROLES,

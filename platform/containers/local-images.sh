@@ -47,7 +47,9 @@ packages_of() {
     python) echo "python3 python3-venv python3-pip python-is-python3 ca-certificates tzdata" ;;
     # wget: the compose health check of prometheus:… uses it, as busybox's in the official image.
     prometheus) echo "prometheus wget ca-certificates tzdata" ;;
-    postgres) echo "postgresql-15 tzdata" ;;
+    # age: the backup image (platform/dr/Dockerfile) is this one with backup.sh and restore.sh, built
+    # with no network; the official image gets it from the same Debian package.
+    postgres) echo "postgresql-15 age tzdata" ;;
     *) return 1 ;;
   esac
 }

@@ -150,13 +150,14 @@ class Cluster:
         annotations = self.core.read_namespaced_service(service, NAMESPACE).metadata.annotations or {}
         return json.loads(annotations.get("bluegreen.platform.dev/last-switch", "{}"))
 
-    def exec(self, pod: str, command: list[str]) -> str:
-        """A command run in a pod's app container, through the API server; its output."""
+    def exec(self, pod: str, command: list[str], *, container: str = "app") -> str:
+        """A command run in one of a pod's containers (the app's by default), through the API server;
+        its output."""
         return stream(
             self.core.connect_get_namespaced_pod_exec,
             pod,
             NAMESPACE,
-            container="app",
+            container=container,
             command=command,
             stderr=True,
             stdin=False,
