@@ -131,7 +131,7 @@ def test_promtool_accepts_the_cluster_rules_and_they_pass_their_unit_tests():
     ]
 
 
-def test_kube_state_metrics_reads_only_the_platforms_jobs_pods_and_autoscalers(monitoring):
+def test_kube_state_metrics_reads_only_the_platforms_jobs_cronjobs_pods_and_autoscalers(monitoring):
     objects = monitoring["base"]
     role = _object(objects, "Role", "kube-state-metrics", namespace="platform")
     binding = _object(objects, "RoleBinding", "kube-state-metrics", namespace="platform")
@@ -144,13 +144,14 @@ def test_kube_state_metrics_reads_only_the_platforms_jobs_pods_and_autoscalers(m
     assert {(rule["apiGroups"][0], resource) for rule in role["rules"] for resource in rule["resources"]} == {
         ("", "pods"),
         ("batch", "jobs"),
+        ("batch", "cronjobs"),
         ("autoscaling", "horizontalpodautoscalers"),
     }
     assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"list", "watch"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kube-state-metrics", "namespace": "monitoring"}]
     assert not [obj for obj in objects if obj["kind"].startswith("Cluster")]
     assert arguments["namespaces"] == "platform"
-    assert sorted(arguments["resources"].split(",")) == ["horizontalpodautoscalers", "jobs", "pods"]
+    assert sorted(arguments["resources"].split(",")) == ["cronjobs", "horizontalpodautoscalers", "jobs", "pods"]
 
 
 def test_every_object_label_the_cluster_rules_join_on_is_in_kube_state_metrics_allowlist(monitoring):
@@ -164,7 +165,7 @@ def test_every_object_label_the_cluster_rules_join_on_is_in_kube_state_metrics_a
         for resource, labels in re.findall(r"(\w+)=\[([^\]]*)\]", allowlist)
         for label in labels.split(",")
     }
-    metric_resource = {"kube_pod_labels": "pods", "kube_job_labels": "jobs"}
+    metric_resource = {"kube_pod_labels": "pods", "kube_job_labels": "jobs", "kube_cronjob_labels": "cronjobs"}
     joined = set()
     for group in yaml.safe_load((RULES / "kubernetes.yml").read_text())["groups"]:
         for rule in group["rules"]:
@@ -172,12 +173,18 @@ def test_every_object_label_the_cluster_rules_join_on_is_in_kube_state_metrics_a
                 joined |= {(metric_resource[metric], name) for name in re.findall(r"\b(label_\w+)", matchers)}
             for metric in re.findall(r"kube_\w+_labels", rule["expr"]):
                 group_left = re.findall(r"group_left \(([^)]*)\)\s*" + metric, rule["expr"])
-                joined |= {(metric_resource[metric], name.strip()) for names in group_left for name in names.split(",")}
+                joined |= {
+                    (metric_resource[metric], name.strip())
+                    for names in group_left
+                    for name in names.split(",")
+                    if name.strip()
+                }
 
-    assert ("pods", "label_color") in joined and (
-        "jobs",
-        "label_app_kubernetes_io_component",
-    ) in joined  # the parse works
+    assert {  # the parse works
+        ("pods", "label_color"),
+        ("jobs", "label_app_kubernetes_io_component"),
+        ("cronjobs", "label_app_kubernetes_io_component"),
+    } <= joined
     assert joined - allowed == set()
 
 
