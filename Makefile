@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 # Debian packages the tests use: promtool (rules and PromQL checks) comes with prometheus; age
-# encrypts the backups (platform/dr).
-DEBIAN_PACKAGES := prometheus age
+# encrypts the backups (platform/dr); pgbackrest archives WAL for point-in-time recovery (dr-drill).
+DEBIAN_PACKAGES := prometheus age pgbackrest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill drills bench dashboards clean
@@ -25,7 +25,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 install: $(INSTALLED)  ## create the virtual environment and install the pinned packages
 
 system-packages:  ## install the Debian packages the tests need, if missing
-	@command -v promtool >/dev/null && command -v age >/dev/null || { \
+	@command -v promtool >/dev/null && command -v age >/dev/null && command -v pgbackrest >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }
 
@@ -80,9 +80,10 @@ cluster-down:  ## stop the local cluster and remove everything it made (binaries
 cluster-test: $(INSTALLED) system-packages  ## releases and rollbacks of every service under k6 load on the real cluster, pod kills
 	$(BIN)/pytest -m cluster --timeout=3600 tests/cluster
 
-dr-drill: $(INSTALLED) system-packages  ## back up every service database (PostgreSQL), lose them, restore, verify; prints RPO and RTO
+dr-drill: $(INSTALLED) system-packages  ## back up every service database (PostgreSQL), lose them, restore (from dumps, then to a point in time), verify; prints RPO and RTO
 	platform/postgres/test-server.sh
 	$(PYTHON) platform/dr/drill.py $(DR_DRILL_ARGS)
+	$(PYTHON) platform/dr/pitr.py
 
 drills: $(INSTALLED)  ## failure drills under k6 load on 127.0.0.1 (PostgreSQL, which one drill restarts); results in perf/results
 	platform/postgres/test-server.sh
