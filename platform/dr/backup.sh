@@ -12,9 +12,13 @@
 #   BACKUP_RECIPIENTS_FILE  age public keys (one per line) the backup is encrypted to
 #   BACKUP_KEEP             how many backups of this name to keep (default 14; older ones are removed)
 #   PG_DUMP_SNAPSHOT        optional: dump this exported snapshot (pg_export_snapshot()) instead of a new one
+#   BACKUP_WAIT_SECONDS     how long to wait for the database to accept connections first (default 60):
+#                           a fail-over, or a pod whose network policy is not in place yet
 #
 # Prints the path of the new backup on stdout. Exits non-zero, leaving no partial file, on any error.
 set -euo pipefail
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
+source "$(dirname "$0")/lib.sh"
 
 [[ -n ${DATABASE_URL:-} || -n ${BACKUP_SOURCE_FILE:-} ]] || { echo "set DATABASE_URL or BACKUP_SOURCE_FILE" >&2; exit 2; }
 : "${BACKUP_DIR:?BACKUP_DIR is not set}"
@@ -35,6 +39,7 @@ trap 'rm -f "$partial"' EXIT
 
 snapshot=()
 [[ -n ${PG_DUMP_SNAPSHOT:-} ]] && snapshot=(--snapshot="$PG_DUMP_SNAPSHOT")
+[[ $kind == file ]] || database_wait "$DATABASE_URL"
 if [[ $kind == file ]]; then
   age --encrypt --recipients-file "$BACKUP_RECIPIENTS_FILE" --output "$partial" "$BACKUP_SOURCE_FILE"
 else

@@ -9,7 +9,10 @@
 #   DATABASE_URL          for a dump, the target: an empty database, connected to as the role that
 #                         is to own the restored tables (the service's own role in production)
 #   RESTORE_TO            for a file, where to write it (mode 0600)
+#   BACKUP_WAIT_SECONDS   how long to wait for the database to accept connections first (default 60)
 set -euo pipefail
+# shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
+source "$(dirname "$0")/lib.sh"
 
 : "${BACKUP_FILE:?BACKUP_FILE is not set}"
 : "${BACKUP_IDENTITY_FILE:?BACKUP_IDENTITY_FILE is not set}"
@@ -26,6 +29,7 @@ if [[ $BACKUP_FILE == *.file.age ]]; then
 fi
 
 : "${DATABASE_URL:?DATABASE_URL is not set}"
+database_wait "$DATABASE_URL"
 tables=$(psql --no-psqlrc --tuples-only --no-align --dbname="$DATABASE_URL" \
   --command="SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
 [[ $tables == 0 ]] || { echo "the target database is not empty ($tables tables): restore into a fresh one" >&2; exit 2; }

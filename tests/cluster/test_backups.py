@@ -80,14 +80,16 @@ def job_from_cronjob(cluster, cronjob: str, name: str) -> None:
 
 
 def succeeded(cluster, job: str) -> bool:
+    """The Job is Complete; a failure ends the test once the Job gave up (its retries spent)."""
     status = client.BatchV1Api(cluster.api).read_namespaced_job_status(job, NAMESPACE).status
-    if status.failed:
+    conditions = {condition.type for condition in status.conditions or [] if condition.status == "True"}
+    if "Failed" in conditions:
         logs = [
             cluster.core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE)
             for pod in cluster.core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={job}").items
         ]
         pytest.fail(f"Job {job} failed: {logs}", pytrace=False)
-    return bool(status.succeeded)
+    return "Complete" in conditions
 
 
 def newest(pattern: str, after: set[str]) -> Path:

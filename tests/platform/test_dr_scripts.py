@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.live import Databases
+from tests.live import Databases, free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
 BACKUP = REPO / "platform" / "dr" / "backup.sh"
@@ -260,3 +260,20 @@ def test_the_drills_checksums_see_one_changed_value_and_ignore_row_order(source_
     assert before["ledger"][0] == 500
     assert one_changed["ledger"][0] == 500
     assert one_changed["ledger"][1] != before["ledger"][1]
+
+
+@pytest.mark.skipif(shutil.which("pg_isready") is None, reason="PostgreSQL's client tools are not installed")
+def test_a_dump_waits_for_the_database_then_gives_up_leaving_no_file(keys, tmp_path):
+    """A fail-over, or a new pod whose network policy is not in place yet: backup.sh waits for the
+    server to accept connections, BACKUP_WAIT_SECONDS at most, before it fails."""
+    made = script(
+        BACKUP,
+        DATABASE_URL=f"postgres://orders@127.0.0.1:{free_port()}/orders",
+        BACKUP_DIR=str(tmp_path / "backups"),
+        BACKUP_NAME="orders",
+        BACKUP_RECIPIENTS_FILE=str(keys["recipients"]),
+        BACKUP_WAIT_SECONDS="2",
+    )
+    assert made.returncode == 1
+    assert "the database accepted no connection within 2 s" in made.stderr
+    assert list((tmp_path / "backups").iterdir()) == []
