@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from tests.cluster.kube import (
     FIRST_IMAGE,
@@ -35,9 +34,7 @@ from tests.cluster.load import K6, Load, percentile
 SWITCH_WINDOW_AFTER = 10.0
 RESULTS = REPO / "perf" / "results"
 
-RECORD: dict = {"releases": {}, "pod_deletion": None, "drain": None}
-# How often a drain asks again for an eviction a PodDisruptionBudget refused (kubectl drain: 5 s).
-EVICTION_RETRY_SECONDS = 2.0
+RECORD: dict = {"releases": {}, "pod_deletion": None}
 
 
 @pytest.fixture(scope="module")
@@ -291,70 +288,6 @@ def test_a_live_pod_deleted_under_load_is_replaced(cluster, load):
     }
 
 
-def deployment_pods(cluster) -> list:
-    """Every running pod of the platform's Deployments: both services' colors, the relays, the worker."""
-    return [
-        pod
-        for pod in cluster.core.list_namespaced_pod(NAMESPACE).items
-        if pod.metadata.deletion_timestamp is None
-        and any(owner.kind == "ReplicaSet" for owner in pod.metadata.owner_references or [])
-    ]
-
-
-def test_a_nodes_worth_of_pods_evicted_as_a_drain_does_with_the_pdbs_in_force(cluster, load):
-    """`kubectl drain`'s evictions without its cordon: the local cluster has one node, so the
-    replacements start on it, as they would on the other nodes of a real cluster. Every pod of the
-    platform's Deployments is evicted through the Eviction API at once; the API server refuses (429)
-    each eviction that would take a service below its PodDisruptionBudget (one web pod unavailable at
-    most), and the drill asks again every 2 s, as kubectl drain does, until every one is gone. (The
-    database is a single pod, left out: losing it is the PostgreSQL restart drill, perf/drills.py.)"""
-    victims = {pod.metadata.name for pod in deployment_pods(cluster)}
-    web = {
-        pod.metadata.name
-        for pod in deployment_pods(cluster)
-        if pod.metadata.labels.get("app.kubernetes.io/component") == "api"
-    }
-    assert len(web) >= 2 * len(SERVICES), sorted(victims)
-    started = time.time()
-    pending, refused, evicted_at = set(victims), 0, {}
-    while pending:
-        assert time.time() - started < 600, f"still refused after 600 s: {sorted(pending)}"
-        for name in sorted(pending):
-            try:
-                cluster.core.create_namespaced_pod_eviction(
-                    name, NAMESPACE, client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=NAMESPACE))
-                )
-            except client.ApiException as error:
-                if error.status == 429:  # the PodDisruptionBudget's answer: not now
-                    refused += 1
-                    continue
-                if error.status != 404:
-                    raise
-            pending.discard(name)
-            evicted_at[name] = round(time.time() - started, 1)
-        if pending:
-            time.sleep(EVICTION_RETRY_SECONDS)
-
-    def back():
-        remaining = {pod.metadata.name for pod in cluster.core.list_namespaced_pod(NAMESPACE).items}
-        live = all(cluster.fully_available(service, cluster.live_color(service)) for service in SERVICES)
-        return live and not victims & remaining
-
-    wait_until(back, timeout=300, interval=2, message="every evicted pod gone and every live color at full strength")
-    finished = time.time()
-    time.sleep(SWITCH_WINDOW_AFTER)
-    RECORD["drain"] = {
-        "pods": len(victims),
-        "web_pods": len(web),
-        "refused_by_pdbs": refused,
-        "last_eviction_seconds": max(evicted_at.values()),
-        "seconds": round(finished - started, 1),
-        "window": (started, finished + SWITCH_WINDOW_AFTER),
-    }
-    # Two web pods per live color and one unavailable at most: the second of each was refused first.
-    assert refused >= len(SERVICES)
-
-
 def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, load):
     result = load.stop()
     path = record_results(cluster, result)
@@ -383,9 +316,8 @@ def record_results(cluster, result) -> str:
         forced["k6"] = result.window(*forced["window"])
     for bad in RECORD.get("bad_releases", {}).values():
         bad["k6"] = result.window(*bad["window"])
-    for fault in ("pod_deletion", "drain"):
-        if RECORD[fault]:
-            RECORD[fault]["k6"] = result.window(*RECORD[fault]["window"])
+    if RECORD["pod_deletion"]:
+        RECORD["pod_deletion"]["k6"] = result.window(*RECORD["pod_deletion"]["window"])
     durations = [r.duration_ms for r in result.requests]
     RECORD["load"] = {
         "requests": len(result.requests),
@@ -522,20 +454,5 @@ def report(record: dict, day: str) -> str:
             f"`{deletion['pod']}` deleted (default grace period): the Deployment was back to full strength,",
             f"the old pod gone, after {deletion['replaced_seconds']} s; k6 in that time and {SWITCH_WINDOW_AFTER:.0f} s"
             f" after: {k6.get('requests')} requests, {k6.get('failed')} failed, p95 {k6.get('p95_ms')} ms.",
-        ]
-    if record["drain"]:
-        drain = record["drain"]
-        k6 = drain.get("k6", {})
-        lines += [
-            "",
-            "## A node's worth of pods drained, the PodDisruptionBudgets in force",
-            "",
-            f"Every pod of the platform's Deployments ({drain['pods']}, {drain['web_pods']} of them web",
-            "pods) evicted through the Eviction API at once, as `kubectl drain` does, each refused eviction",
-            f"asked again every {EVICTION_RETRY_SECONDS:.0f} s. The budgets refused {drain['refused_by_pdbs']}"
-            f" evictions; the last pod was evicted after {drain['last_eviction_seconds']} s, every live color",
-            f"was back at full strength after {drain['seconds']} s. k6 in that time and",
-            f"{SWITCH_WINDOW_AFTER:.0f} s after: {k6.get('requests')} requests, {k6.get('failed')} failed,"
-            f" p95 {k6.get('p95_ms')} ms, max {k6.get('max_ms')} ms.",
         ]
     return "\n".join(lines) + "\n"
