@@ -38,14 +38,27 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# How often a counter deleted between its creation and its lock is made again (see _counter_locked).
+COUNTER_LOCK_ATTEMPTS = 5
+
+
 def _counter_locked(scope: str, key: str, *, now: datetime, tokens: float = 0) -> RateLimitCounter:
-    """The counter row for (scope, key), created if missing, locked until the transaction ends."""
+    """The counter row for (scope, key), created if missing, locked until the transaction ends.
+
+    Creating and locking are two statements: a request that proved itself (attempts_reset) or the
+    prune may delete the row between them, committed before this one's lock. A missing row is then
+    made again: the next request starts from a fresh counter, as it would after the reset. Once
+    locked, a delete waits for this transaction."""
     digest = _digest(key)
-    RateLimitCounter.objects.bulk_create(
-        [RateLimitCounter(scope=scope, key_digest=digest, tokens=tokens, attempts=0, updated_at=now)],
-        ignore_conflicts=True,
-    )
-    return RateLimitCounter.objects.select_for_update().get(scope=scope, key_digest=digest)
+    for _ in range(COUNTER_LOCK_ATTEMPTS):
+        RateLimitCounter.objects.bulk_create(
+            [RateLimitCounter(scope=scope, key_digest=digest, tokens=tokens, attempts=0, updated_at=now)],
+            ignore_conflicts=True,
+        )
+        counter = RateLimitCounter.objects.select_for_update().filter(scope=scope, key_digest=digest).first()
+        if counter is not None:
+            return counter
+    raise RuntimeError(f"rate limit counter {scope} deleted {COUNTER_LOCK_ATTEMPTS} times before it could be locked")
 
 
 REFUSALS = Counter(

@@ -1,9 +1,11 @@
 """Rate limits in the database: token buckets, exponential pauses, and rates as settings spell them."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, connections
 from django.utils import timezone
 
 from apps.core.models import RateLimitCounter
@@ -130,3 +132,53 @@ def test_each_refusal_is_counted_by_the_scope_that_refused_it(clock):
         attempt_reserve(Attempt("pair", "k", tight), Attempt("account", "k", loose))
     after = [refusals.labels(scope=scope)._value.get() for scope in ("bucket", "pair", "account")]
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 0]
+
+
+def test_a_counter_deleted_between_its_creation_and_its_lock_is_made_again(monkeypatch):
+    """The interleaving of two requests of one account: this one creates (or finds) the counter, the
+    other proves itself and deletes it, committed before this one locks it. Seen from here: the row
+    is gone when the locking read runs. That read must not fail (it was a 500)."""
+    real = RateLimitCounter.objects.bulk_create
+    deleted = []
+
+    def then_the_other_request_resets(objs, **kwargs):
+        made = real(objs, **kwargs)
+        if not deleted:
+            deleted.append(RateLimitCounter.objects.filter(scope="client-token:client").delete()[0])
+        return made
+
+    backoff = Backoff(free=3, base=1, maximum=60, window=3600)
+    attempt_reserve(Attempt("client-token:client", "orders", backoff))
+    monkeypatch.setattr(RateLimitCounter.objects, "bulk_create", then_the_other_request_resets)
+    attempt_reserve(Attempt("client-token:client", "orders", backoff))
+
+    assert deleted == [1]
+    assert RateLimitCounter.objects.get(scope="client-token:client").attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent transactions need PostgreSQL")
+def test_attempts_and_resets_of_one_key_from_many_threads_never_fail():
+    """Service clients starting together: each thread reserves an attempt of one client, then resets
+    it (the secret was right), 40 times. Before the retry in _counter_locked, a reset committed
+    between another thread's insert and its lock made that thread's read raise DoesNotExist."""
+    backoff = Backoff(free=1000, base=1, maximum=1, window=3600)
+    errors = []
+
+    def client_starts() -> None:
+        try:
+            for _ in range(40):
+                attempt_reserve(Attempt("client-token:client", "orders", backoff))
+                attempts_reset(scope="client-token:client", key="orders")
+        except Exception as error:  # any failure of a thread is the test's failure
+            errors.append(repr(error))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=client_starts) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
