@@ -52,7 +52,7 @@ def probe(url: str, timeout: float = 2.0) -> tuple[int | None, float, dict]:
 def hold_a_thread(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(
-        b"POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"POST /api/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: 64\r\n\r\n{"
     )
     return sock
