@@ -81,6 +81,16 @@ scratch_image() {
 	rm -rf "$context"
 }
 
+# postgres_tag: the PostgreSQL stand-in as POSTGRES_IMAGE (the backup image is built on it).
+postgres_tag() {
+	docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
+}
+
+# derived_build TAG CONTEXT BASE: docker build CONTEXT on BASE (its Dockerfile's ARG BASE), as TAG.
+derived_build() {
+	docker build --quiet --build-arg "BASE=$3" --tag "$1" "$2" >/dev/null
+}
+
 k6_image() {
 	local version context
 	version=$("$K6" version | awk '{print $2; exit}')
@@ -95,12 +105,12 @@ case $1 in
 		load_image "$2"
 		;;
 	postgres)
-		docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
+		postgres_tag
 		load_image "$POSTGRES_IMAGE"
 		;;
 	backup)
-		docker tag "$("$REPO/platform/containers/local-images.sh" postgres)" "$POSTGRES_IMAGE"
-		docker build --quiet --build-arg "BASE=$POSTGRES_IMAGE" --tag "$BACKUP_IMAGE" "$REPO/platform/dr" >/dev/null
+		postgres_tag
+		derived_build "$BACKUP_IMAGE" "$REPO/platform/dr" "$POSTGRES_IMAGE"
 		load_image "$BACKUP_IMAGE"
 		;;
 	prometheus)
@@ -124,7 +134,7 @@ case $1 in
 		load_image "$(k6_image)"
 		;;
 	derived)
-		docker build --quiet --build-arg "BASE=$4" --tag "$2" "$3" >/dev/null
+		derived_build "$2" "$3" "$4"
 		load_image "$2"
 		;;
 esac

@@ -39,10 +39,10 @@ trap 'rm -f "$partial"' EXIT
 
 snapshot=()
 [[ -n ${PG_DUMP_SNAPSHOT:-} ]] && snapshot=(--snapshot="$PG_DUMP_SNAPSHOT")
-[[ $kind == file ]] || database_wait "$DATABASE_URL"
 if [[ $kind == file ]]; then
   age --encrypt --recipients-file "$BACKUP_RECIPIENTS_FILE" --output "$partial" "$BACKUP_SOURCE_FILE"
 else
+  database_wait "$DATABASE_URL"
   # pipefail: a failed pg_dump fails the pipeline even though age succeeds on what it was given.
   pg_dump --format=custom --no-owner --no-privileges "${snapshot[@]}" --dbname="$DATABASE_URL" \
     | age --encrypt --recipients-file "$BACKUP_RECIPIENTS_FILE" --output "$partial"

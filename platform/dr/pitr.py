@@ -30,7 +30,6 @@ import logging
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ import requests  # noqa: E402
 
 sys.path.insert(0, str(REPO / "platform" / "dr"))  # drill.py beside this file ("platform" is also a module of Python's)
 
-from drill import DrillFailed, check, wait_until  # noqa: E402
+from drill import DrillFailed, check, run, wait_until  # noqa: E402
 
 from tests.client import PASSWORD, register_and_login  # noqa: E402
 from tests.journey import journey_run, order_place  # noqa: E402
@@ -83,13 +82,8 @@ class Server:
         self.bin = postgres_bin()
         self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
-    def run(self, *command: str, timeout: float = 300) -> str:
-        result = subprocess.run(  # noqa: S603 (PostgreSQL's and pgBackRest's own binaries)
-            [*self.as_owner, *command], capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if result.returncode != 0:
-            raise DrillFailed(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
-        return result.stdout
+    def run(self, *command: str) -> str:
+        return run([*self.as_owner, *command])
 
     def pgbackrest(self, *arguments: str) -> str:
         return self.run("pgbackrest", f"--config={self.config}", f"--stanza={STANZA}", *arguments)
