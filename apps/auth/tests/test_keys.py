@@ -57,15 +57,25 @@ def test_the_active_key_cannot_be_retired():
         call_command("signing_key_retire", kid=keys.active_key().kid)
 
 
-def test_a_kid_beginning_with_a_dash_is_retired_from_the_command_line(settings):
+@pytest.mark.parametrize("form", ["command line", "call_command keyword"])
+def test_a_kid_beginning_with_a_dash_is_retired(settings, form):
     """A kid is base64url: one in 64 begins with "-", which must not read as an option name."""
     old_kid = keys.active_key().kid
-    SigningKey.objects.filter(kid=old_kid).update(kid="-" + old_kid[1:])
+    dashed = "-" + old_kid[1:]
+    SigningKey.objects.filter(kid=old_kid).update(kid=dashed)
     keys.forget_active_key()
     settings.AUTH_SIGNING_KEY = pem()
     keys.active_key()
-    call_command("signing_key_retire", f"--kid=-{old_kid[1:]}")
-    assert SigningKey.objects.get(kid="-" + old_kid[1:]).retired_at is not None
+    if form == "command line":
+        call_command("signing_key_retire", f"--kid={dashed}")
+    else:
+        call_command("signing_key_retire", kid=dashed)
+    assert SigningKey.objects.get(kid=dashed).retired_at is not None
+
+
+def test_the_kid_is_required():
+    with pytest.raises(CommandError, match="--kid=KID"):
+        call_command("signing_key_retire")
 
 
 def test_an_unknown_kid_is_refused():

@@ -11,10 +11,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         # An option, not a positional: a kid is base64url, so one in 64 begins with "-", which
-        # argparse reads as an option name. `--kid=VALUE` takes any value.
-        parser.add_argument("--kid", required=True, help="the key's kid, as the JWKS publishes it: --kid=KID")
+        # argparse reads as an option name. `--kid=VALUE` takes any value. Not `required=True`:
+        # call_command passes a required option to argparse as two words ("--kid", kid), which
+        # fails the same way; checked in handle() instead, so call_command(kid=...) takes any kid.
+        parser.add_argument("--kid", help="the key's kid, as the JWKS publishes it: --kid=KID")
 
     def handle(self, *args, kid, **options):
+        if not kid:
+            raise CommandError("the kid to retire is required: --kid=KID")
         try:
             keys.signing_key_retire(kid=kid)
         except (keys.SigningKeyActive, keys.SigningKeyUnknown) as refused:
