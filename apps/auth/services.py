@@ -21,6 +21,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 
 from apps.auth import keys
+from apps.auth.client_secrets import client_secret_check, client_secret_hash, client_secret_outdated
 from apps.auth.models import LoginAddress, LoginFailure, RefreshToken, ServiceClient, User
 from apps.core import metrics
 from apps.core.errors import Conflict
@@ -28,7 +29,7 @@ from apps.core.ratelimit import Attempt, attempt_reserve, attempts_reset, rate_l
 from apps.core.rates import Backoff
 from apps.core.tokens import SERVICE, USER
 
-# Checked against when the email (or client) is unknown. It is an unusable hash, for which Django's
+# Checked against when the email is unknown. It is an unusable hash, for which Django's
 # check_password runs the default hasher once anyway: an unknown email costs what a wrong password
 # costs, so the answer's timing does not tell whether an account exists.
 _DUMMY_PASSWORD_HASH = make_password(None)
@@ -340,9 +341,12 @@ def client_token_issue(*, client_id: str, client_secret: str, client_address: st
     )
     _secret_guess_reserve(kind="client-token", account=client_id, client_address=client_address, address_known=False)
     client = ServiceClient.objects.filter(client_id=client_id, is_active=True).first()
-    secret_ok = check_password(client_secret, client.secret_hash if client else _DUMMY_PASSWORD_HASH)
-    if client is None or not secret_ok:
+    if not client_secret_check(client_secret, client.secret_hash if client else None):
         raise InvalidClient()
+    if client_secret_outdated(client.secret_hash):
+        ServiceClient.objects.filter(pk=client.pk, secret_hash=client.secret_hash).update(
+            secret_hash=client_secret_hash(client_secret)
+        )
     _secret_guesses_reset(kind="client-token", account=client_id, client_address=client_address)
     TOKENS_ISSUED.labels(grant="client_credentials").inc()
     return TokenPair(
@@ -357,6 +361,10 @@ def service_client_ensure(*, client_id: str, secret: str, scopes: list[str]) -> 
     """Create or update a service client so that it has exactly this secret and these scopes."""
     client, _ = ServiceClient.objects.update_or_create(
         client_id=client_id,
-        defaults={"secret_hash": make_password(secret), "scopes": " ".join(sorted(set(scopes))), "is_active": True},
+        defaults={
+            "secret_hash": client_secret_hash(secret),
+            "scopes": " ".join(sorted(set(scopes))),
+            "is_active": True,
+        },
     )
     return client

@@ -4,6 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.auth.client_secrets import MIN_LENGTH
 from apps.auth.services import service_client_ensure
 
 
@@ -17,7 +18,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, client_id, secret_env, scope, **options):
         secret = os.environ.get(secret_env, "")
-        if len(secret) < 16:
-            raise CommandError(f"{secret_env} must hold a client secret of at least 16 characters")
+        if len(secret) < MIN_LENGTH:
+            raise CommandError(
+                f"{secret_env} must hold a client secret of at least {MIN_LENGTH} characters"
+                " (a random one, for example `openssl rand -hex 32`)"
+            )
         client = service_client_ensure(client_id=client_id, secret=secret, scopes=scope)
         self.stdout.write(f"service client {client.client_id} ready with scopes: {client.scopes or '(none)'}")
