@@ -144,6 +144,10 @@ class Trace:
         assert len(found) == 1, (wanted, [(span["service"], span["name"], span["kind"]) for span in self.spans])
         return found[0]
 
+    def roots(self) -> list[dict]:
+        """The spans whose parent is not in the trace: one, the first service's, once all have come."""
+        return [span for span in self.spans if span["parent"] not in self.by_id]
+
     def ancestors(self, span: dict) -> list[dict]:
         chain = []
         while span["parent"] in self.by_id:
@@ -164,10 +168,12 @@ def notified(trace: Trace, event_type: str) -> bool:
 
 def order_traced(trace: Trace | None) -> bool:
     """The trace of a paid order holds all three services' spans, notifications' filing of the
-    relay's delivery included. Each process sends its spans in batches of its own (every 5 s by
-    default), so they reach the backend in any order: a test waits for this, not for the last hop."""
+    relay's delivery included, and is one tree. Each process sends its spans in batches of its own
+    (every 5 s by default), so they reach the backend in any order: the orders relay's may come before
+    the orders request's own span, which ends last. A test waits for this, not for the last hop."""
     return (
         trace is not None
         and {"orders", "payments", "notifications"} <= trace.services()
         and notified(trace, "order.paid")
+        and len(trace.roots()) == 1
     )

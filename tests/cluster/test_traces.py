@@ -45,7 +45,7 @@ def test_an_order_placed_through_the_stable_services_is_one_trace_in_the_cluster
     )
 
     assert {"orders", "payments", "notifications"} <= trace.services()
-    roots = [span for span in trace.spans if span["parent"] not in trace.by_id]
+    roots = trace.roots()
     assert [(span["service"], span["name"], span["parent"]) for span in roots] == [
         ("orders", "POST /api/orders/", client_span_id)
     ]

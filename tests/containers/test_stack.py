@@ -71,8 +71,7 @@ def test_an_order_is_one_trace_in_the_stacks_jaeger(compose_stack):
         time.sleep(1)
     assert trace is not None, answer.text
     assert {"orders", "payments", "notifications"} <= trace.services()
-    roots = [span for span in trace.spans if span["parent"] not in trace.by_id]
-    assert [(span["service"], span["name"], span["parent"]) for span in roots] == [
+    assert [(span["service"], span["name"], span["parent"]) for span in trace.roots()] == [
         ("orders", "POST /api/orders/", client_span_id)
     ]
     assert notified(trace, "order.paid")
