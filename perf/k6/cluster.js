@@ -7,9 +7,14 @@
 //   HOSTS='{"auth.platform.svc.cluster.local": "10.215.0.12", ...}' \
 //   AUTH_URL=http://auth.platform.svc.cluster.local ... k6 run --console-output=requests.log perf/k6/cluster.js
 //
+// MODE=logins and MODE=orders are the autoscaling drills' loads (tests/cluster/test_autoscaling.py):
+// every iteration is one password login (auth's CPU: a PBKDF2 hash each) or one order placement
+// (orders waiting on payments), nothing else.
+//
 // Environment: HOSTS (JSON: service host name -> ClusterIP, k6 resolves names with it), AUTH_URL,
-// ORDERS_URL, PAYMENTS_URL, NOTIFICATIONS_URL, RATE (iterations started per second, default 6),
-// ORDER_EVERY (default 6), USERS (default 4), DURATION (an upper bound, default 30m),
+// ORDERS_URL, PAYMENTS_URL, NOTIFICATIONS_URL, MODE (mixed, logins or orders; default mixed), RATE
+// (iterations started per second, default 6), ORDER_EVERY (default 6), USERS (default 4), DURATION
+// (an upper bound, default 30m),
 // TOKEN_RENEW_AFTER_SECONDS (default 200) and TOKEN_RENEW_SPREAD_SECONDS (default 60: each virtual
 // user renews up to this much later), SUMMARY_FILE.
 // One JSON line per response goes to the console: {t: end time in ms, n: request name, s: status,
@@ -30,6 +35,10 @@ import {
   usersLogin,
 } from './lib.js';
 
+const MODE = __ENV.MODE || 'mixed';
+if (!['mixed', 'logins', 'orders'].includes(MODE)) {
+  throw new Error(`MODE must be mixed, logins or orders, not ${MODE}`);
+}
 const RATE = envInt('RATE', 6);
 const ORDER_EVERY = envInt('ORDER_EVERY', 6);
 const USERS = envInt('USERS', 4);
@@ -104,6 +113,9 @@ function orderPlace(user, key) {
 export function setup() {
   const runId = runIdentifier();
   const users = usersLogin(USERS, runId);
+  if (MODE !== 'mixed') {
+    return { runId, users: users.map((user) => ({ ...user, issuedAt: Date.now() })) };
+  }
   for (const user of users) {
     const placed = orderPlace(user, `${runId}-setup-${user.id}`);
     if (placed.status !== 201) {
@@ -125,6 +137,11 @@ function freshToken(user) {
   if (Date.now() - held.at < TOKEN_RENEW_AFTER_MS + spread) {
     return held.token;
   }
+  return login(user) || held.token;
+}
+
+// A password login of the user: its access token, or null when it was refused.
+function login(user) {
   const answer = logged(
     http.post(`${URLS.auth}/api/auth/token/`, JSON.stringify({ email: user.email, password: PASSWORD }), {
       headers: jsonHeaders(),
@@ -134,7 +151,7 @@ function freshToken(user) {
     'login',
   );
   if (!check(answer, { 'login: 200': (r) => r.status === 200 })) {
-    return held.token;
+    return null;
   }
   tokens[user.email] = { token: answer.json('access_token'), at: Date.now() };
   return tokens[user.email].token;
@@ -142,10 +159,20 @@ function freshToken(user) {
 
 export default function (data) {
   const iteration = exec.scenario.iterationInTest;
+  if (MODE === 'logins') {
+    // The users in turn: one user's logins are a rate apart, never parallel guesses of one account.
+    login(data.users[iteration % data.users.length]);
+    return;
+  }
   // One user per virtual user: each renews one token, not one per user it happens to serve (a
   // login is a password hash, and a burst of them would be load of its own).
   const user = { ...data.users[(exec.vu.idInTest - 1) % data.users.length] };
   user.token = freshToken(user);
+  if (MODE === 'orders') {
+    const placed = orderPlace(user, `${data.runId}-${iteration}`);
+    check(placed, { 'order_create: 201': (r) => r.status === 201 });
+    return;
+  }
   const params = (name) => ({ headers: jsonHeaders(user.token), tags: { name }, timeout: REQUEST_TIMEOUT });
   const reads = [
     ['order_detail', `${URLS.orders}/api/orders/${user.orderId}/`],

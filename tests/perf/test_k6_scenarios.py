@@ -175,3 +175,28 @@ def test_the_cluster_scenario_runs_and_renews_its_tokens(stack, tmp_path):
         "login: 200 with an access token": 0,  # setup()
     }
     assert checks(summary)["login: 200"][0] >= 1, "no token was renewed"
+
+
+@pytest.mark.parametrize(
+    ("mode", "counted_view", "check"),
+    [
+        ("logins", ("auth", "POST", "auth-token"), "login: 200"),
+        ("orders", ("orders", "POST", "order-list-create"), "order_create: 201"),
+    ],
+)
+def test_the_cluster_scenarios_autoscaling_modes_send_only_their_request(stack, tmp_path, mode, counted_view, check):
+    """MODE=logins and MODE=orders (the autoscaling drills' loads): each iteration is one login or one
+    order placement, and the services counted exactly what k6 sent."""
+    before = counted(stack, *counted_view)
+    result, summary = k6_run(
+        stack, "cluster.js", tmp_path / "summary.json", MODE=mode, RATE="3", DURATION="3s", USERS="3"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary["metrics"]["http_req_failed"]["values"]["passes"] == 0
+    found = checks(summary)
+    assert set(found) == {check, "register: 201", "login: 200 with an access token"}  # the last two: setup()
+    passes, fails = found[check]
+    assert (fails, passes) == (0, summary["metrics"]["iterations"]["values"]["count"])
+    setup_logins = 3 if mode == "logins" else 0  # setup()'s own logins go to the same view
+    assert counted(stack, *counted_view) - before == passes + setup_logins
