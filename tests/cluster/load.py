@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -82,6 +83,8 @@ class Load:
     cluster: Cluster
     workdir: Path
     rate: int = 6
+    mode: str = "mixed"  # perf/k6/cluster.js's MODE: mixed, logins or orders
+    users: int = 4
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     result: LoadResult | None = field(default=None)
@@ -100,7 +103,9 @@ class Load:
             **os.environ,
             "HOSTS": json.dumps(addresses),
             **{f"{service.upper()}_URL": f"http://{host_name(service)}" for service in SERVICES},
+            "MODE": self.mode,
             "RATE": str(self.rate),
+            "USERS": str(self.users),
             "SUMMARY_FILE": str(self.summary_file),
         }
         command = [
@@ -120,7 +125,10 @@ class Load:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + setup_timeout
-        while not any(request.name in READS for request in self.requests()):
+        # The load has begun at the first request of an iteration (setup() logs only the mixed mode's
+        # orders, and no read).
+        first = {"mixed": READS, "logins": {"login"}, "orders": {"order_create"}}[self.mode]
+        while not any(request.name in first for request in self.requests()):
             if self.process.poll() is not None:
                 raise AssertionError(f"k6 exited {self.process.returncode}: {(self.workdir / 'k6.stdout').read_text()}")
             if time.monotonic() > deadline:
@@ -171,3 +179,26 @@ class Load:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def machine(cluster: Cluster) -> dict:
+    """The machine a recorded result ran on, for perf/results."""
+
+    def first(path: str, prefix: str) -> str:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip()
+        return "unknown"
+
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
+    k6 = subprocess.run([str(K6), "version"], capture_output=True, text=True, check=False)
+    node = cluster.core.list_node().items[0].status.node_info
+    return {
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "cores": str(Path("/proc/cpuinfo").read_text().count("\nprocessor") + 1),
+        "memory": first("/proc/meminfo", "MemTotal"),
+        "kernel": platform.release(),
+        "kubernetes": f"{node.kubelet_version}, {node.container_runtime_version}",
+        "k6": k6.stdout.split()[1] if k6.stdout else "unknown",
+        "commit": git.stdout.strip(),
+    }

@@ -8,10 +8,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import platform
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +25,7 @@ from tests.cluster.kube import (
     switch_seconds,
     wait_until,
 )
-from tests.cluster.load import K6, Load, percentile
+from tests.cluster.load import Load, machine, percentile
 
 # Around a switch: from the moment the command starts to this long after it returns, the time in
 # which connections opened before the switch still finish on the old color.
@@ -335,27 +333,6 @@ def record_results(cluster, result) -> str:
     markdown = RESULTS / f"{day}-cluster-releases.md"
     markdown.write_text(report(RECORD, day))
     return str(markdown.relative_to(REPO))
-
-
-def machine(cluster) -> dict:
-    def first(path: str, prefix: str) -> str:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(prefix):
-                return line.split(":", 1)[1].strip()
-        return "unknown"
-
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
-    k6 = subprocess.run([str(K6), "version"], capture_output=True, text=True, check=False)
-    node = cluster.core.list_node().items[0].status.node_info
-    return {
-        "cpu": first("/proc/cpuinfo", "model name"),
-        "cores": str(Path("/proc/cpuinfo").read_text().count("\nprocessor") + 1),
-        "memory": first("/proc/meminfo", "MemTotal"),
-        "kernel": platform.release(),
-        "kubernetes": f"{node.kubelet_version}, {node.container_runtime_version}",
-        "k6": k6.stdout.split()[1] if k6.stdout else "unknown",
-        "commit": git.stdout.strip(),
-    }
 
 
 def report(record: dict, day: str) -> str:

@@ -1,0 +1,248 @@
+"""Autoscaling from measurements, on the cluster: the HPA adds auth pods when logins make it CPU-bound,
+and holds orders where it is while orders waits on a slow payments, where more orders pods would not
+help. Each service's HPA scales past 500m of CPU per pod (deploy/README.md, "Autoscaling", has the
+derivation). The numbers go to perf/results/.
+
+Runs after the releases (the file name's place in the suite): the pods the HPA adds leave on their own
+once the stabilization window has passed, and must not crowd the releases' node meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+
+import pytest
+from kubernetes.utils import parse_quantity
+
+from tests.cluster.kube import NAMESPACE, REPO, wait_until
+from tests.cluster.load import Load, LoadResult, machine, percentile
+
+RESULTS = REPO / "perf" / "results"
+# Logins a second: about 0.27 s of CPU each (PBKDF2), so about 1.35 cores over auth's pods, past the
+# 500m per pod at which two pods become three.
+LOGIN_RATE = 5
+# Placements a second: with payments 0.8 s slower, about 8 of orders' 12 bulkhead slots (two pods,
+# two workers each, three calls to payments in flight per worker) are held waiting.
+ORDER_RATE = 10
+# How long the HPA is given: its 15 s sync, metrics-server's 15 s resolution and a rate window.
+SCALE_OUT_WITHIN = 240
+HOLD_SECONDS = 120
+RECORD: dict = {}
+
+
+def autoscaler_reading(cluster, service: str) -> dict:
+    """What the service's HPA sees and decides now: replicas, and the CPU per pod in millicores."""
+    hpa = cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler(service, NAMESPACE)
+    cpu = None
+    for metric in hpa.status.current_metrics or []:
+        if metric.type == "Resource" and metric.resource.name == "cpu" and metric.resource.current.average_value:
+            cpu = round(float(parse_quantity(metric.resource.current.average_value)) * 1000)
+    return {
+        "at": time.time(),
+        "current": hpa.status.current_replicas,
+        "desired": hpa.status.desired_replicas,
+        "cpu_m_per_pod": cpu,
+    }
+
+
+def threshold_m(cluster, service: str) -> float:
+    hpa = cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler(service, NAMESPACE)
+    (metric,) = hpa.spec.metrics
+    return float(parse_quantity(metric.resource.target.average_value)) * 1000
+
+
+def watched(cluster, service: str, load: Load, seconds: float, *, until=None) -> list[dict]:
+    """The HPA's readings every 5 s for `seconds` (or until `until(readings)`), the load running."""
+    readings, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert load.process.poll() is None, f"k6 exited {load.process.returncode}"
+        readings.append(autoscaler_reading(cluster, service))
+        if until and until(readings):
+            break
+        time.sleep(5)
+    return readings
+
+
+def outcome(result: LoadResult, name: str) -> dict:
+    """The requests of one name in a load's result: how many, how fast, what failed and how."""
+    requests = [request for request in result.requests if request.name == name]
+    durations = [request.duration_ms for request in requests]
+    seconds = (requests[-1].at - requests[0].at) if len(requests) > 1 else 0
+    return {
+        "requests": len(requests),
+        "per_second": round(len(requests) / seconds, 2) if seconds else None,
+        "failed": sum(request.failed for request in requests),
+        "failures_by_code": {
+            code: sum(
+                1 for request in requests if request.failed and f"{request.status} {request.problem_code}" == code
+            )
+            for code in {f"{request.status} {request.problem_code}" for request in requests if request.failed}
+        },
+        "p50_ms": percentile(durations, 0.50),
+        "p95_ms": percentile(durations, 0.95),
+    }
+
+
+def busy_cpu(readings: list[dict]) -> float | None:
+    """The CPU per pod the HPA read once the load had run a minute (its rate window filled)."""
+    values = [
+        r["cpu_m_per_pod"] for r in readings if r["cpu_m_per_pod"] is not None and r["at"] - readings[0]["at"] > 60
+    ]
+    return max(values) if values else None
+
+
+def test_auth_scales_out_when_logins_make_it_cpu_bound(cluster, tmp_path):
+    live = cluster.live_color("auth")
+    start = autoscaler_reading(cluster, "auth")
+    before = start["current"]
+    load = Load(cluster=cluster, workdir=tmp_path, rate=LOGIN_RATE, mode="logins", users=12)
+    load.start()
+    began = time.time()
+    try:
+        readings = watched(
+            cluster, "auth", load, SCALE_OUT_WITHIN, until=lambda readings: readings[-1]["current"] > before
+        )
+        scaled = readings[-1]["current"] > before
+        served = False
+        if scaled:
+            wanted = readings[-1]["current"]
+            wait_until(
+                lambda: (cluster.deployment("auth", live).status.available_replicas or 0) >= wanted,
+                timeout=120,
+                interval=2,
+                message=f"auth-{live} serving with {wanted} pods",
+            )
+            served = True
+            readings += watched(cluster, "auth", load, 20)
+    finally:
+        result = load.stop()
+    logins = outcome(result, "login")
+    RECORD["auth"] = {
+        "color": live,
+        "rate": LOGIN_RATE,
+        "replicas_before": before,
+        "threshold_m": threshold_m(cluster, "auth"),
+        "scaled_after_seconds": next((round(r["at"] - began, 1) for r in readings if r["current"] > before), None),
+        "readings": readings,
+        "logins": logins,
+        "k6_exit": result.exit_code,
+    }
+    assert scaled, f"auth still at {before} pods after {SCALE_OUT_WITHIN} s of {LOGIN_RATE} logins/s: {readings}"
+    assert served
+    assert logins["failed"] == 0, logins
+
+
+@pytest.mark.timeout(900)  # two loads of HOLD_SECONDS, a deploy, a promote and a rollback
+def test_orders_is_not_scaled_while_it_waits_on_a_slow_payments(cluster, slow_image, tmp_path):
+    """The same placements at the same rate, payments healthy and then 0.8 s slower per request (its
+    slow release, promoted without the gate): orders' latency and its threads held waiting go up, its
+    CPU does not, and the HPA keeps orders' pods. That is right: another orders pod would only open more
+    calls into the same slow payments."""
+    live = cluster.live_color("orders")
+    payments_live = cluster.live_color("payments")
+    payments_image = cluster.image("payments", payments_live)
+    start = autoscaler_reading(cluster, "orders")
+    phases = {}
+    for phase in ("payments healthy", "payments slow"):
+        if phase == "payments slow":
+            cluster.bluegreen("deploy", "payments", slow_image)
+            cluster.bluegreen("promote", "payments", "--image", slow_image, "--skip-gate", "--watch", "0")
+            # orders' pooled keep-alive connections stay on the old color after a switch, until it goes.
+            cluster.bluegreen("scale-down", "payments", "--drain-seconds", "0")
+        try:
+            load = Load(cluster=cluster, workdir=tmp_path / phase.replace(" ", "-"), rate=ORDER_RATE, mode="orders")
+            load.workdir.mkdir()
+            load.start()
+            try:
+                readings = watched(cluster, "orders", load, HOLD_SECONDS)
+            finally:
+                result = load.stop()
+        finally:
+            if phase == "payments slow":
+                # Back the way it came (the old color is at zero, so not by rollback): the image that
+                # was live, deployed, promoted, and the slow color scaled down.
+                cluster.bluegreen("deploy", "payments", payments_image)
+                cluster.bluegreen("promote", "payments", "--image", payments_image, "--skip-gate", "--watch", "0")
+                cluster.bluegreen("scale-down", "payments", "--drain-seconds", "0")
+        phases[phase] = {"readings": readings, "placements": outcome(result, "order_create")}
+    assert cluster.image("payments", cluster.live_color("payments")) == payments_image
+    RECORD["orders"] = {
+        "color": live,
+        "rate": ORDER_RATE,
+        "replicas_before": start["current"],
+        "threshold_m": threshold_m(cluster, "orders"),
+        "phases": phases,
+    }
+
+    healthy, slow = phases["payments healthy"], phases["payments slow"]
+    assert healthy["placements"]["failed"] == 0, healthy["placements"]
+    # Payments' 0.8 s reaches orders' answers: the placements wait on it.
+    assert slow["placements"]["p50_ms"] >= 800 > healthy["placements"]["p50_ms"], phases
+    # What failed, failed as designed: 503 payments_unavailable, the bulkhead full (the order pending,
+    # settled later), never a 500 or a timeout.
+    assert set(slow["placements"]["failures_by_code"]) <= {"503 payments_unavailable"}, slow["placements"]
+    # The HPA saw orders' CPU stay under its threshold and added no pod.
+    assert busy_cpu(slow["readings"]) is not None, slow["readings"]
+    assert busy_cpu(slow["readings"]) < RECORD["orders"]["threshold_m"], slow["readings"]
+    assert max(r["desired"] for r in slow["readings"]) <= start["current"], slow["readings"]
+
+
+def test_the_autoscaling_numbers_are_recorded(cluster):
+    assert {"auth", "orders"} <= set(RECORD), "the drills above did not run"
+    RECORD["machine"] = machine(cluster)
+    day = datetime.datetime.now(tz=datetime.UTC).date().isoformat()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{day}-cluster-autoscaling.json").write_text(json.dumps(RECORD, indent=2, default=str) + "\n")
+    (RESULTS / f"{day}-cluster-autoscaling.md").write_text(report(RECORD, day))
+
+
+def report(record: dict, day: str) -> str:
+    m, auth, orders = record["machine"], record["auth"], record["orders"]
+    logins = auth["logins"]
+    lines = [
+        f"# Autoscaling on the local cluster, {day}",
+        "",
+        f"Recorded by `make cluster-test` (tests/cluster/test_scaling.py) at commit `{m['commit']}`.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in m.items() if key != "commit"),
+        "",
+        'Every HPA adds a pod past an average of 500m of CPU per pod (deploy/README.md, "Autoscaling").',
+        "",
+        "## auth under logins: CPU-bound, scaled out",
+        "",
+        f"perf/k6/cluster.js MODE=logins at {auth['rate']}/s (achieved {logins['per_second']}/s): one password",
+        f"login per iteration. auth went from {auth['replicas_before']} pods to more after"
+        f" {auth['scaled_after_seconds']} s; {logins['requests']} logins, {logins['failed']} failed,"
+        f" p50 {logins['p50_ms']} ms, p95 {logins['p95_ms']} ms.",
+        "",
+        "| s | CPU per pod (m) | current | desired |",
+        "|---:|---:|---:|---:|",
+    ]
+    first = auth["readings"][0]["at"]
+    lines += [
+        f"| {r['at'] - first:.0f} | {r['cpu_m_per_pod']} | {r['current']} | {r['desired']} |" for r in auth["readings"]
+    ]
+    lines += [
+        "",
+        "## orders waiting on a slow payments: not CPU-bound, not scaled",
+        "",
+        f"perf/k6/cluster.js MODE=orders at {orders['rate']}/s: one order placement per iteration, for"
+        f" {HOLD_SECONDS} s with payments healthy, then {HOLD_SECONDS} s with payments 0.8 s slower per request",
+        "(tests/cluster/slow-release, promoted without the gate, the old color scaled down so that orders'",
+        "pooled connections reach it; the previous image released again after).",
+        "",
+        "| phase | placements | per s | failed | p50 ms | p95 ms | CPU per pod, busiest (m) | most pods desired |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for phase, data in orders["phases"].items():
+        p = data["placements"]
+        failed = ", ".join(f"{count} x {code}" for code, count in p["failures_by_code"].items()) or "0"
+        lines.append(
+            f"| {phase} | {p['requests']} | {p['per_second']} | {failed} | {p['p50_ms']} | {p['p95_ms']}"
+            f" | {busy_cpu(data['readings'])} | {max(r['desired'] for r in data['readings'])} |"
+        )
+    return "\n".join(lines) + "\n"
