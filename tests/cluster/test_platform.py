@@ -6,6 +6,7 @@ import subprocess
 
 import yaml
 from kubernetes import client
+from kubernetes.utils import parse_quantity
 
 from tests.cluster.kube import KUBECONFIG, NAMESPACE, REPO, SERVICES, kubectl, other_color, wait_until
 from tests.journey import journey_run
@@ -55,22 +56,23 @@ def test_every_services_autoscaler_is_on_its_live_color_reading_cpu_from_metrics
     """metrics-server scrapes the kubelet every 15 s; a new pod has a value within a minute or so."""
     autoscaling = cluster.autoscaling
 
-    def utilizations():
+    def cpu_per_pod():
+        """Each live HPA's reading, in millicores per pod (its target is an AverageValue)."""
         found = {}
         for service in SERVICES:
             hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(service, NAMESPACE)
             if hpa.spec.scale_target_ref.name != f"{service}-{cluster.live_color(service)}":
                 return None
             metrics = hpa.status.current_metrics or []
-            values = [m.resource.current.average_utilization for m in metrics if m.type == "Resource" and m.resource]
+            values = [m.resource.current.average_value for m in metrics if m.type == "Resource" and m.resource]
             if not values or values[0] is None:
                 return None
-            found[service] = values[0]
+            found[service] = float(parse_quantity(values[0])) * 1000
         return found
 
-    found = wait_until(utilizations, timeout=180, interval=5, message="a CPU utilization on every live HPA")
+    found = wait_until(cpu_per_pod, timeout=180, interval=5, message="a CPU reading on every live HPA")
     assert set(found) == set(SERVICES)
-    assert all(isinstance(value, int) and value >= 0 for value in found.values())
+    assert all(value >= 0 for value in found.values())
 
 
 def test_the_overlays_network_policies_are_the_ones_in_force(cluster):

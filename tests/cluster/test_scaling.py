@@ -16,7 +16,7 @@ import time
 import pytest
 from kubernetes.utils import parse_quantity
 
-from tests.cluster.kube import NAMESPACE, REPO, wait_until
+from tests.cluster.kube import NAMESPACE, REPO, other_color, wait_until
 from tests.cluster.load import Load, LoadResult, machine, percentile
 
 RESULTS = REPO / "perf" / "results"
@@ -166,6 +166,14 @@ def test_orders_is_not_scaled_while_it_waits_on_a_slow_payments(cluster, slow_im
                 cluster.bluegreen("deploy", "payments", payments_image)
                 cluster.bluegreen("promote", "payments", "--image", payments_image, "--skip-gate", "--watch", "0")
                 cluster.bluegreen("scale-down", "payments", "--drain-seconds", "0")
+                # Until the slow color's pods are gone, orders' pooled connections may still reach them.
+                slow_color = other_color(cluster.live_color("payments"))
+                wait_until(
+                    lambda color=slow_color: not cluster.pods("payments", color),
+                    timeout=180,
+                    interval=2,
+                    message=f"payments-{slow_color}'s pods gone",
+                )
         phases[phase] = {"readings": readings, "placements": outcome(result, "order_create")}
     assert cluster.image("payments", cluster.live_color("payments")) == payments_image
     RECORD["orders"] = {
