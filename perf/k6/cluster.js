@@ -7,7 +7,7 @@
 //   HOSTS='{"auth.platform.svc.cluster.local": "10.215.0.12", ...}' \
 //   AUTH_URL=http://auth.platform.svc.cluster.local ... k6 run --console-output=requests.log perf/k6/cluster.js
 //
-// MODE=logins and MODE=orders are the autoscaling drills' loads (tests/cluster/test_autoscaling.py):
+// MODE=logins and MODE=orders are the autoscaling drills' loads (tests/cluster/test_scaling.py):
 // every iteration is one password login (auth's CPU: a PBKDF2 hash each) or one order placement
 // (orders waiting on payments), nothing else.
 //
