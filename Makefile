@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus age pgbackrest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install system-packages up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill drills bench dashboards clean
+.PHONY: help install system-packages go-tools up test test-suite lint format check-deploy image test-containers cluster-up cluster-down cluster-test dr-drill drills bench dashboards clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,10 +29,14 @@ system-packages:  ## install the Debian packages the tests need, if missing
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); }
 
-# Jaeger (traces) is built from its Go module the first time, into ~/.cache/platform (minutes, once).
-up: $(INSTALLED)  ## run auth, orders, payments, notifications on 127.0.0.1:8001-8004, Jaeger on :16686 (Ctrl-C stops all)
-	PYTHON=$(PYTHON) platform/local-setup.sh
+# Jaeger (traces), which `make up` runs and the trace tests start, is built from its Go module the
+# first time, into ~/.cache/platform: minutes, once per machine, and before pytest starts, so that a
+# cold build is not counted against a test's timeout.
+go-tools:
 	platform/tools/go-tool.sh platform/tools/jaeger github.com/jaegertracing/jaeger/cmd/jaeger >/dev/null
+
+up: $(INSTALLED) go-tools  ## run auth, orders, payments, notifications on 127.0.0.1:8001-8004, Jaeger on :16686 (Ctrl-C stops all)
+	PYTHON=$(PYTHON) platform/local-setup.sh
 	GIT_SHA=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
 	OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT-http://127.0.0.1:4318} \
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
@@ -52,7 +56,7 @@ format: $(INSTALLED)  ## apply ruff's fixes and formatting
 
 test: lint test-suite test-containers cluster-test  ## lint, the whole suite, the image and compose stack, the cluster suite: all for real
 
-test-suite: $(INSTALLED) system-packages  ## the pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
+test-suite: $(INSTALLED) system-packages go-tools  ## the pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
 	$(BIN)/pytest
 
 image: $(INSTALLED)  ## build the one image (platform-app:local; IMAGE=, APP_VERSION= to change)
