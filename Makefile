@@ -42,7 +42,7 @@ up: $(INSTALLED) go-tools  ## run auth, orders, payments, notifications on 127.0
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
 
 # Every shell script of the repository: the platform's, CI's and the deploy tooling's.
-SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh deploy/cluster/*.sh)
+SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh deploy/cluster/*.sh deploy/gateway/*.sh)
 
 lint: $(INSTALLED)  ## ruff lint and format check, shellcheck, import boundaries (import-linter)
 	$(BIN)/ruff check .

@@ -55,12 +55,13 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 # Idle keep-alive connections close after this. The rule: the server's idle timeout is LONGER than
 # that of every proxy in front of it, so that the proxy is always the side that closes an idle
 # connection. Were the server first, a proxy could send a request on the socket the server is just
-# closing, and get a reset back; a POST is not retried, so the client sees a 502. ingress-nginx keeps
-# idle upstream connections 60 s (upstream-keepalive-timeout), AWS load balancers 60 s by default:
-# 75 s is above both. A proxy with a longer default (Envoy's is an hour) gets an idle timeout below
-# this in its own configuration. The other services' connection pools check a pooled socket before
-# reusing it. During shutdown gunicorn closes idle connections within 2 s, whatever this is,
-# and the blue/green tool's drain before scaling a color down (120 s) outlasts it.
+# closing, and get a reset back; a POST is not retried, so the client sees a 502. The Gateway's Envoy
+# keeps idle upstream connections 60 s (deploy/base/gateway/backendtrafficpolicy.yaml; Envoy's own
+# default is an hour), AWS load balancers 60 s by default: 75 s is above both. A proxy with a longer
+# default gets an idle timeout below this in its own configuration. The other services' connection
+# pools check a pooled socket before reusing it. During shutdown gunicorn closes idle connections
+# within 2 s, whatever this is, and the blue/green tool's drain before scaling a color down (120 s)
+# outlasts it.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 
 # --- worker recycling -----------------------------------------------------------------------------

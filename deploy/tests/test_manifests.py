@@ -428,37 +428,109 @@ def test_service_target_ports_name_a_port_of_the_selected_pods(rendered, overlay
     assert unresolved == []
 
 
+def _routes(objects: list[dict]) -> dict[str, dict]:
+    return by_name(objects, "HTTPRoute")
+
+
 @overlays
-def test_the_ingress_routes_each_api_prefix_to_its_stable_service(rendered, overlay):
-    (ingress,) = of_kind(rendered[overlay], "Ingress")
+def test_the_public_route_sends_each_api_prefix_to_its_stable_service(rendered, overlay):
+    route = _routes(rendered[overlay])["platform-api"]
     routes = {
-        path["path"]: (path["backend"]["service"]["name"], path["backend"]["service"]["port"]["name"])
-        for rule in ingress["spec"]["rules"]
-        for path in rule["http"]["paths"]
+        (match["path"]["type"], match["path"]["value"]): [(b["name"], b["port"]) for b in rule["backendRefs"]]
+        for rule in route["spec"]["rules"]
+        for match in rule["matches"]
     }
 
     assert routes == {
-        "/api/auth/": ("auth", "http"),
-        "/.well-known/jwks.json": ("auth", "http"),
-        "/api/orders/": ("orders", "http"),
-        "/api/payments/": ("payments", "http"),
-        "/api/notifications/": ("notifications", "http"),
+        ("PathPrefix", "/api/auth/"): [("auth", 80)],
+        ("Exact", "/.well-known/jwks.json"): [("auth", 80)],
+        ("PathPrefix", "/api/orders/"): [("orders", 80)],
+        ("PathPrefix", "/api/payments/"): [("payments", 80)],
+        ("PathPrefix", "/api/notifications/"): [("notifications", 80)],
     }
 
 
 @overlays
-def test_ingress_backends_name_ports_their_services_have(rendered, overlay):
+def test_route_backends_are_ports_their_services_have(rendered, overlay):
     services = by_name(rendered[overlay], "Service")
-    (ingress,) = of_kind(rendered[overlay], "Ingress")
     missing = [
-        path["backend"]["service"]
-        for rule in ingress["spec"]["rules"]
-        for path in rule["http"]["paths"]
-        if path["backend"]["service"]["port"]["name"]
-        not in {p["name"] for p in services[path["backend"]["service"]["name"]]["spec"]["ports"]}
+        (route["metadata"]["name"], backend["name"], backend["port"])
+        for route in of_kind(rendered[overlay], "HTTPRoute")
+        for rule in route["spec"]["rules"]
+        for backend in rule.get("backendRefs", [])
+        if backend["name"] not in services
+        or backend["port"] not in {p["port"] for p in services[backend["name"]]["spec"]["ports"]}
     ]
 
     assert missing == []
+
+
+@overlays
+def test_every_route_attaches_to_a_listener_of_the_gateway_for_its_host(rendered, overlay):
+    (gateway,) = of_kind(rendered[overlay], "Gateway")
+    listeners = {listener["name"]: listener for listener in gateway["spec"]["listeners"]}
+    unattached = [
+        (route["metadata"]["name"], parent.get("sectionName"))
+        for route in of_kind(rendered[overlay], "HTTPRoute")
+        for parent in route["spec"]["parentRefs"]
+        if parent["name"] != gateway["metadata"]["name"]
+        or parent.get("sectionName") not in listeners
+        or route["spec"]["hostnames"] != [listeners[parent["sectionName"]]["hostname"]]
+    ]
+
+    assert unattached == []
+
+
+def test_production_serves_the_api_on_https_only_and_redirects_plain_http(rendered):
+    objects = rendered["production"]
+    (gateway,) = of_kind(objects, "Gateway")
+    listeners = {listener["name"]: listener for listener in gateway["spec"]["listeners"]}
+    routes = _routes(objects)
+    redirect = routes["platform-api-redirect"]["spec"]["rules"]
+
+    assert routes["platform-api"]["spec"]["parentRefs"] == [{"name": "platform", "sectionName": "https"}]
+    assert listeners["https"]["tls"] == {"mode": "Terminate", "certificateRefs": [{"name": "platform-api-tls"}]}
+    assert gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert redirect == [
+        {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}
+    ]
+
+
+def _seconds(duration: str) -> int:
+    """A Gateway API duration such as 60s or 1m (the forms these manifests use)."""
+    value, unit = re.fullmatch(r"(\d+)(s|m)", duration).groups()
+    return int(value) * {"s": 1, "m": 60}[unit]
+
+
+def _gunicorn_setting(name: str, variable: str) -> int:
+    """A gunicorn setting's default, as platform/gunicorn.conf.py reads it from its variable."""
+    text = (REPO / "platform" / "gunicorn.conf.py").read_text()
+    return int(re.search(rf'^{name} = int\(os\.environ\.get\("{variable}", "(\d+)"\)\)', text, re.M)[1])
+
+
+@overlays
+def test_the_gateway_closes_idle_connections_to_the_pods_before_gunicorn_does(rendered, overlay):
+    """A proxy that reuses a socket its backend is closing turns a POST into a 502: Envoy's idle
+    timeout toward the pods must be below gunicorn's keep-alive (which no overlay changes)."""
+    (policy,) = of_kind(rendered[overlay], "BackendTrafficPolicy")
+    idle = _seconds(policy["spec"]["timeout"]["http"]["connectionIdleTimeout"])
+
+    assert "GUNICORN_KEEPALIVE" not in _config(rendered[overlay])
+    assert policy["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "platform-api"}
+    ]
+    assert idle < _gunicorn_setting("keepalive", "GUNICORN_KEEPALIVE")
+
+
+@overlays
+def test_the_gateway_waits_for_a_request_longer_than_a_worker_may_take(rendered, overlay):
+    """Cutting a request short only turns work still being done into a 504 and a retry: the
+    gateway's request timeout is above gunicorn's worker timeout, the bound on any request."""
+    (policy,) = of_kind(rendered[overlay], "BackendTrafficPolicy")
+
+    assert _seconds(policy["spec"]["timeout"]["http"]["requestTimeout"]) > _gunicorn_setting(
+        "timeout", "GUNICORN_TIMEOUT"
+    )
 
 
 @overlays
@@ -479,11 +551,20 @@ def test_the_service_urls_point_at_the_stable_services_port_80(rendered, overlay
 
 
 @overlays
-def test_allowed_hosts_cover_the_ingress_host_and_the_service_names(rendered, overlay):
+def test_allowed_hosts_cover_the_public_host_and_the_service_names(rendered, overlay):
     allowed = _config(rendered[overlay])["ALLOWED_HOSTS"].split(",")
-    (ingress,) = of_kind(rendered[overlay], "Ingress")
+    (hostname,) = _routes(rendered[overlay])["platform-api"]["spec"]["hostnames"]
 
-    assert allowed == [ingress["spec"]["rules"][0]["host"], ".platform.svc.cluster.local"]
+    assert allowed == [hostname, ".platform.svc.cluster.local"]
+
+
+@overlays
+def test_x_forwarded_for_is_believed_from_the_pods_subnet_only(rendered, overlay):
+    """The Gateway's Envoy pods get addresses in the cluster's pod subnet; without trusting them,
+    every client shares Envoy's address and its login limits (apps/core/client_address.py)."""
+    pods_subnet = {"kind": "10.244.0.0/16", "local": "10.214.0.0/24", "production": "10.20.32.0/19"}
+
+    assert _config(rendered[overlay])["TRUSTED_PROXIES"] == pods_subnet[overlay]
 
 
 # --- autoscaling and disruption -------------------------------------------------------------------------------
@@ -809,30 +890,31 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "kind",
             {
-                "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 17, "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8,
-                "PodTemplate": 1, "Role": 1, "Secret": 6, "Service": 9,
-                "ServiceAccount": 4, "StatefulSet": 1,
+                "BackendTrafficPolicy": 1, "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "Gateway": 1,
+                "HorizontalPodAutoscaler": 4, "HTTPRoute": 1, "Job": 5, "Namespace": 1, "NetworkPolicy": 17,
+                "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1, "Secret": 6,
+                "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),
         (
             "local",
             {
-                "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 18, "PersistentVolume": 2, "PersistentVolumeClaim": 1,
-                "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1,
-                "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
+                "BackendTrafficPolicy": 1, "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "Gateway": 1,
+                "HorizontalPodAutoscaler": 4, "HTTPRoute": 1, "Job": 5, "Namespace": 1, "NetworkPolicy": 18,
+                "PersistentVolume": 2, "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
+                "Role": 1, "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),
         (
             "production",
             {
-                "ConfigMap": 3, "CronJob": 11, "Deployment": 11, "HorizontalPodAutoscaler": 4, "Ingress": 1, "Job": 5,
-                "Namespace": 1, "NetworkPolicy": 17, "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8,
-                "PodTemplate": 1, "Role": 1, "Secret": 5, "Service": 8,
-                "ServiceAccount": 4, "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
+                "BackendTrafficPolicy": 1, "ConfigMap": 3, "CronJob": 11, "Deployment": 11, "Gateway": 1,
+                "HorizontalPodAutoscaler": 4, "HTTPRoute": 2, "Job": 5, "Namespace": 1, "NetworkPolicy": 18,
+                "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1, "Secret": 5,
+                "Service": 8, "ServiceAccount": 4,
+                "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),
     ],

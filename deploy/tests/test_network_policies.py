@@ -41,7 +41,32 @@ APP_ROLES = (
 )
 # Peers outside the namespace, as the clusters run them.
 EXTERNAL = {
-    "ingress-nginx": {"namespace": "ingress-nginx", "labels": {"app.kubernetes.io/name": "ingress-nginx"}},
+    # Envoy Gateway's Envoy pods for the Gateway `platform` (labels as it sets them), and another
+    # Gateway's in the same namespace, which must not get in.
+    "gateway": {
+        "namespace": "envoy-gateway-system",
+        "labels": {
+            "app.kubernetes.io/name": "envoy",
+            "app.kubernetes.io/component": "proxy",
+            "app.kubernetes.io/managed-by": "envoy-gateway",
+            "gateway.envoyproxy.io/owning-gateway-name": "platform",
+            "gateway.envoyproxy.io/owning-gateway-namespace": "platform",
+        },
+    },
+    "other-gateway": {
+        "namespace": "envoy-gateway-system",
+        "labels": {
+            "app.kubernetes.io/name": "envoy",
+            "gateway.envoyproxy.io/owning-gateway-name": "shop",
+            "gateway.envoyproxy.io/owning-gateway-namespace": "shop",
+        },
+    },
+    # A solver pod cert-manager starts in this namespace for an HTTP-01 challenge.
+    "acme-solver": {
+        "namespace": "platform",
+        "labels": {"acme.cert-manager.io/http01-solver": "true", "acme.cert-manager.io/http-domain": "1"},
+        "ports": [("TCP", 8089)],
+    },
     "prometheus": {"namespace": "monitoring", "labels": {"app.kubernetes.io/name": "prometheus"}},
     "jaeger": {"namespace": "monitoring", "labels": {"app.kubernetes.io/name": "jaeger"}, "ports": [("TCP", 4318)]},
     "kube-dns": {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}, "ports": [("UDP", 53), ("TCP", 53)]},
@@ -167,9 +192,9 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
     ]
     flows = set()
     flows |= {(role, "kube-dns", protocol, 53) for role in inside for protocol in ("UDP", "TCP")}
-    flows |= {
-        (source, api, "TCP", 8000) for source in ("ingress-nginx", "prometheus", "control-plane") for api in API_ROLES
-    }
+    # allow-dns admits every pod of the namespace, cert-manager's solvers included.
+    flows |= {("acme-solver", "kube-dns", protocol, 53) for protocol in ("UDP", "TCP")}
+    flows |= {(source, api, "TCP", 8000) for source in ("gateway", "prometheus", "control-plane") for api in API_ROLES}
     workers = ("orders/outbox-relay", "payments/outbox-relay", "notifications/email-worker")
     flows |= {("prometheus", worker, "TCP", 9100) for worker in workers}  # their /metrics
     flows |= {(caller, "auth/api", "TCP", 8000) for caller in callers_of_auth}
@@ -190,6 +215,8 @@ def expected_flows(overlay: str) -> set[tuple[str, str, str, int]]:
         flows |= {("machine", api, "TCP", 8000) for api in API_ROLES}
     if overlay == "production":  # notifications' worker sends email (manage.py email_deliver)
         flows.add(("notifications/email-worker", "mail-relay", "TCP", 587))
+        # cert-manager's HTTP-01 challenges, asked through the Gateway (networkpolicy-acme-solver.yaml).
+        flows.add(("gateway", "acme-solver", "TCP", 8089))
     return flows
 
 

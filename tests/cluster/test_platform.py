@@ -242,3 +242,48 @@ def test_prometheus_scrapes_the_relays_and_the_email_worker_on_their_metrics_por
     query = 'sum by (service) (outbox_deliveries_total{component="outbox-relay", outcome="delivered"})'
     delivered = {result["metric"]["service"]: float(result["value"][1]) for result in prometheus_query(cluster, query)}
     assert (sorted(delivered), delivered["orders"] > 0) == (["orders", "payments"], True)
+
+
+GATEWAY_API = ("gateway.networking.k8s.io", "v1")
+
+
+def test_the_api_server_admits_the_gateway_and_the_public_route_against_their_definitions(cluster):
+    """The Gateway API CRDs (deploy/gateway/crds.sh) are installed: the Gateway and its HTTPRoute are
+    stored as the overlay declares them, routing each API prefix to its stable Service. No Gateway
+    implementation runs on this cluster, so nothing serves them (deploy/gateway/README.md)."""
+    objects = client.CustomObjectsApi(cluster.api)
+    gateway = objects.get_namespaced_custom_object(*GATEWAY_API, NAMESPACE, "gateways", "platform")
+    route = objects.get_namespaced_custom_object(*GATEWAY_API, NAMESPACE, "httproutes", "platform-api")
+    backends = sorted({(ref["name"], ref["port"]) for rule in route["spec"]["rules"] for ref in rule["backendRefs"]})
+
+    assert [listener["name"] for listener in gateway["spec"]["listeners"]] == ["http"]
+    assert [parent["name"] for parent in route["spec"]["parentRefs"]] == ["platform"]
+    assert backends == sorted((service, 80) for service in SERVICES)
+
+
+def test_the_api_server_refuses_a_route_its_definition_forbids(cluster):
+    """The CRDs' validation runs in the API server: a path that is not absolute is refused (422),
+    on a dry run that stores nothing."""
+    objects = client.CustomObjectsApi(cluster.api)
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "relative-path", "namespace": NAMESPACE},
+        "spec": {
+            "parentRefs": [{"name": "platform"}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "api/"}}],
+                    "backendRefs": [{"name": "auth", "port": 80}],
+                }
+            ],
+        },
+    }
+    try:
+        objects.create_namespaced_custom_object(*GATEWAY_API, NAMESPACE, "httproutes", route, dry_run="All")
+    except client.ApiException as error:
+        status = error.status
+    else:
+        status = 201
+
+    assert status == 422
