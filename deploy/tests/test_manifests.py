@@ -670,6 +670,17 @@ def test_each_service_has_a_migration_job_for_its_own_database(rendered, overlay
 
 
 @overlays
+def test_the_first_applys_jobs_are_kept_once_finished_so_a_later_apply_runs_none_again(rendered, overlay):
+    """A Job removed after its time to live is created again by the next apply of the manifests, and
+    runs the first apply's image again; kept, it is found unchanged and nothing runs."""
+    lifetimes = {
+        job["metadata"]["name"]: job["spec"].get("ttlSecondsAfterFinished") for job in of_kind(rendered[overlay], "Job")
+    }
+
+    assert lifetimes == dict.fromkeys([*(f"{s}-migrate" for s in SERVICES), "auth-service-clients"])
+
+
+@overlays
 def test_the_relays_run_the_outbox_relay_of_orders_and_payments(rendered, overlay):
     deployments = by_name(rendered[overlay], "Deployment")
     relays = {
