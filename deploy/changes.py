@@ -1,6 +1,8 @@
 """Which services a range of commits changes, for CD: `python -m deploy.changes BASE HEAD`.
 
-Prints a JSON list of services, the ones whose running code differs between the two commits' images.
+Prints a JSON list of services, the ones whose running code differs between the two commits' images;
+with `--backup-image`, `true` or `false`: whether the backup image (platform/dr/Dockerfile and the
+scripts it copies) differs, so that CD builds it and moves the backup CronJobs to it.
 What counts is what enters the image (platform/Dockerfile and .dockerignore): a service's own app
 changes that service; everything else the image carries (the kernel apps/core, the project's
 settings and URLs, the pinned requirements, gunicorn's configuration, the Dockerfile itself) changes
@@ -29,6 +31,10 @@ SHARED_IMAGE_PATHS = (
 )
 
 
+# What the backup image is made of: the Dockerfile (its BASE, the database's image, included) and what it copies.
+BACKUP_IMAGE_PATHS = ("platform/dr/Dockerfile", "platform/dr/backup.sh", "platform/dr/restore.sh", "platform/dr/lib.sh")
+
+
 def in_image(path: PurePosixPath) -> bool:
     """Whether the file ships in the image, as .dockerignore admits it (tests and bytecode never do)."""
     if path.as_posix() in SHARED_IMAGE_PATHS:
@@ -53,6 +59,11 @@ def services_changed(paths: Iterable[str]) -> list[str]:
     return [service for service in SERVICES if service in changed]
 
 
+def backup_image_changed(paths: Iterable[str]) -> bool:
+    """Whether these changed paths change the backup image."""
+    return any(path in BACKUP_IMAGE_PATHS for path in paths)
+
+
 def git(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     """git in the working directory's repository; the arguments are commits named by CI, never a shell."""
     return subprocess.run(["git", *arguments], capture_output=True, text=True, check=check)  # noqa: S603, S607
@@ -67,17 +78,20 @@ def changed_paths(base: str, head: str) -> list[str] | None:
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 2:
-        sys.stderr.write("usage: python -m deploy.changes BASE HEAD\n")
+    backup = "--backup-image" in argv
+    arguments = [argument for argument in argv if argument != "--backup-image"]
+    if len(arguments) != 2:
+        sys.stderr.write("usage: python -m deploy.changes BASE HEAD [--backup-image]\n")
         return 2
-    base, head = argv
+    base, head = arguments
     paths = changed_paths(base, head)
     if paths is None:
-        sys.stderr.write(f"{base} is not a known commit: every service is released\n")
-        services = list(SERVICES)
+        what = "the backup image is built" if backup else "every service is released"
+        sys.stderr.write(f"{base} is not a known commit: {what}\n")
+        answer = True if backup else list(SERVICES)
     else:
-        services = services_changed(paths)
-    sys.stdout.write(json.dumps(services) + "\n")
+        answer = backup_image_changed(paths) if backup else services_changed(paths)
+    sys.stdout.write(json.dumps(answer) + "\n")
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.changes import changed_paths, services_changed
+from deploy.changes import backup_image_changed, changed_paths, services_changed
 
 REPO = Path(__file__).resolve().parents[2]
 ALL = ["auth", "orders", "payments", "notifications"]
@@ -35,6 +35,25 @@ def test_the_services_released_are_those_whose_image_content_changed(paths, serv
     assert services_changed(paths) == services
 
 
+@pytest.mark.parametrize(
+    ("paths", "changed"),
+    [
+        (["platform/dr/Dockerfile"], True),
+        (["apps/orders/services.py", "platform/dr/backup.sh"], True),
+        (["platform/dr/restore.sh"], True),
+        (["platform/dr/lib.sh"], True),
+        # The drills run on the machine, not in the image; the app's image is another one.
+        (
+            ["platform/dr/drill.py", "platform/dr/pitr.py", "platform/Dockerfile", "tests/platform/test_dr_scripts.py"],
+            False,
+        ),
+        ([], False),
+    ],
+)
+def test_the_backup_image_is_built_when_what_it_is_made_of_changed(paths, changed):
+    assert backup_image_changed(paths) is changed
+
+
 def git(directory: Path, *arguments: str) -> str:
     return subprocess.run(
         ["git", "-C", str(directory), *arguments], capture_output=True, text=True, check=True
@@ -60,9 +79,9 @@ def test_the_command_diffs_two_real_commits_and_releases_everything_for_an_unkno
     assert changed_paths("0" * 40, head) is None  # a new branch: GitHub's `before` is all zeros
     assert changed_paths("1" * 40, head) is None  # a commit this clone does not have
 
-    def run(base: str) -> subprocess.CompletedProcess:
+    def run(base: str, *flags: str, head: str = head) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "deploy.changes", base, head],
+            [sys.executable, "-m", "deploy.changes", base, head, *flags],
             cwd=tmp_path,
             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
             capture_output=True,
@@ -74,6 +93,10 @@ def test_the_command_diffs_two_real_commits_and_releases_everything_for_an_unkno
     unknown = run("0" * 40)
     assert json.loads(unknown.stdout) == ALL
     assert "every service is released" in unknown.stderr
+    assert json.loads(run(first, "--backup-image").stdout) is False
+    after = commit(tmp_path, "platform/dr/backup.sh", "d")
+    assert json.loads(run(head, "--backup-image", head=after).stdout) is True
+    assert json.loads(run("0" * 40, "--backup-image").stdout) is True
 
 
 def pins(path: Path) -> dict[str, str]:

@@ -681,6 +681,22 @@ def test_the_first_applys_jobs_are_kept_once_finished_so_a_later_apply_runs_none
 
 
 @overlays
+def test_cds_backups_role_may_change_exactly_the_backup_cronjobs(rendered, overlay):
+    """CD moves the backups to a new backup image with `kubectl set image` (get, then patch) on these
+    CronJobs by name; no other object, and no list that would show the rest of the namespace."""
+    (rule,) = by_name(rendered[overlay], "Role")["backups-operator"]["rules"]
+    backups = sorted(
+        cronjob["metadata"]["name"]
+        for cronjob in of_kind(rendered[overlay], "CronJob")
+        if cronjob["metadata"]["labels"]["app.kubernetes.io/component"] in {"backup", "secrets-backup"}
+    )
+
+    assert (rule["apiGroups"], rule["resources"], rule["verbs"]) == (["batch"], ["cronjobs"], ["get", "patch"])
+    assert sorted(rule["resourceNames"]) == backups
+    assert len(backups) == 5
+
+
+@overlays
 def test_the_relays_run_the_outbox_relay_of_orders_and_payments(rendered, overlay):
     deployments = by_name(rendered[overlay], "Deployment")
     relays = {
@@ -903,7 +919,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             {
                 "BackendTrafficPolicy": 1, "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "Gateway": 1,
                 "HorizontalPodAutoscaler": 4, "HTTPRoute": 1, "Job": 5, "Namespace": 1, "NetworkPolicy": 17,
-                "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1, "Secret": 6,
+                "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 2, "Secret": 6,
                 "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
@@ -914,7 +930,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
                 "BackendTrafficPolicy": 1, "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "Gateway": 1,
                 "HorizontalPodAutoscaler": 4, "HTTPRoute": 1, "Job": 5, "Namespace": 1, "NetworkPolicy": 18,
                 "PersistentVolume": 2, "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
-                "Role": 1, "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
+                "Role": 2, "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
         ),
@@ -923,7 +939,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
             {
                 "BackendTrafficPolicy": 1, "ConfigMap": 3, "CronJob": 11, "Deployment": 11, "Gateway": 1,
                 "HorizontalPodAutoscaler": 4, "HTTPRoute": 2, "Job": 5, "Namespace": 1, "NetworkPolicy": 18,
-                "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 1, "Secret": 5,
+                "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 2, "Secret": 5,
                 "Service": 8, "ServiceAccount": 4,
                 "ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1,
             },
