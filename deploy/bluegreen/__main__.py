@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from deploy.bluegreen import commands, gate
 from deploy.bluegreen.cluster import Cluster
 from deploy.bluegreen.decisions import SERVICES, BlueGreenError, GateThresholds, RolledBackError, TrafficMovedError
+from deploy.bluegreen.releases import manifests_load
 
 
 def default_actor() -> str:
@@ -38,12 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", help="migrate, then run IMAGE on the idle color and smoke-test it")
     deploy.add_argument("service", choices=SERVICES)
     deploy.add_argument("image")
+    deploy.add_argument(
+        "--manifests",
+        metavar="PATH",
+        help="an overlay folder (rendered with kubectl kustomize) or a file of rendered manifests: the idle "
+        "color gets their pod template and settings with IMAGE, and its relays' and schedules' templates for "
+        "when it goes live (default: only the image changes)",
+    )
     deploy.add_argument("--migrate-timeout", type=int, default=600, help="seconds (default 600)")
     deploy.add_argument("--rollout-timeout", type=int, default=600, help="seconds (default 600)")
 
     promote = sub.add_parser("promote", help="make IMAGE live: switch to the idle color running it (no-op if live)")
     promote.add_argument("service", choices=SERVICES)
     promote.add_argument("--image", required=True, help="the image that must be live (deployed to the idle color)")
+    promote.add_argument(
+        "--manifests",
+        metavar="PATH",
+        help="the overlay (or rendered file) deployed with the image: the release wanted is IMAGE with its "
+        "configuration",
+    )
     promote.add_argument(
         "--skip-gate",
         action="store_true",
@@ -110,6 +124,7 @@ def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
             ctx,
             service=arguments.service,
             image=arguments.image,
+            manifests=manifests_load(arguments.manifests) if arguments.manifests else None,
             migrate_timeout_seconds=arguments.migrate_timeout,
             rollout_timeout_seconds=arguments.rollout_timeout,
         )
@@ -134,6 +149,7 @@ def run(arguments: argparse.Namespace, *, ctx: commands.Context) -> None:
                 min_requests=arguments.min_requests,
             ),
             capacity_timeout_seconds=arguments.capacity_timeout,
+            manifests=manifests_load(arguments.manifests) if arguments.manifests else None,
         )
     elif arguments.command == "rollback":
         commands.rollback(ctx, service=arguments.service, force=arguments.force, keep=arguments.keep)

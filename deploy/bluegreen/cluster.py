@@ -79,6 +79,12 @@ class Cluster:
     def read_lease(self, *, name: str) -> dict:
         return self._call(self.coordination.read_namespaced_lease, name=name)
 
+    def read_cronjob(self, *, name: str) -> dict:
+        return self._call(self.batch.read_namespaced_cron_job, name=name)
+
+    def read_config_map(self, *, name: str) -> dict:
+        return self._call(self.core.read_namespaced_config_map, name=name)
+
     def read_pod_template(self, *, name: str) -> dict:
         return self._call(self.core.read_namespaced_pod_template, name=name)
 
@@ -153,6 +159,9 @@ class Cluster:
             _content_type=content_type,
             field_manager=FIELD_MANAGER,
         )
+
+    def create_config_map(self, *, body: dict) -> dict:
+        return self._call(self.core.create_namespaced_config_map, body=body, field_manager=FIELD_MANAGER)
 
     def create_job(self, *, body: dict) -> dict:
         return self._call(

@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from kubernetes.client.exceptions import ApiException
 
 from deploy.bluegreen import gate
-from deploy.bluegreen.cluster import Cluster, ConflictError, NotFoundError, format_micro_time
+from deploy.bluegreen.cluster import JSON_PATCH, Cluster, ConflictError, NotFoundError, format_micro_time
 from deploy.bluegreen.decisions import (
     APP_CONTAINER,
     CHANGE_ANNOTATION,
+    CONFIG_ANNOTATION,
     FOLLOWERS,
+    FOLLOWERS_ANNOTATION,
     GATE_TEMPLATE,
     HISTORY_ANNOTATION,
     LAST_SWITCH_ANNOTATION,
@@ -67,6 +69,14 @@ from deploy.bluegreen.decisions import (
     switch_record,
     version_label,
     watch_verdict,
+)
+from deploy.bluegreen.releases import (
+    Release,
+    configuration_id,
+    follower_template,
+    followers_of,
+    recorded_followers,
+    release_from_manifests,
 )
 
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -186,6 +196,7 @@ class ServiceState:
     idle: str
     live_state: ColorState
     idle_state: ColorState
+    idle_deployment: dict = field(default_factory=dict)
 
     @property
     def history(self) -> list[dict]:
@@ -224,6 +235,7 @@ def read_state(ctx: Context, *, service: str) -> ServiceState:
         idle=idle,
         live_state=color_state(deployment=live_deployment, color=live),
         idle_state=color_state(deployment=idle_deployment, color=idle),
+        idle_deployment=idle_deployment,
     )
 
 
@@ -463,44 +475,114 @@ def smoke_test(ctx: Context, *, service: str, color: str, attempts: int = 5) -> 
     )
 
 
+def _config_maps_ensure(ctx: Context, *, release: Release) -> None:
+    """The ConfigMaps the release reads, made when missing. Their names carry a hash of their content
+    (platform-config-<hash>), so one that exists already holds exactly this content."""
+    for config_map in release.config_maps:
+        name = config_map["metadata"]["name"]
+        try:
+            ctx.cluster.read_config_map(name=name)
+        except NotFoundError:
+            body = {key: value for key, value in config_map.items() if key != "status"}
+            body["metadata"] = {**body["metadata"], "namespace": ctx.cluster.namespace}
+            try:
+                ctx.cluster.create_config_map(body=body)
+                ctx.say(f"ConfigMap {name} created")
+            except ConflictError:
+                pass  # made in between, by an apply or another deploy: the same content
+
+
+def _release_patch(deployment: dict, *, release: Release, replicas: int) -> list[dict]:
+    """One JSON Patch that puts the release on a color: its pod template as the manifests make it
+    (replaced whole, so that what the manifests dropped goes too), its size, what it records."""
+    annotations = {
+        **(deployment.get("metadata", {}).get("annotations") or {}),
+        VERSION_ANNOTATION: release.image,
+        CONFIG_ANNOTATION: release.config,
+        FOLLOWERS_ANNOTATION: json.dumps(release.followers, sort_keys=True),
+        **change_stamp(),
+    }
+    return [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": deployment["metadata"]["resourceVersion"]},
+        {"op": "add", "path": "/metadata/annotations", "value": annotations},
+        {"op": "replace", "path": "/spec/template", "value": release.template},
+        {"op": "add", "path": "/spec/replicas", "value": replicas},
+    ]
+
+
 def deploy(
     ctx: Context,
     *,
     service: str,
     image: str,
+    manifests: list[dict] | None = None,
     migrate_timeout_seconds: int = 600,
     rollout_timeout_seconds: int = 600,
 ) -> ServiceState:
-    """Migrate, then bring the idle color up on `image` at the live color's size, then smoke-test it."""
+    """Migrate, then bring the idle color up on `image` at the live color's size, then smoke-test it.
+
+    With `manifests` (the rendered overlay), the idle color gets the release they describe: their pod
+    template and settings with `image`, and the relays' and schedules' templates for when it goes
+    live. Without, only its image changes and it keeps the configuration it had."""
     lease_seconds = migrate_timeout_seconds + rollout_timeout_seconds + 120
     with service_lock(ctx, service=service, purpose="deploy", duration_seconds=lease_seconds):
         state = read_state(ctx, service=service)
-        if state.live_state.image == image:
-            ctx.say(f"{service}: {image} is live already on {state.live}; nothing to deploy")
+        release = (
+            release_from_manifests(manifests, service=service, color=state.idle, image=image)
+            if manifests is not None
+            else None
+        )
+        config = release.config if release else None
+        if state.live_state.runs(image=image, config=config):
+            what = image if release is None else f"{image} with configuration {config}"
+            ctx.say(f"{service}: {what} is live already on {state.live}; nothing to deploy")
             return state
-        ctx.say(f"{service}: live {state.live} runs {state.live_state.version}; deploying {image} to {state.idle}")
+        what = image if release is None else f"{image} with configuration {config}"
+        ctx.say(f"{service}: live {state.live} runs {state.live_state.version}; deploying {what} to {state.idle}")
         idle_name = deployment_name(service=service, color=state.idle)
         idle_deployment = ctx.cluster.read_deployment(name=idle_name)
-        run_migration(
-            ctx, service=service, image=image, deployment=idle_deployment, timeout_seconds=migrate_timeout_seconds
-        )
         replicas = max(state.live_state.desired, 1)
-        ctx.cluster.patch_deployment(
-            name=idle_name,
-            body={
-                "metadata": {"annotations": {VERSION_ANNOTATION: image, **change_stamp()}},
-                "spec": {
-                    "replicas": replicas,
-                    # The version label: Prometheus' scrape job copies it onto every series.
-                    "template": {
-                        "metadata": {"labels": {VERSION_LABEL: version_label(image)}},
-                        "spec": {"containers": [{"name": APP_CONTAINER, "image": image}]},
+        if release is not None:
+            _config_maps_ensure(ctx, release=release)
+            # The migration runs with the release's own settings, before any pod of it starts.
+            migrating = {**idle_deployment, "spec": {**idle_deployment["spec"], "template": release.template}}
+            run_migration(
+                ctx, service=service, image=image, deployment=migrating, timeout_seconds=migrate_timeout_seconds
+            )
+            idle_deployment = ctx.cluster.read_deployment(name=idle_name)
+            try:
+                ctx.cluster.patch_deployment(
+                    name=idle_name,
+                    body=_release_patch(idle_deployment, release=release, replicas=replicas),
+                    content_type=JSON_PATCH,
+                )
+            except ApiException as error:
+                if error.status != 422 or "test" not in (error.body or ""):
+                    raise
+                raise BlueGreenError(
+                    f"{idle_name} changed while this deploy was writing it; nothing was changed",
+                    next_step=f"python -m deploy.bluegreen deploy {service} {image} --manifests ... again",
+                ) from None
+        else:
+            run_migration(
+                ctx, service=service, image=image, deployment=idle_deployment, timeout_seconds=migrate_timeout_seconds
+            )
+            ctx.cluster.patch_deployment(
+                name=idle_name,
+                body={
+                    "metadata": {"annotations": {VERSION_ANNOTATION: image, **change_stamp()}},
+                    "spec": {
+                        "replicas": replicas,
+                        # The version label: Prometheus' scrape job copies it onto every series.
+                        "template": {
+                            "metadata": {"labels": {VERSION_LABEL: version_label(image)}},
+                            "spec": {"containers": [{"name": APP_CONTAINER, "image": image}]},
+                        },
                     },
                 },
-            },
-            content_type=STRATEGIC_MERGE_PATCH,
-        )
-        ctx.say(f"{idle_name} set to {image} with {replicas} replica(s); waiting for the rollout")
+                content_type=STRATEGIC_MERGE_PATCH,
+            )
+        ctx.say(f"{idle_name} set to {what} with {replicas} replica(s); waiting for the rollout")
         wait_for_rollout(
             ctx,
             service=service,
@@ -532,6 +614,8 @@ def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, ta
         version=target.version,
         image=target.image,
         from_image=state.live_state.image,
+        config=target.config,
+        from_config=state.live_state.config,
     )
     body = {
         "metadata": {
@@ -559,7 +643,14 @@ def _switch(ctx: Context, *, state: ServiceState, action: str, to_color: str, ta
             patch_seconds=patch_seconds,
             traffic_seconds=_wait_for_endpoints(ctx, service=service, color=to_color, started=started),
         )
-        problems = _after_switch(ctx, service=service, from_color=from_color, to_color=to_color, image=target.image)
+        problems = _after_switch(
+            ctx,
+            service=service,
+            from_color=from_color,
+            to_color=to_color,
+            image=target.image,
+            followers=recorded_followers(state.idle_deployment),
+        )
         _record_event(ctx, state=state, action=action, record=record, switched=switched)
     except Exception as error:
         raise _traffic_moved(service=service, to_color=to_color, error=error) from error
@@ -598,8 +689,66 @@ def _wait_for_endpoints(ctx: Context, *, service: str, color: str, started: floa
         ctx.sleep(ctx.endpoints_poll_seconds)
 
 
-def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str, image: str) -> list[str]:
-    """The preview Service follows the new idle color; relays and schedules run the live color's image.
+def _follower_patch(obj: dict, *, template: dict) -> list[dict]:
+    """A JSON Patch that gives a relay or a schedule this pod template, whole, stamped as the tool's."""
+    path = "/spec/jobTemplate/spec/template" if obj["kind"] == "CronJob" else "/spec/template"
+    annotations = {**(obj.get("metadata", {}).get("annotations") or {}), **change_stamp()}
+    return [
+        {"op": "add", "path": "/metadata/annotations", "value": annotations},
+        {"op": "replace", "path": path, "value": template},
+    ]
+
+
+def _follow(ctx: Context, *, follower, image: str, recorded: dict[str, dict]) -> None:
+    """A relay or a schedule onto the new live color's release: the template its release recorded
+    (deploy --manifests) on its image, or else only the image."""
+    template = follower_template(recorded, follower, image=image)
+    read, patch = (
+        (ctx.cluster.read_cronjob, ctx.cluster.patch_cronjob)
+        if follower.kind == "CronJob"
+        else (ctx.cluster.read_deployment, ctx.cluster.patch_deployment)
+    )
+    if template is not None:
+        patch(
+            name=follower.name,
+            body=_follower_patch(read(name=follower.name), template=template),
+            content_type=JSON_PATCH,
+        )
+        return
+    containers = {"containers": [{"name": follower.container, "image": image}]}
+    if follower.kind == "CronJob":
+        body = {
+            "metadata": {"annotations": change_stamp()},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": containers}}}},
+        }
+    else:
+        body = {"metadata": {"annotations": change_stamp()}, "spec": {"template": {"spec": containers}}}
+    patch(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
+
+
+def _followers_record(ctx: Context, *, service: str, color: str) -> None:
+    """Before the relays and schedules move on, write down on the color they followed until now the
+    templates they ran (images left out), so that a rollback to it restores them exactly, whether or
+    not that color was itself deployed with manifests."""
+    current = {}
+    for follower in FOLLOWERS.get(service, ()):
+        read = ctx.cluster.read_cronjob if follower.kind == "CronJob" else ctx.cluster.read_deployment
+        try:
+            current.update(followers_of(read(name=follower.name), follower))
+        except NotFoundError:
+            continue  # nothing to restore; moving it on fails and says so
+    if current:
+        annotations = {FOLLOWERS_ANNOTATION: json.dumps(current, sort_keys=True)}
+        ctx.cluster.patch_deployment(
+            name=deployment_name(service=service, color=color), body={"metadata": {"annotations": annotations}}
+        )
+
+
+def _after_switch(
+    ctx: Context, *, service: str, from_color: str, to_color: str, image: str, followers: dict[str, dict]
+) -> list[str]:
+    """The preview Service follows the new idle color; relays and schedules run the live color's
+    release (`followers`: the templates it recorded, if any).
 
     The switch already happened: each step is tried, and what failed is returned with its fix.
     """
@@ -621,25 +770,26 @@ def _after_switch(ctx: Context, *, service: str, from_color: str, to_color: str,
             f"fix: kubectl -n {ctx.cluster.namespace} patch service {preview_service_name(service=service)} "
             f'-p \'{{"spec":{{"selector":{{"color":"{from_color}"}}}}}}\''
         )
+    try:
+        _followers_record(ctx, service=service, color=from_color)
+    except (ConflictError, NotFoundError, ApiException) as error:
+        problems.append(
+            f"the relays' and schedules' templates were not recorded on {from_color} ({error}): a rollback to it "
+            "moves only their image"
+        )
     for follower in FOLLOWERS.get(service, ()):
-        containers = {"containers": [{"name": follower.container, "image": image}]}
         try:
-            if follower.kind == "CronJob":
-                body = {
-                    "metadata": {"annotations": change_stamp()},
-                    "spec": {"jobTemplate": {"spec": {"template": {"spec": containers}}}},
-                }
-                ctx.cluster.patch_cronjob(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
-            else:
-                body = {"metadata": {"annotations": change_stamp()}, "spec": {"template": {"spec": containers}}}
-                ctx.cluster.patch_deployment(name=follower.name, body=body, content_type=STRATEGIC_MERGE_PATCH)
-            ctx.say(f"{follower.kind} {follower.name} now runs {image}")
+            _follow(ctx, follower=follower, image=image, recorded=followers)
+            with_release = " with its release's configuration" if followers else ""
+            ctx.say(f"{follower.kind} {follower.name} now runs {image}{with_release}")
         except (ConflictError, NotFoundError, ApiException) as error:
             target = f"{follower.kind.lower()}/{follower.name}"
-            problems.append(
-                f"{follower.kind} {follower.name} still runs its old image ({error}); fix: kubectl -n "
-                f"{ctx.cluster.namespace} set image {target} {follower.container}={image}"
+            fix = (
+                f"python -m deploy.bluegreen rollback {service} and promote again"
+                if followers
+                else f"kubectl -n {ctx.cluster.namespace} set image {target} {follower.container}={image}"
             )
+            problems.append(f"{follower.kind} {follower.name} still runs its old release ({error}); fix: {fix}")
     for problem in problems:
         ctx.say(f"warning: {problem}")
     return problems
@@ -742,9 +892,11 @@ def promote(
     capacity_timeout_seconds: int = 300,
     gate_options: GateOptions | None = None,
     before_switch: Callable[["ServiceState"], None] | None = None,
+    manifests: list[dict] | None = None,
 ) -> Switched | None:
     """Make `image` the service's live version: a no-op when it is (None), else a switch to the
-    idle color that runs it, if that color is fully available and passes the gate.
+    idle color that runs it, if that color is fully available and passes the gate. With `manifests`,
+    the release wanted is `image` with their configuration (what `deploy --manifests` put there).
 
     The idle color first gets at least as many pods as the live one has: its HPA may have shrunk it
     while it had no traffic, and it is about to take all of it. Then the release gate (unless
@@ -755,9 +907,11 @@ def promote(
     lease_seconds = capacity_timeout_seconds + gate_seconds + 180
     with service_lock(ctx, service=service, purpose="promote", duration_seconds=lease_seconds):
         state = read_state(ctx, service=service)
-        plan = promotion_plan(service=service, image=image, live=state.live_state, idle=state.idle_state)
+        config = configuration_id(manifests, service=service) if manifests is not None else None
+        plan = promotion_plan(service=service, image=image, live=state.live_state, idle=state.idle_state, config=config)
         if plan is Plan.NOTHING:
-            ctx.say(f"{service}: {image} is live already on {state.live}; nothing to do")
+            what = image if config is None else f"{image} with configuration {config}"
+            ctx.say(f"{service}: {what} is live already on {state.live}; nothing to do")
             return None
         refusal = promotion_refusal(service=service, idle=state.idle_state, gate=None)
         if refusal is not None:

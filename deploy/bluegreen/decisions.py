@@ -48,6 +48,10 @@ ANNOTATION_PREFIX = "bluegreen.platform.dev"
 LAST_SWITCH_ANNOTATION = f"{ANNOTATION_PREFIX}/last-switch"
 HISTORY_ANNOTATION = f"{ANNOTATION_PREFIX}/history"
 VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/version"
+# The release a color runs besides its image (deploy --manifests, deploy/bluegreen/releases.py): the
+# id of its configuration, and the templates its relays and schedules get when it goes live.
+CONFIG_ANNOTATION = f"{ANNOTATION_PREFIX}/config"
+FOLLOWERS_ANNOTATION = f"{ANNOTATION_PREFIX}/followers"
 # A new value on every write of a field the tool owns (a selector's color, an image, the autoscaler's
 # target): the admission policy of deploy/base/bluegreen-guard.yaml lets those fields change only in
 # a request that also changes this, so a re-applied manifest or a stray `kubectl set image` cannot
@@ -154,10 +158,15 @@ class ColorState:
     total: int
     generation: int
     observed_generation: int
+    config: str = ""  # the configuration id of its release ("" when deployed without manifests)
 
     @property
     def version(self) -> str:
         return image_version(self.image)
+
+    def runs(self, *, image: str, config: str | None) -> bool:
+        """Whether it runs that release: the image, and the configuration when one is named."""
+        return self.image == image and (config is None or self.config == config)
 
     @property
     def rolled_out(self) -> bool:
@@ -175,9 +184,10 @@ class ColorState:
         return self.desired > 0 and self.rolled_out
 
     def describe(self) -> str:
+        configuration = f", configuration {self.config}" if self.config else ""
         return (
-            f"{self.color}: {self.version} ({self.image}), {self.available}/{self.desired} available, "
-            f"{self.updated} updated"
+            f"{self.color}: {self.version} ({self.image}){configuration}, {self.available}/{self.desired} "
+            f"available, {self.updated} updated"
         )
 
 
@@ -186,6 +196,7 @@ def color_state(*, deployment: dict, color: str) -> ColorState:
     status = deployment.get("status", {})
     containers = spec.get("template", {}).get("spec", {}).get("containers", [])
     image = next((c.get("image", "") for c in containers if c.get("name") == APP_CONTAINER), "")
+    annotations = deployment.get("metadata", {}).get("annotations") or {}
     return ColorState(
         color=color,
         image=image,
@@ -195,6 +206,7 @@ def color_state(*, deployment: dict, color: str) -> ColorState:
         total=int(status.get("replicas", 0)),
         generation=int(deployment.get("metadata", {}).get("generation", 0)),
         observed_generation=int(status.get("observedGeneration", 0)),
+        config=annotations.get(CONFIG_ANNOTATION, ""),
     )
 
 
@@ -442,16 +454,23 @@ class Plan(StrEnum):
     SWITCH = "switch"
 
 
-def promotion_plan(*, service: str, image: str, live: ColorState, idle: ColorState) -> Plan:
-    """`promote SERVICE --image IMAGE` wants IMAGE live: nothing to do if it is, a switch if the idle
-    color runs it, a refusal otherwise (it has to be deployed first)."""
-    if live.image == image:
+def promotion_plan(*, service: str, image: str, live: ColorState, idle: ColorState, config: str | None = None) -> Plan:
+    """`promote SERVICE --image IMAGE [--manifests M]` wants that release live (IMAGE, with M's
+    configuration `config` when given): nothing to do if it is, a switch if the idle color runs it,
+    a refusal otherwise (it has to be deployed first)."""
+    if live.runs(image=image, config=config):
         return Plan.NOTHING
-    if idle.image != image:
+    if not idle.runs(image=image, config=config):
+        wanted = image if config is None else f"{image} with configuration {config}"
+        seen = [
+            f"{color.image}{f' with configuration {color.config}' if config is not None else ''} on {color.color}"
+            for color in (live, idle)
+        ]
+        manifests = "" if config is None else " --manifests M"
         raise BlueGreenError(
-            f"{service} runs {live.image} on {live.color} (live) and {idle.image} on {idle.color}; "
-            f"{image} is on neither",
-            next_step=f"deploy it to the idle color first: python -m deploy.bluegreen deploy {service} {image}",
+            f"{service} runs {seen[0]} (live) and {seen[1]}; {wanted} is on neither",
+            next_step="deploy it to the idle color first: "
+            f"python -m deploy.bluegreen deploy {service} {image}{manifests}",
         )
     return Plan.SWITCH
 
@@ -484,9 +503,12 @@ def rollback_plan(
     if live.color == previous_color:
         return RollbackPlan(plan=Plan.NOTHING, to_color=live.color, image=live.image)
     expected = promotion.get("from_image") or idle.image
-    if idle.image != expected:
+    expected_config = promotion.get("from_config", idle.config)
+    if idle.image != expected or idle.config != expected_config:
+        now = f"{idle.image}" + (f" with configuration {idle.config}" if idle.config != expected_config else "")
+        then = f"{expected}" + (f" with configuration {expected_config}" if idle.config != expected_config else "")
         raise BlueGreenError(
-            f"{service} {idle.color} runs {idle.image} now, not {expected}, which it ran before the promotion "
+            f"{service} {idle.color} runs {now} now, not {then}, which it ran before the promotion "
             f"of {promotion['when']}",
             next_step=f"deploy the version to return to (python -m deploy.bluegreen deploy {service} IMAGE), then "
             f"promote it with --image",
@@ -634,9 +656,11 @@ def switch_record(
     version: str,
     image: str,
     from_image: str,
+    config: str = "",
+    from_config: str = "",
 ) -> dict:
-    """`image` and `version` are what the new live color runs; `from_image` what the old one ran,
-    the state a rollback returns to."""
+    """`image`, `version` and `config` are what the new live color runs; `from_image` and
+    `from_config` what the old one ran, the state a rollback returns to."""
     return {
         "action": action,
         "who": actor,
@@ -646,6 +670,8 @@ def switch_record(
         "version": version,
         "image": image,
         "from_image": from_image,
+        "config": config,
+        "from_config": from_config,
     }
 
 

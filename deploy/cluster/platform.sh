@@ -101,12 +101,14 @@ apply_overlay() {
 	done
 	local output
 	if ! output=$(kubectl apply --server-side --field-manager=platform -k "$OVERLAY" 2>&1); then
-		# After a release the tool owns the live color, images and replicas: conflicts on those fields
-		# with "bluegreen", and nothing else, mean the cluster is where the tool put it.
+		# After a release the tool owns the live color, the pod templates (images, settings) and the
+		# replicas: conflicts on those fields with "bluegreen", or the guard's refusal of a template the
+		# manifests changed since (deploy/base/bluegreen-guard.yaml), and nothing else, mean the cluster
+		# is where the tool put it; a changed template reaches a color through deploy --manifests.
 		local failures
 		failures=$(grep -E '^(Apply failed|error|Error from server)' <<<"$output" || true)
-		if [[ -n $failures ]] && ! grep -Evq 'conflicts? with "bluegreen"' <<<"$failures"; then
-			log "manifests applied; $(wc -l <<<"$failures") objects keep the fields the blue/green tool owns since its last release"
+		if [[ -n $failures ]] && ! grep -Evq 'conflicts? with "bluegreen"|platform-bluegreen-owned-fields.*denied request' <<<"$failures"; then
+			log "manifests applied; $(wc -l <<<"$failures") objects keep what the blue/green tool gave them since its last release"
 		else
 			echo "$output" >&2
 			die "kubectl apply --server-side -k $OVERLAY failed"

@@ -31,6 +31,7 @@ PLURALS = {
     "endpointslices": ("discovery.k8s.io/v1", "EndpointSlice"),
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "podtemplates": ("v1", "PodTemplate"),
+    "configmaps": ("v1", "ConfigMap"),
     "pods": ("v1", "Pod"),
 }
 _PATH = re.compile(

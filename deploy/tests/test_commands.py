@@ -16,6 +16,7 @@ from deploy.bluegreen.decisions import (
     GateThresholds,
     TrafficMovedError,
 )
+from deploy.bluegreen.releases import configuration_id
 from deploy.tests.conftest import IDLE_IMAGE, LIVE_IMAGE, LIVE_REPLICAS, NEW_IMAGE
 from deploy.tests.fake_prometheus import FakePrometheus
 
@@ -42,6 +43,36 @@ def _degrade(fake, name: str) -> None:
     """One pod of the Deployment's stays unavailable (the fake's controller leaves it so)."""
     fake.stuck.add(name)
     fake.touch("deployments", name, patch={"status": {"availableReplicas": 1}})
+
+
+def _with_setting(rendered: dict, key: str, value: str) -> list[dict]:
+    """The kind overlay's objects with one setting changed, as kustomize makes it: a new
+    platform-config-<hash> (here -<value>) that every workload reading the settings names."""
+    objects = json.loads(json.dumps(rendered["kind"]))
+    (config_map,) = [o for o in objects if o["metadata"]["name"].startswith("platform-config-")]
+    old_name, new_name = config_map["metadata"]["name"], f"platform-config-{value.lower()}"
+    config_map["metadata"]["name"] = new_name
+    config_map["data"][key] = value
+    text = json.dumps(objects).replace(f'"{old_name}"', f'"{new_name}"')
+    return json.loads(text)
+
+
+def _env_config(template: dict) -> str:
+    return template["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+
+
+def _web_template(fake, name: str) -> dict:
+    return fake.get("deployments", name)["spec"]["template"]
+
+
+def _follower_templates(fake) -> dict[str, dict]:
+    return {
+        "orders-outbox-relay": fake.get("deployments", "orders-outbox-relay")["spec"]["template"],
+        "orders-payments-settle": fake.get("cronjobs", "orders-payments-settle")["spec"]["jobTemplate"]["spec"][
+            "template"
+        ],
+        "orders-prune": fake.get("cronjobs", "orders-prune")["spec"]["jobTemplate"]["spec"]["template"],
+    }
 
 
 def _lease_holder(fake, service: str) -> str | None:
@@ -134,14 +165,16 @@ def test_deploy_runs_the_migration_before_touching_the_idle_color(ctx, fake_kube
 
 
 def test_deploy_migrates_with_the_new_image_and_the_services_configuration(ctx, fake_kubernetes):
+    settings = fake_kubernetes.get("deployments", "orders-green")["spec"]["template"]["spec"]["containers"][0]
     commands.deploy(ctx, service="orders", image=NEW_IMAGE)
 
     (job_name,) = fake_kubernetes.names("jobs")
     container = fake_kubernetes.get("jobs", job_name)["spec"]["template"]["spec"]["containers"][0]
+    assert settings["envFrom"][0]["configMapRef"]["name"].startswith("platform-config-")
     assert (container["image"], container["command"], container["envFrom"]) == (
         NEW_IMAGE,
         ["python", "manage.py", "migrate", "--no-input"],
-        [{"configMapRef": {"name": "platform-config"}}, {"secretRef": {"name": "orders-secrets"}}],
+        settings["envFrom"],
     )
 
 
@@ -352,6 +385,8 @@ def test_promote_records_who_when_from_to_and_version_on_the_service(ctx, fake_k
         "version": "1.5.0",
         "image": NEW_IMAGE,
         "from_image": LIVE_IMAGE,
+        "config": "",  # deployed without manifests: no configuration id on either color
+        "from_config": "",
     }
 
 
@@ -976,7 +1011,7 @@ def _verbs_used(requests: list[tuple[str, str, str]]) -> set[tuple[str, str, str
 
 def test_the_bluegreen_role_grants_exactly_what_the_tool_uses(ctx, fake_kubernetes, rendered):
     commands.status(ctx, service="orders")
-    commands.deploy(ctx, service="orders", image=NEW_IMAGE)
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=_with_setting(rendered, "LOG_LEVEL", "DEBUG"))
     answered = {"requests": 300, "p95_ms": 40, "server_error_rate": 0, "client_error_rate": 0}
     fake_kubernetes.job_log = "GATE-RESULT " + json.dumps({"idle": answered, "live": answered})
     fake_kubernetes.prometheus = lambda query: 0.05 if "histogram_quantile" in query else 0 if "5.." in query else 300
@@ -1044,3 +1079,122 @@ def test_every_write_of_a_field_the_tool_owns_carries_a_new_change_stamp(ctx, fa
     assert len(owned) >= 8
     assert None not in owned
     assert len(set(owned)) == len(owned)
+
+
+# --- releases with their configuration (deploy --manifests) -----------------------------------------------
+
+
+def test_deploy_with_manifests_gives_the_idle_color_their_template_and_settings(ctx, fake_kubernetes, rendered):
+    manifests = _with_setting(rendered, "LOG_LEVEL", "DEBUG")
+    live_before = _web_template(fake_kubernetes, "orders-blue")
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+
+    green = fake_kubernetes.get("deployments", "orders-green")
+    assert (_env_config(green["spec"]["template"]), _image(fake_kubernetes, "orders-green")) == (
+        "platform-config-debug",
+        NEW_IMAGE,
+    )
+    assert fake_kubernetes.get("configmaps", "platform-config-debug")["data"]["LOG_LEVEL"] == "DEBUG"
+    assert green["metadata"]["annotations"]["bluegreen.platform.dev/config"] == configuration_id(
+        manifests, service="orders"
+    )
+    assert _web_template(fake_kubernetes, "orders-blue") == live_before  # the live color is not touched
+
+
+def test_the_migration_of_a_release_runs_with_its_own_settings(ctx, fake_kubernetes, rendered):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=_with_setting(rendered, "LOG_LEVEL", "DEBUG"))
+
+    (job_name,) = fake_kubernetes.names("jobs")
+    assert _env_config(fake_kubernetes.get("jobs", job_name)["spec"]["template"]) == "platform-config-debug"
+
+
+def test_deploy_with_manifests_writes_the_template_whole_and_stamped_as_the_tools(ctx, fake_kubernetes, rendered):
+    """A JSON Patch replacing the template (a merge would keep what the manifests dropped), guarded by
+    the resourceVersion it read, with a new change stamp for the admission policy."""
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=_with_setting(rendered, "LOG_LEVEL", "DEBUG"))
+
+    (body,) = [b for path, b in fake_kubernetes.patches if path == "deployments/orders-green"]
+    operations = {operation["path"]: operation for operation in body}
+    assert operations["/metadata/resourceVersion"]["op"] == "test"
+    assert operations["/spec/template"]["op"] == "replace"
+    assert operations["/metadata/annotations"]["value"]["bluegreen.platform.dev/change"]
+
+
+def test_a_settings_change_alone_is_a_release_deployed_and_promoted_like_an_image(ctx, fake_kubernetes, rendered):
+    manifests = _with_setting(rendered, "LOG_LEVEL", "DEBUG")
+
+    commands.deploy(ctx, service="orders", image=LIVE_IMAGE, manifests=manifests)
+    switched = commands.promote(ctx, service="orders", image=LIVE_IMAGE, manifests=manifests)
+
+    assert switched is not None
+    assert (_selector_color(fake_kubernetes, "orders"), _image(fake_kubernetes, "orders-green")) == (
+        "green",
+        LIVE_IMAGE,
+    )
+    assert _env_config(_web_template(fake_kubernetes, "orders-green")) == "platform-config-debug"
+
+
+def test_deploy_and_promote_of_a_live_release_change_nothing(ctx, fake_kubernetes, rendered, said):
+    manifests = _with_setting(rendered, "LOG_LEVEL", "DEBUG")
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+    commands.promote(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+    writes = len([r for r in fake_kubernetes.requests if r[0] in {"POST", "PATCH"} and "/leases" not in r[1]])
+
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+    again = commands.promote(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+
+    assert again is None
+    assert len([r for r in fake_kubernetes.requests if r[0] in {"POST", "PATCH"} and "/leases" not in r[1]]) == writes
+    assert said[-1].endswith("is live already on green; nothing to do")
+
+
+def test_promote_refuses_a_release_no_color_runs(ctx, fake_kubernetes, rendered):
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=_with_setting(rendered, "LOG_LEVEL", "DEBUG"))
+
+    with pytest.raises(BlueGreenError, match="is on neither"):
+        commands.promote(
+            ctx, service="orders", image=NEW_IMAGE, manifests=_with_setting(rendered, "LOG_LEVEL", "WARNING")
+        )
+
+    assert _selector_color(fake_kubernetes, "orders") == "blue"
+
+
+def test_promote_moves_the_relays_and_schedules_to_the_new_releases_templates(ctx, fake_kubernetes, rendered):
+    manifests = _with_setting(rendered, "LOG_LEVEL", "DEBUG")
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+
+    commands.promote(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+
+    followed = {
+        name: (_env_config(template), template["spec"]["containers"][0]["image"])
+        for name, template in _follower_templates(fake_kubernetes).items()
+    }
+    assert followed == dict.fromkeys(followed, ("platform-config-debug", NEW_IMAGE))
+
+
+def test_rollback_returns_the_relays_and_schedules_to_the_templates_they_ran_before(ctx, fake_kubernetes, rendered):
+    """The color rolled back to was made by the first apply, with no release recorded: what the
+    relays and schedules ran while it was live was written down on it at the promotion."""
+    before = _follower_templates(fake_kubernetes)
+    manifests = _with_setting(rendered, "LOG_LEVEL", "DEBUG")
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+    commands.promote(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+
+    commands.rollback(ctx, service="orders")
+
+    assert _follower_templates(fake_kubernetes) == before
+
+
+def test_rollback_refuses_a_color_given_another_configuration_since(ctx, fake_kubernetes, rendered):
+    manifests = _with_setting(rendered, "LOG_LEVEL", "DEBUG")
+    commands.deploy(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+    commands.promote(ctx, service="orders", image=NEW_IMAGE, manifests=manifests)
+    fake_kubernetes.touch(
+        "deployments", "orders-blue", patch={"metadata": {"annotations": {"bluegreen.platform.dev/config": "other"}}}
+    )
+
+    with pytest.raises(BlueGreenError, match="with configuration other now"):
+        commands.rollback(ctx, service="orders")
+
+    assert _selector_color(fake_kubernetes, "orders") == "green"

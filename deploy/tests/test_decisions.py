@@ -372,6 +372,8 @@ def test_switch_record_says_who_when_from_to_and_version():
         version="1.5.0",
         image="registry.example.com/platform:1.5.0",
         from_image="registry.example.com/platform:1.4.0",
+        config="c0ffee000002",
+        from_config="c0ffee000001",
     )
 
     assert record == {
@@ -383,6 +385,8 @@ def test_switch_record_says_who_when_from_to_and_version():
         "version": "1.5.0",
         "image": "registry.example.com/platform:1.5.0",
         "from_image": "registry.example.com/platform:1.4.0",
+        "config": "c0ffee000002",
+        "from_config": "c0ffee000001",
     }
 
 
@@ -408,6 +412,52 @@ def test_promotion_plan_refuses_an_image_neither_color_runs():
         decisions.promotion_plan(
             service="auth", image="a:3", live=_state(color="blue", image="a:1"), idle=_state(image="a:2")
         )
+
+
+def test_promotion_plan_with_a_configuration_wants_the_image_and_the_configuration_live():
+    live = _state(color="blue", image="a:1", config="c1")
+
+    assert decisions.promotion_plan(service="auth", image="a:1", live=live, idle=_state(), config="c1") is (
+        decisions.Plan.NOTHING
+    )
+    assert (
+        decisions.promotion_plan(
+            service="auth", image="a:1", live=live, idle=_state(image="a:1", config="c2"), config="c2"
+        )
+        is decisions.Plan.SWITCH
+    )
+
+
+def test_promotion_plan_refuses_the_image_with_a_configuration_neither_color_runs():
+    with pytest.raises(decisions.BlueGreenError, match="a:1 with configuration c3 is on neither") as refused:
+        decisions.promotion_plan(
+            service="auth",
+            image="a:1",
+            live=_state(color="blue", image="a:1", config="c1"),
+            idle=_state(image="a:1", config="c2"),
+            config="c3",
+        )
+
+    assert "deploy auth a:1 --manifests" in refused.value.next_step
+
+
+def test_rollback_plan_refuses_a_previous_color_given_another_configuration_since():
+    promotion = {**PROMOTION, "from_config": "c1"}
+    live, idle = _state(color="green", image="a:2", config="c2"), _state(color="blue", image="a:1", config="c9")
+
+    with pytest.raises(
+        decisions.BlueGreenError, match="runs a:1 with configuration c9 now, not a:1 with configuration c1"
+    ):
+        decisions.rollback_plan(service="auth", history=[promotion], live=live, idle=idle, force=False)
+
+
+def test_rollback_plan_takes_a_previous_color_on_the_configuration_it_had():
+    promotion = {**PROMOTION, "from_config": "c1"}
+    live, idle = _state(color="green", image="a:2", config="c2"), _state(color="blue", image="a:1", config="c1")
+
+    plan = decisions.rollback_plan(service="auth", history=[promotion], live=live, idle=idle, force=False)
+
+    assert (plan.plan, plan.to_color) == (decisions.Plan.SWITCH, "blue")
 
 
 def test_rollback_plan_returns_to_the_last_promotions_previous_color():

@@ -41,8 +41,14 @@ TMP = "/tmp"  # noqa: S108 - the path the image writes to, not a temporary file 
 overlays = pytest.mark.parametrize("overlay", OVERLAYS)
 
 
+def _config_map(objects: list[dict]) -> dict:
+    """ConfigMap platform-config-<hash>: the settings, named after their content."""
+    (config_map,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"].startswith("platform-config-")]
+    return config_map
+
+
 def _config(objects: list[dict]) -> dict[str, str]:
-    return by_name(objects, "ConfigMap")["platform-config"]["data"]
+    return _config_map(objects)["data"]
 
 
 def restricted_violations(pod_spec: dict) -> list[str]:
@@ -670,6 +676,45 @@ def test_each_service_has_a_migration_job_for_its_own_database(rendered, overlay
 
 
 @overlays
+def test_the_settings_are_named_after_their_content_and_immutable(rendered, overlay):
+    """A changed setting is a new ConfigMap, never a change of the one a running color reads."""
+    config_map = _config_map(rendered[overlay])
+    install = by_name(rendered[overlay], "ConfigMap")["platform-install-config"]
+
+    assert re.fullmatch(r"platform-config-[a-z0-9]{10}", config_map["metadata"]["name"])
+    assert config_map["immutable"] is True
+    assert install["data"] == config_map["data"]
+
+
+def _settings_read(workload: dict) -> set[str]:
+    spec = pod_template(workload)["spec"]
+    return {
+        ref["configMapRef"]["name"]
+        for c in [*spec.get("initContainers", []), *spec["containers"]]
+        for ref in c.get("envFrom", [])
+        if "configMapRef" in ref
+    }
+
+
+@overlays
+def test_every_workload_that_runs_reads_the_versioned_settings_and_the_first_applys_jobs_the_fixed_ones(
+    rendered, overlay
+):
+    """The Deployments and schedules get a new template when a setting changes (a deploy, then the
+    promote, moves it to them); the first apply's Jobs, which never run again and whose template may
+    not change, read the same settings by a name that does not."""
+    versioned = _config_map(rendered[overlay])["metadata"]["name"]
+    reads = {w["metadata"]["name"]: _settings_read(w) for w in workloads(rendered[overlay]) if _settings_read(w)}
+    jobs = {job["metadata"]["name"] for job in of_kind(rendered[overlay], "Job")}
+
+    running = set(reads) - jobs
+
+    assert {name: reads[name] for name in jobs} == {name: {"platform-install-config"} for name in jobs}
+    assert {name: reads[name] for name in running} == {name: {versioned} for name in running}
+    assert len(running) == 8 + 3 + 6  # the colors, the relays and the worker, the schedules
+
+
+@overlays
 def test_the_first_applys_jobs_are_kept_once_finished_so_a_later_apply_runs_none_again(rendered, overlay):
     """A Job removed after its time to live is created again by the next apply of the manifests, and
     runs the first apply's image again; kept, it is found unchanged and nothing runs."""
@@ -917,7 +962,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "kind",
             {
-                "BackendTrafficPolicy": 1, "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "Gateway": 1,
+                "BackendTrafficPolicy": 1, "ConfigMap": 5, "CronJob": 11, "Deployment": 11, "Gateway": 1,
                 "HorizontalPodAutoscaler": 4, "HTTPRoute": 1, "Job": 5, "Namespace": 1, "NetworkPolicy": 17,
                 "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 2, "Secret": 6,
                 "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
@@ -927,7 +972,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "local",
             {
-                "BackendTrafficPolicy": 1, "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "Gateway": 1,
+                "BackendTrafficPolicy": 1, "ConfigMap": 5, "CronJob": 11, "Deployment": 11, "Gateway": 1,
                 "HorizontalPodAutoscaler": 4, "HTTPRoute": 1, "Job": 5, "Namespace": 1, "NetworkPolicy": 18,
                 "PersistentVolume": 2, "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1,
                 "Role": 2, "Secret": 6, "Service": 9, "ServiceAccount": 4, "StatefulSet": 1,
@@ -937,7 +982,7 @@ def test_every_workload_names_its_service_and_component(rendered, overlay):
         (
             "production",
             {
-                "BackendTrafficPolicy": 1, "ConfigMap": 3, "CronJob": 11, "Deployment": 11, "Gateway": 1,
+                "BackendTrafficPolicy": 1, "ConfigMap": 4, "CronJob": 11, "Deployment": 11, "Gateway": 1,
                 "HorizontalPodAutoscaler": 4, "HTTPRoute": 2, "Job": 5, "Namespace": 1, "NetworkPolicy": 18,
                 "PersistentVolumeClaim": 1, "PodDisruptionBudget": 8, "PodTemplate": 1, "Role": 2, "Secret": 5,
                 "Service": 8, "ServiceAccount": 4,

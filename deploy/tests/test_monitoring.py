@@ -200,7 +200,8 @@ def test_prometheus_scrapes_kube_state_metrics_with_its_own_object_labels(monito
 
 def test_the_platform_sends_its_spans_to_the_jaeger_service_its_network_policy_admits(monitoring):
     platform = DEPLOY_DIR / "base"
-    config = yaml.safe_load((platform / "config.yaml").read_text())["data"]
+    lines = (platform / "config.env").read_text().splitlines()
+    config = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     policy = yaml.safe_load((platform / "networkpolicies" / "allow-traces.yaml").read_text())
     service = _object(monitoring["base"], "Service", "jaeger")
     deployment = _object(monitoring["base"], "Deployment", "jaeger")

@@ -137,9 +137,30 @@ def test_the_api_server_refuses_to_move_a_field_the_tool_owns_behind_its_back(cl
         "autoscaler": kubectl_run(
             "patch", "hpa", "orders", "-p", '{"spec":{"scaleTargetRef":{"name":"orders-nobody"}}}', "--dry-run=server"
         ),
+        # A setting (a changed platform-config-<hash> is a changed template too), on the live color,
+        # on a relay and on a schedule.
+        "setting": kubectl_run("set", "env", f"deployment/orders-{live}", "LOG_LEVEL=DEBUG", "--dry-run=server"),
+        "relay setting": kubectl_run(
+            "set", "env", "deployment/orders-outbox-relay", "LOG_LEVEL=DEBUG", "--dry-run=server"
+        ),
+        "schedule setting": kubectl_run("set", "env", "cronjob/orders-prune", "LOG_LEVEL=DEBUG", "--dry-run=server"),
     }
     assert {what: result.returncode for what, result in attempts.items()} == dict.fromkeys(attempts, 1)
     assert all("denied request" in result.stderr for result in attempts.values()), attempts
+
+
+def test_a_restart_of_a_color_passes_the_guard(cluster):
+    """`kubectl rollout restart` changes only the template's annotations: no new configuration."""
+    live = cluster.live_color("orders")
+    result = kubectl_run(
+        "patch",
+        "deployment",
+        f"orders-{live}",
+        "-p",
+        '{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-12-05T00:00:00Z"}}}}}',
+        "--dry-run=server",
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_change_stamped_as_the_tools_passes_the_guard(cluster):
