@@ -1,13 +1,18 @@
 """Which services a range of commits changes, for CD: `python -m deploy.changes BASE HEAD`.
 
-Prints a JSON list of services, the ones whose running code differs between the two commits' images;
+Prints a JSON list of services, the ones whose release differs between the two commits: the code in
+their image, or the configuration production gives them (their pod templates and settings, which
+`deploy --manifests` puts on the idle color);
 with `--backup-image`, `true` or `false`: whether the backup image (platform/dr/Dockerfile and the
 scripts it copies) differs, so that CD builds it and moves the backup CronJobs to it.
 What counts is what enters the image (platform/Dockerfile and .dockerignore): a service's own app
 changes that service; everything else the image carries (the kernel apps/core, the project's
 settings and URLs, the pinned requirements, gunicorn's configuration, the Dockerfile itself) changes
-all four, because every service runs it. Tests, documents, manifests and the deploy tooling change
-no running code and release nothing.
+all four, because every service runs it. In the manifests, a service's own templates (its colors,
+relay, worker, schedules under deploy/base/<service>/) change that service; the shared settings
+(deploy/base/config.env) and the production overlay's own kustomization (which patches them) change
+all four. Tests, documents, the other manifests (Services, autoscalers, policies, the gateway) and the
+deploy tooling change nothing a service runs and release nothing.
 
 A BASE that is unknown (the all-zero SHA of a new branch, a commit the shallow clone does not have,
 a force-push that rewrote it) means the difference cannot be known, and then all four are released.
@@ -35,6 +40,28 @@ SHARED_IMAGE_PATHS = (
 BACKUP_IMAGE_PATHS = ("platform/dr/Dockerfile", "platform/dr/backup.sh", "platform/dr/restore.sh", "platform/dr/lib.sh")
 
 
+# Manifests that configure every service's release: the shared settings, and the production overlay
+# that patches them and the pod templates.
+SHARED_RELEASE_MANIFESTS = (
+    "deploy/base/config.env",
+    "deploy/base/kustomization.yaml",
+    "deploy/overlays/production/kustomization.yaml",
+)
+# Files of deploy/base/<service>/ that are not part of its release: they configure no pod the tool
+# deploys (the first apply's Jobs, the Service, the autoscaler, the identity).
+NOT_RELEASED = {"service.yaml", "hpa.yaml", "serviceaccount.yaml", "migrate-job.yaml", "service-clients-job.yaml"}
+
+
+def released_manifest_services(path: PurePosixPath) -> list[str]:
+    """The services whose release configuration a manifest file is part of (none for most)."""
+    if path.as_posix() in SHARED_RELEASE_MANIFESTS:
+        return list(SERVICES)
+    parts = path.parts
+    if parts[:2] == ("deploy", "base") and len(parts) > 3 and parts[2] in SERVICES and parts[-1] not in NOT_RELEASED:
+        return [parts[2]]
+    return []
+
+
 def in_image(path: PurePosixPath) -> bool:
     """Whether the file ships in the image, as .dockerignore admits it (tests and bytecode never do)."""
     if path.as_posix() in SHARED_IMAGE_PATHS:
@@ -49,6 +76,7 @@ def services_changed(paths: Iterable[str]) -> list[str]:
     changed: set[str] = set()
     for name in paths:
         path = PurePosixPath(name)
+        changed.update(released_manifest_services(path))
         if not in_image(path):
             continue
         service = path.parts[1] if len(path.parts) > 2 and path.parts[0] == "apps" else None

@@ -26,12 +26,22 @@ ALL = ["auth", "orders", "payments", "notifications"]
         (["apps/orders/services.py", "manage.py"], ALL),
         # Nothing that runs: no release.
         (["apps/orders/tests/test_apis.py", "apps/core/tests/test_money.py", "apps/tests/test_boundaries.py"], []),
-        (["apps/test_settings.py", "README.md", "deploy/base/orders/app/deployment.yaml"], []),
+        (["apps/test_settings.py", "README.md", "deploy/base/orders/service.yaml", "deploy/base/orders/hpa.yaml"], []),
         (["deploy/bluegreen/commands.py", ".github/workflows/cd.yml", "platform/compose.yaml"], []),
+        (["deploy/base/networkpolicies/allow-gateway.yaml", "deploy/base/gateway/httproute.yaml"], []),
+        (["deploy/base/auth/migrate-job.yaml", "deploy/overlays/production/gateway-redirect.yaml"], []),
+        # What a release of a service is made of besides its code: its templates, the settings.
+        (["deploy/base/orders/app/deployment.yaml"], ["orders"]),
+        (
+            ["deploy/base/payments/outbox-relay.yaml", "deploy/base/notifications/prune-cronjob.yaml"],
+            ["payments", "notifications"],
+        ),
+        (["deploy/base/config.env"], ALL),
+        (["deploy/overlays/production/kustomization.yaml"], ALL),
         ([], []),
     ],
 )
-def test_the_services_released_are_those_whose_image_content_changed(paths, services):
+def test_the_services_released_are_those_whose_code_or_configuration_changed(paths, services):
     assert services_changed(paths) == services
 
 
