@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import subprocess
 import time
 
 import pytest
+from kubernetes import client
 
 from tests.cluster.kube import (
     FIRST_IMAGE,
@@ -32,7 +34,9 @@ from tests.cluster.load import Load, machine, percentile
 SWITCH_WINDOW_AFTER = 10.0
 RESULTS = REPO / "perf" / "results"
 
-RECORD: dict = {"releases": {}, "pod_deletion": None}
+RECORD: dict = {"releases": {}, "pod_deletion": None, "drain": None}
+# How often a drain asks again for an eviction a PodDisruptionBudget refused (kubectl drain: 5 s).
+EVICTION_RETRY_SECONDS = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +143,108 @@ def test_a_release_is_promoted_then_rolled_back_under_load_and_each_command_twic
     assert cluster.image(service, live) == before_image
 
 
+def settings_overlay(directory, **settings: str):
+    """The local overlay with settings changed, as an operator's next commit would change them."""
+    directory.mkdir()
+    operations = "".join(
+        f"      - op: add\n        path: /data/{name}\n        value: {json.dumps(value)}\n"
+        for name, value in settings.items()
+    )
+    (directory / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        # kustomize takes a relative path only.
+        f"resources:\n  - {os.path.relpath(REPO / 'deploy' / 'overlays' / 'local', directory)}\n"
+        "patches:\n"
+        "  - target:\n      kind: ConfigMap\n      labelSelector: app.kubernetes.io/component=config\n"
+        f"    patch: |-\n{operations}"
+    )
+    return directory
+
+
+def setting_in(cluster, pods: list, name: str, *, container: str = "app") -> set[str]:
+    """The value of a setting in the environment of each running pod (one value when they agree)."""
+    return {
+        cluster.exec(pod.metadata.name, ["printenv", name], container=container).strip()
+        for pod in pods
+        if pod.metadata.deletion_timestamp is None and pod.status.phase == "Running"
+    }
+
+
+def relay_pods(cluster, service: str) -> list:
+    selector = f"app.kubernetes.io/name={service},app.kubernetes.io/component=outbox-relay"
+    return cluster.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+
+
+def schedule_settings(cluster, name: str) -> str:
+    """The ConfigMap of settings a CronJob's next run reads."""
+    cronjob = client.BatchV1Api(cluster.api).read_namespaced_cron_job(name, NAMESPACE)
+    return cronjob.spec.job_template.spec.template.spec.containers[0].env_from[0].config_map_ref.name
+
+
+def test_a_settings_change_is_a_release_deployed_promoted_and_rolled_back_under_load_each_twice(
+    cluster, load, tmp_path
+):
+    """A changed setting (LOG_LEVEL) with the image that is live: `deploy --manifests` puts it on the
+    idle color only, `promote` moves traffic and then the relay and the schedules to it, `rollback`
+    brings back the settings the live color had, relay and schedules included. Each command run a
+    second time changes nothing, and k6 keeps running through all of it."""
+    service = "orders"
+    live, idle = cluster.live_color(service), other_color(cluster.live_color(service))
+    image = cluster.image(service, live)
+    overlay = str(settings_overlay(tmp_path / "overlay", LOG_LEVEL="DEBUG"))
+    before = {
+        "live": setting_in(cluster, cluster.pods(service, live), "LOG_LEVEL"),
+        "relay": setting_in(cluster, relay_pods(cluster, service), "LOG_LEVEL", container="relay"),
+        "schedule": schedule_settings(cluster, "orders-prune"),
+    }
+    assert before["live"] == before["relay"] == {"INFO"}
+
+    started = time.time()
+    cluster.bluegreen("deploy", service, image, "--manifests", overlay)
+    assert cluster.live_color(service) == live
+    assert setting_in(cluster, cluster.pods(service, idle), "LOG_LEVEL") == {"DEBUG"}
+    assert setting_in(cluster, cluster.pods(service, live), "LOG_LEVEL") == {"INFO"}
+    again = cluster.bluegreen("deploy", service, image, "--manifests", overlay)
+    assert setting_in(cluster, cluster.pods(service, idle), "LOG_LEVEL") == {"DEBUG"}, again
+
+    promote = cluster.bluegreen("promote", service, "--image", image, "--manifests", overlay, "--watch", "15")
+    promoted = time.time()
+    assert cluster.live_color(service) == idle
+    assert gate_line(promote, service).startswith("pass"), promote
+    wait_until(
+        lambda: setting_in(cluster, relay_pods(cluster, service), "LOG_LEVEL", container="relay") == {"DEBUG"},
+        timeout=120,
+        message="the relay runs the promoted release's settings",
+    )
+    assert schedule_settings(cluster, "orders-prune") != before["schedule"]
+    promotion = cluster.last_switch(service)
+    again = cluster.bluegreen("promote", service, "--image", image, "--manifests", overlay)
+    assert "nothing to do" in again
+    assert cluster.last_switch(service) == promotion
+
+    cluster.bluegreen("rollback", service)
+    rolled_back = time.time()
+    assert cluster.live_color(service) == live
+    assert setting_in(cluster, cluster.pods(service, live), "LOG_LEVEL") == {"INFO"}
+    wait_until(
+        lambda: setting_in(cluster, relay_pods(cluster, service), "LOG_LEVEL", container="relay") == {"INFO"},
+        timeout=120,
+        message="the relay is back on the settings it ran before",
+    )
+    assert schedule_settings(cluster, "orders-prune") == before["schedule"]
+    back = cluster.last_switch(service)
+    again = cluster.bluegreen("rollback", service)
+    assert "is live already" in again
+    assert cluster.last_switch(service) == back
+    RECORD["settings_release"] = {
+        "service": service,
+        "setting": "LOG_LEVEL=DEBUG",
+        "window": (started, rolled_back + SWITCH_WINDOW_AFTER),
+        "promote_seconds": round(promoted - started, 1),
+    }
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load(cluster, load, next_image, service):
     """The previous color has a pod that fails readiness for a reason outside it: a plain rollback
@@ -229,6 +335,15 @@ def cluster_state(cluster) -> dict:
     }
 
 
+def first_apply_jobs(cluster) -> dict[str, tuple[str, int | None]]:
+    """The first apply's Jobs (migrations, service clients): uid and time-to-live by name."""
+    return {
+        job.metadata.name: (job.metadata.uid, job.spec.ttl_seconds_after_finished)
+        for job in client.BatchV1Api(cluster.api).list_namespaced_job(NAMESPACE).items
+        if job.metadata.name.endswith("-migrate") or job.metadata.name == "auth-service-clients"
+    }
+
+
 @pytest.mark.parametrize(
     "apply",
     [
@@ -239,9 +354,13 @@ def cluster_state(cluster) -> dict:
 )
 def test_reapplying_the_manifests_after_releases_moves_neither_traffic_nor_images(cluster, load, apply):
     """After the releases, idle colors run other images than the overlay names. Applying it again,
-    even forcing the conflicts, is refused for exactly those fields, and nothing moves."""
+    even forcing the conflicts, is refused for exactly those fields, and nothing moves. The first
+    apply's Jobs are kept with no time to live, so the apply finds them and starts no new one."""
     before = cluster_state(cluster)
+    jobs = first_apply_jobs(cluster)
     assert any(blue != green for _, blue, green, _ in before.values()), "a release left another image on a color"
+    assert sorted(jobs) == sorted([*(f"{service}-migrate" for service in SERVICES), "auth-service-clients"])
+    assert {ttl for _, ttl in jobs.values()} == {None}
 
     result = subprocess.run(
         [str(kubectl()), "--kubeconfig", str(cluster.kubeconfig), *apply, str(REPO / "deploy" / "overlays" / "local")],
@@ -252,8 +371,9 @@ def test_reapplying_the_manifests_after_releases_moves_neither_traffic_nor_image
     )
 
     assert result.returncode != 0
-    assert "denied request: the image of Deployment" in result.stderr
+    assert "denied request: the pod template of Deployment" in result.stderr
     assert cluster_state(cluster) == before
+    assert first_apply_jobs(cluster) == jobs
 
 
 def test_a_live_pod_deleted_under_load_is_replaced(cluster, load):
@@ -286,6 +406,70 @@ def test_a_live_pod_deleted_under_load_is_replaced(cluster, load):
     }
 
 
+def deployment_pods(cluster) -> list:
+    """Every running pod of the platform's Deployments: both services' colors, the relays, the worker."""
+    return [
+        pod
+        for pod in cluster.core.list_namespaced_pod(NAMESPACE).items
+        if pod.metadata.deletion_timestamp is None
+        and any(owner.kind == "ReplicaSet" for owner in pod.metadata.owner_references or [])
+    ]
+
+
+def test_a_nodes_worth_of_pods_evicted_as_a_drain_does_with_the_pdbs_in_force(cluster, load):
+    """`kubectl drain`'s evictions without its cordon: the local cluster has one node, so the
+    replacements start on it, as they would on the other nodes of a real cluster. Every pod of the
+    platform's Deployments is evicted through the Eviction API at once; the API server refuses (429)
+    each eviction that would take a service below its PodDisruptionBudget (one web pod unavailable at
+    most), and the drill asks again every 2 s, as kubectl drain does, until every one is gone. (The
+    database is a single pod, left out: losing it is the PostgreSQL restart drill, perf/drills.py.)"""
+    victims = {pod.metadata.name for pod in deployment_pods(cluster)}
+    web = {
+        pod.metadata.name
+        for pod in deployment_pods(cluster)
+        if pod.metadata.labels.get("app.kubernetes.io/component") == "api"
+    }
+    assert len(web) >= 2 * len(SERVICES), sorted(victims)
+    started = time.time()
+    pending, refused, evicted_at = set(victims), 0, {}
+    while pending:
+        assert time.time() - started < 600, f"still refused after 600 s: {sorted(pending)}"
+        for name in sorted(pending):
+            try:
+                cluster.core.create_namespaced_pod_eviction(
+                    name, NAMESPACE, client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=NAMESPACE))
+                )
+            except client.ApiException as error:
+                if error.status == 429:  # the PodDisruptionBudget's answer: not now
+                    refused += 1
+                    continue
+                if error.status != 404:
+                    raise
+            pending.discard(name)
+            evicted_at[name] = round(time.time() - started, 1)
+        if pending:
+            time.sleep(EVICTION_RETRY_SECONDS)
+
+    def back():
+        remaining = {pod.metadata.name for pod in cluster.core.list_namespaced_pod(NAMESPACE).items}
+        live = all(cluster.fully_available(service, cluster.live_color(service)) for service in SERVICES)
+        return live and not victims & remaining
+
+    wait_until(back, timeout=300, interval=2, message="every evicted pod gone and every live color at full strength")
+    finished = time.time()
+    time.sleep(SWITCH_WINDOW_AFTER)
+    RECORD["drain"] = {
+        "pods": len(victims),
+        "web_pods": len(web),
+        "refused_by_pdbs": refused,
+        "last_eviction_seconds": max(evicted_at.values()),
+        "seconds": round(finished - started, 1),
+        "window": (started, finished + SWITCH_WINDOW_AFTER),
+    }
+    # Two web pods per live color and one unavailable at most: the second of each was refused first.
+    assert refused >= len(SERVICES)
+
+
 def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, load):
     result = load.stop()
     path = record_results(cluster, result)
@@ -314,8 +498,9 @@ def record_results(cluster, result) -> str:
         forced["k6"] = result.window(*forced["window"])
     for bad in RECORD.get("bad_releases", {}).values():
         bad["k6"] = result.window(*bad["window"])
-    if RECORD["pod_deletion"]:
-        RECORD["pod_deletion"]["k6"] = result.window(*RECORD["pod_deletion"]["window"])
+    for fault in ("pod_deletion", "drain", "settings_release"):
+        if RECORD.get(fault):
+            RECORD[fault]["k6"] = result.window(*RECORD[fault]["window"])
     durations = [r.duration_ms for r in result.requests]
     RECORD["load"] = {
         "requests": len(result.requests),
@@ -431,5 +616,34 @@ def report(record: dict, day: str) -> str:
             f"`{deletion['pod']}` deleted (default grace period): the Deployment was back to full strength,",
             f"the old pod gone, after {deletion['replaced_seconds']} s; k6 in that time and {SWITCH_WINDOW_AFTER:.0f} s"
             f" after: {k6.get('requests')} requests, {k6.get('failed')} failed, p95 {k6.get('p95_ms')} ms.",
+        ]
+    if record.get("settings_release"):
+        settings = record["settings_release"]
+        k6 = settings.get("k6", {})
+        lines += [
+            "",
+            "## A settings change released like an image",
+            "",
+            f"{settings['service']}, same image, {settings['setting']}: `deploy --manifests` to the idle color,",
+            "`promote --manifests` (gate, switch, 15 s watch; promoted "
+            f"{settings['promote_seconds']} s after the deploy started),",
+            "the relay and the schedules moved to the new settings, then `rollback` back to the old ones, each",
+            f"command twice. k6 from the deploy to {SWITCH_WINDOW_AFTER:.0f} s after the rollback:",
+            f"{k6.get('requests')} requests, {k6.get('failed')} failed, p95 {k6.get('p95_ms')} ms.",
+        ]
+    if record["drain"]:
+        drain = record["drain"]
+        k6 = drain.get("k6", {})
+        lines += [
+            "",
+            "## A node's worth of pods drained, the PodDisruptionBudgets in force",
+            "",
+            f"Every pod of the platform's Deployments ({drain['pods']}, {drain['web_pods']} of them web",
+            "pods) evicted through the Eviction API at once, as `kubectl drain` does, each refused eviction",
+            f"asked again every {EVICTION_RETRY_SECONDS:.0f} s. The budgets refused {drain['refused_by_pdbs']}"
+            f" evictions; the last pod was evicted after {drain['last_eviction_seconds']} s, every live color",
+            f"was back at full strength after {drain['seconds']} s. k6 in that time and",
+            f"{SWITCH_WINDOW_AFTER:.0f} s after: {k6.get('requests')} requests, {k6.get('failed')} failed,"
+            f" p95 {k6.get('p95_ms')} ms, max {k6.get('max_ms')} ms.",
         ]
     return "\n".join(lines) + "\n"
