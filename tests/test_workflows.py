@@ -61,3 +61,15 @@ def test_every_action_is_pinned_by_commit_with_its_version_named(workflow):
     uses = re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", workflow.read_text(), flags=re.MULTILINE)
     assert all(re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action) for action, _ in uses), uses
     assert all(re.fullmatch(r"\s+#\s+v\d+\.\d+\.\d+", comment) for _, comment in uses), uses
+
+
+def test_each_action_is_pinned_to_one_commit_across_the_workflows():
+    """One release of each action everywhere (their Node 24 releases): a workflow left on an older
+    pin runs another action than the one checked."""
+    pins: dict[str, set[str]] = {}
+    for workflow in WORKFLOWS:
+        for action in re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)", workflow.read_text(), flags=re.MULTILINE):
+            name, commit = action.split("@")
+            pins.setdefault(name, set()).add(commit)
+
+    assert {name: commits for name, commits in pins.items() if len(commits) > 1} == {}
