@@ -42,7 +42,7 @@ up: $(INSTALLED) go-tools  ## run auth, orders, payments, notifications on 127.0
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho --procfile platform/Procfile --app-root . --env data/local.env start
 
 # Every shell script of the repository: the platform's, CI's and the deploy tooling's.
-SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh deploy/cluster/*.sh deploy/gateway/*.sh)
+SHELL_SCRIPTS = .ci/run $(wildcard platform/*.sh platform/*/*.sh platform/*/*/*.sh deploy/overlays/*/*.sh deploy/cluster/*.sh deploy/gateway/*.sh deploy/*.sh deploy/kind/*.sh)
 
 lint: $(INSTALLED)  ## ruff lint and format check, shellcheck, import boundaries (import-linter)
 	$(BIN)/ruff check .
@@ -80,7 +80,8 @@ cluster-down:  ## stop the local cluster and remove everything it made (binaries
 	deploy/cluster/down.sh --purge
 
 # Starts the cluster first (and stops it after) when none is running with the platform deployed;
-# the timeout covers that cold start, which builds Kubernetes from source once per machine.
+# the timeout covers that cold start, which builds Kubernetes from source once per machine. With
+# CLUSTER_TEST_KIND=NAME, the same suite on the kind cluster deploy/kind/up.sh deployed to.
 cluster-test: $(INSTALLED) system-packages  ## releases and rollbacks of every service under k6 load on the real cluster, pod kills
 	$(BIN)/pytest -m cluster --timeout=3600 tests/cluster
 

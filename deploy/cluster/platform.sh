@@ -3,7 +3,7 @@
 # the real image built (platform/containers/image.sh) and loaded into the node with the PostgreSQL
 # stand-in, the overlay's secrets made once, `kubectl apply --server-side -k deploy/overlays/local`,
 # Prometheus (`-k deploy/monitoring/local`), the migration Jobs waited for, the idle green colors
-# scaled to zero by the blue/green tool.
+# scaled to zero by the blue/green tool (the steps every cluster shares: ../platform-steps.sh).
 # Safe to run again: images already loaded are kept, and fields the blue/green tool has taken over
 # since (live color, images, replicas) are left to it.
 # Env: APP_VERSION (default dev), PYTHON (the venv's python, for the blue/green tool).
@@ -11,12 +11,13 @@ set -euo pipefail
 shopt -s inherit_errexit
 # shellcheck source=lib.sh disable=SC1091 # followed with shellcheck -x; lib.sh is checked on its own
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=../platform-steps.sh disable=SC1091 # followed with shellcheck -x; checked on its own
+source "$(dirname "$0")/../platform-steps.sh"
 
 REPO=$(cd "$CLUSTER_DIR/../.." && pwd)
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 APP_IMAGE=platform-app:dev
 OVERLAY=$REPO/deploy/overlays/local
-SERVICES="auth orders payments notifications"
 export KUBECONFIG=$KUBECONFIG_ADMIN
 kubectl() { "$BIN_DIR/kubectl" "$@"; }
 
@@ -35,41 +36,6 @@ images_build_and_load() {
 	"$CLUSTER_DIR/images.sh" kube-state-metrics
 	"$CLUSTER_DIR/images.sh" jaeger
 	"$CLUSTER_DIR/images.sh" k6
-}
-
-# Prometheus, kube-state-metrics and Jaeger in namespace monitoring (deploy/monitoring/README.md: for a cluster
-# that has none), with the platform's rules and the cluster's (deploy/monitoring/rules) as ConfigMap
-# prometheus-rules, made before Prometheus starts and reads them; a
-# Prometheus already running restarts when they changed (it reads rule files at start).
-apply_monitoring() {
-	local before after
-	kubectl apply --server-side --field-manager=platform-rules -f "$REPO/deploy/monitoring/base/namespace.yaml" >/dev/null ||
-		die "kubectl apply --server-side -f deploy/monitoring/base/namespace.yaml failed"
-	before=$(kubectl -n monitoring get configmap prometheus-rules -o jsonpath='{.metadata.resourceVersion}' 2>/dev/null || true)
-	kubectl -n monitoring create configmap prometheus-rules --from-file="$REPO/platform/prometheus/rules" \
-		--from-file="$REPO/deploy/monitoring/rules" --dry-run=client -o yaml | kubectl apply --server-side --field-manager=platform-rules -f - >/dev/null ||
-		die "kubectl apply of ConfigMap prometheus-rules (platform/prometheus/rules, deploy/monitoring/rules) failed"
-	after=$(kubectl -n monitoring get configmap prometheus-rules -o jsonpath='{.metadata.resourceVersion}')
-	kubectl apply --server-side --field-manager=platform -k "$REPO/deploy/monitoring/local" >/dev/null ||
-		die "kubectl apply --server-side -k deploy/monitoring/local failed"
-	if [[ -n $before && $before != "$after" ]]; then
-		kubectl -n monitoring rollout restart deployment/prometheus >/dev/null ||
-			die "the rules changed and Prometheus could not be restarted to read them"
-	fi
-}
-
-# The Gateway API and Envoy Gateway CRDs (deploy/gateway/crds.sh), so that the API server admits the
-# Gateway, its routes and policies, checking them against their schemas and CEL rules. No Gateway
-# implementation runs on this cluster: nothing serves them (deploy/gateway/README.md).
-apply_gateway_definitions() {
-	local definitions
-	definitions=$("$REPO/deploy/gateway/crds.sh") || die "deploy/gateway/crds.sh could not fetch the Gateway API CRDs"
-	kubectl apply --server-side --field-manager=platform-crds -f - <<<"$definitions" >/dev/null ||
-		die "kubectl apply --server-side of the Gateway API CRDs failed"
-	kubectl wait --for=condition=Established --timeout=60s \
-		crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io \
-		crd/backendtrafficpolicies.gateway.envoyproxy.io >/dev/null ||
-		die "the Gateway API CRDs are not established; kubectl get crd"
 }
 
 apply_overlay() {
@@ -99,62 +65,16 @@ apply_overlay() {
 			kubectl -n platform delete job "$job" --wait=true >/dev/null
 		fi
 	done
-	local output
-	if ! output=$(kubectl apply --server-side --field-manager=platform -k "$OVERLAY" 2>&1); then
-		# After a release the tool owns the live color, the pod templates (images, settings) and the
-		# replicas: conflicts on those fields with "bluegreen", or the guard's refusal of a template the
-		# manifests changed since (deploy/base/bluegreen-guard.yaml), and nothing else, mean the cluster
-		# is where the tool put it; a changed template reaches a color through deploy --manifests.
-		local failures
-		failures=$(grep -E '^(Apply failed|error|Error from server)' <<<"$output" || true)
-		if [[ -n $failures ]] && ! grep -Evq 'conflicts? with "bluegreen"|platform-bluegreen-owned-fields.*denied request' <<<"$failures"; then
-			log "manifests applied; $(wc -l <<<"$failures") objects keep what the blue/green tool gave them since its last release"
-		else
-			echo "$output" >&2
-			die "kubectl apply --server-side -k $OVERLAY failed"
-		fi
-	fi
-}
-
-wait_for_platform() {
-	log "waiting for the migration Jobs"
-	kubectl -n platform wait --for=condition=complete job -l app.kubernetes.io/component=migrate --timeout=600s >/dev/null ||
-		die "a migration Job did not complete; kubectl -n platform get jobs,pods"
-	kubectl -n platform wait --for=condition=complete job/auth-service-clients --timeout=300s >/dev/null ||
-		die "the service clients Job did not complete; kubectl -n platform logs job/auth-service-clients"
-	local service live
-	for service in $SERVICES; do
-		live=$(kubectl -n platform get service "$service" -o jsonpath='{.spec.selector.color}')
-		kubectl -n platform rollout status "deployment/$service-$live" --timeout=300s >/dev/null ||
-			die "$service-$live is not available; kubectl -n platform describe deployment $service-$live"
-	done
-	kubectl -n monitoring rollout status deployment/prometheus --timeout=300s >/dev/null ||
-		die "Prometheus is not available; kubectl -n monitoring describe deployment prometheus"
-	kubectl -n monitoring rollout status deployment/kube-state-metrics --timeout=300s >/dev/null ||
-		die "kube-state-metrics is not available; kubectl -n monitoring logs deployment/kube-state-metrics"
-	kubectl -n monitoring rollout status deployment/jaeger --timeout=300s >/dev/null ||
-		die "Jaeger is not available; kubectl -n monitoring logs deployment/jaeger"
-	for relay in orders-outbox-relay payments-outbox-relay; do
-		kubectl -n platform rollout status "deployment/$relay" --timeout=300s >/dev/null ||
-			die "$relay is not available"
-	done
-}
-
-idle_colors_scale_down() {
-	local service
-	for service in $SERVICES; do
-		"$PYTHON" -m deploy.bluegreen --kubeconfig "$KUBECONFIG" scale-down "$service" --no-wait >&2 ||
-			log "$service: the idle color stays up (see above)"
-	done
+	platform_overlay_apply "$OVERLAY"
 }
 
 started=$(date +%s)
 images_build_and_load
 apply_gateway_definitions
 apply_overlay
-apply_monitoring
-wait_for_platform
-(cd "$REPO" && idle_colors_scale_down)
+platform_monitoring_apply "$REPO/deploy/monitoring/local"
+platform_wait
+(cd "$REPO" && platform_idle_colors_scale_down --kubeconfig "$KUBECONFIG")
 log "platform deployed in $(($(date +%s) - started))s"
 kubectl -n platform get deployments,services
 cat <<EOF

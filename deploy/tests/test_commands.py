@@ -969,7 +969,7 @@ def test_status_shows_live_color_versions_readiness_lock_and_switches(ctx, fake_
         "orders: live color green",
         f"  live green: 1.5.0 ({NEW_IMAGE}), 3/3 available, 3 updated, ready",
         f"  idle blue: 1.4.0 ({LIVE_IMAGE}), 3/3 available, 3 updated, ready",
-        "  autoscaler: orders-green, 1 to 3 pods",
+        "  autoscaler: orders-green, 2 to 3 pods",
         "  lock: free",
         "  2026-03-02T09:00:00Z promote blue -> green version 1.5.0 by alice",
     ]

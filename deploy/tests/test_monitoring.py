@@ -109,8 +109,9 @@ def test_prometheus_reads_the_platform_rules_from_their_configmap_where_the_conf
     assert volumes["rules"]["configMap"] == {"name": "prometheus-rules", "optional": True}
 
 
-def test_the_local_cluster_makes_the_rules_configmap_from_the_two_rules_folders():
-    script = (DEPLOY_DIR / "cluster" / "platform.sh").read_text()
+def test_the_clusters_make_the_rules_configmap_from_the_two_rules_folders():
+    """deploy/platform-steps.sh, which the local cluster's platform.sh and kind's up.sh share."""
+    script = (DEPLOY_DIR / "platform-steps.sh").read_text()
     assert (
         'kubectl -n monitoring create configmap prometheus-rules --from-file="$REPO/platform/prometheus/rules" \\\n'
         '\t\t--from-file="$REPO/deploy/monitoring/rules"'

@@ -6,7 +6,8 @@ reached from this machine through the node (a client outside the cluster, as thr
 balancer), with the Service's in-cluster name as Host. By default the cluster is the local one of
 deploy/cluster/ (KUBECONFIG /var/lib/platform-cluster/admin.kubeconfig): if it is not running with
 the platform deployed, the session starts it as `make cluster-up` does and stops it again at the
-end; a cluster that was already up is left up.
+end; a cluster that was already up is left up. With CLUSTER_TEST_KIND=NAME the cluster is that kind
+cluster, on which deploy/kind/up.sh deployed the platform (the kind workflow); it is left as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from kubernetes import client, config
 
 from tests.cluster.kube import (
     CLUSTER_DIR,
+    IMAGES_SCRIPT,
+    KIND_CLUSTER,
     KUBECONFIG,
     NAMESPACE,
     NEXT_IMAGE,
@@ -76,7 +79,7 @@ def platform_deployed() -> bool:
 
 def run_script(*command: str, timeout: float) -> None:
     """One of deploy/cluster's scripts, its progress on the terminal; a failure ends the session's setup."""
-    environment = {**os.environ, "PYTHON": sys.executable}
+    environment = {**os.environ, "PYTHON": sys.executable, "KIND_CLUSTER": KIND_CLUSTER or "platform"}
     result = subprocess.run(command, cwd=REPO, env=environment, timeout=timeout, check=False)
     if result.returncode != 0:
         pytest.fail(f"{shlex.join(command)} exited {result.returncode}", pytrace=False)
@@ -86,6 +89,8 @@ def run_script(*command: str, timeout: float) -> None:
 def cluster(request) -> Iterator[Cluster]:
     started = False
     try:
+        if KIND_CLUSTER and not platform_deployed():
+            pytest.exit(f"the platform is not deployed on kind cluster {KIND_CLUSTER}: deploy/kind/up.sh first", 1)
         if not platform_deployed():
             if os.geteuid() != 0:
                 pytest.exit("the local cluster is not running, and starting it needs root (make cluster-up)", 1)
@@ -104,7 +109,7 @@ def cluster(request) -> Iterator[Cluster]:
 def next_image(request, cluster) -> str:
     """A second version of the image, loaded into the node: what every release deploys."""
     with progress_shown(request):
-        run_script(str(CLUSTER_DIR / "images.sh"), "app", NEXT_IMAGE, NEXT_VERSION, timeout=1800)
+        run_script(str(IMAGES_SCRIPT), "app", NEXT_IMAGE, NEXT_VERSION, timeout=1800)
     return NEXT_IMAGE
 
 
@@ -113,7 +118,7 @@ def slow_image(request, next_image) -> str:
     """The next version made 0.8 s slower per API request, loaded into the node: a bad release."""
     with progress_shown(request):
         run_script(
-            str(CLUSTER_DIR / "images.sh"),
+            str(IMAGES_SCRIPT),
             "derived",
             SLOW_IMAGE,
             str(REPO / "tests/cluster/slow-release"),

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,18 @@ from kubernetes.stream import stream
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = REPO / "deploy" / "cluster"
 STATE_DIR = Path(os.environ.get("PLATFORM_CLUSTER_STATE", "/var/lib/platform-cluster"))
-KUBECONFIG = Path(os.environ.get("CLUSTER_TEST_KUBECONFIG", STATE_DIR / "admin.kubeconfig"))
+# The kind cluster the platform was deployed to by deploy/kind/up.sh (the kind workflow,
+# .github/workflows/kind.yml), or "" for the local cluster of deploy/cluster/, the default. The suite
+# is the same; what differs is how images reach the nodes, which overlay runs, where volumes are.
+KIND_CLUSTER = os.environ.get("CLUSTER_TEST_KIND", "")
+KUBECONFIG = Path(
+    os.environ.get(
+        "CLUSTER_TEST_KUBECONFIG", Path.home() / ".kube" / "config" if KIND_CLUSTER else STATE_DIR / "admin.kubeconfig"
+    )
+)
+OVERLAY = REPO / "deploy" / "overlays" / ("kind" if KIND_CLUSTER else "local")
+# Builds an image and loads it into the cluster's nodes: `app IMAGE VERSION` or `derived IMAGE DIR FROM`.
+IMAGES_SCRIPT = REPO / "deploy" / "kind" / "images.sh" if KIND_CLUSTER else CLUSTER_DIR / "images.sh"
 NAMESPACE = "platform"
 SERVICES = ("auth", "orders", "payments", "notifications")
 COLORS = ("blue", "green")
@@ -38,7 +50,10 @@ SLOW_IMAGE = "platform-app:slow"
 
 
 def kubectl() -> Path:
-    """The cluster's own kubectl, built with it (deploy/cluster/lib.sh's BIN_DIR)."""
+    """The cluster's own kubectl, built with it (deploy/cluster/lib.sh's BIN_DIR); on kind, the
+    machine's."""
+    if KIND_CLUSTER:
+        return Path(shutil.which("kubectl") or "kubectl")
     found = subprocess.run(
         ["bash", "-c", f"source {CLUSTER_DIR / 'lib.sh'} && echo $BIN_DIR/kubectl"],
         capture_output=True,

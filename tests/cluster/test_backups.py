@@ -11,6 +11,7 @@ must hold every Secret of the namespace, key by key, auth's signing key among th
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import tarfile
 import uuid
@@ -21,13 +22,15 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from kubernetes import client
 
-from tests.cluster.kube import NAMESPACE, REPO, SERVICES, STATE_DIR, wait_until
+from tests.cluster.kube import KIND_CLUSTER, NAMESPACE, REPO, SERVICES, STATE_DIR, wait_until
 from tests.cluster.test_alerts import LAST_SUCCESS
 from tests.cluster.test_platform import prometheus_query
 from tests.journey import journey_run
 
 SECRETS_DIR = REPO / "deploy" / "overlays" / "kind" / "secrets"
-VOLUME = STATE_DIR / "volumes" / "backups"
+# On kind, the folder of this machine that every node mounts for the provisioner's volumes
+# (deploy/overlays/kind/cluster.yaml).
+KIND_VOLUMES = Path(os.environ.get("CLUSTER_TEST_KIND_VOLUMES", "/var/lib/platform-kind/volumes"))
 DATABASE_POD = "postgresql-0"
 SECRETS_BACKUP = "platform-secrets-backup"
 # Every Secret the platform needs to start again in the local cluster (the kind overlay's).
@@ -92,9 +95,18 @@ def succeeded(cluster, job: str) -> bool:
     return "Complete" in conditions
 
 
+def volume() -> Path:
+    """Where the claim `backups` keeps its files on this machine: the local cluster's hostPath
+    volume, or, on kind, the provisioner's folder for that claim."""
+    if not KIND_CLUSTER:
+        return STATE_DIR / "volumes" / "backups"
+    (folder,) = KIND_VOLUMES.glob(f"*_{NAMESPACE}_backups")
+    return folder
+
+
 def newest(pattern: str, after: set[str]) -> Path:
-    made = sorted(path for path in VOLUME.glob(pattern) if path.name not in after)
-    assert len(made) == 1, f"one new {pattern} in {VOLUME}: {[path.name for path in made]}"
+    made = sorted(path for path in volume().glob(pattern) if path.name not in after)
+    assert len(made) == 1, f"one new {pattern} in {volume()}: {[path.name for path in made]}"
     return made[0]
 
 
@@ -104,7 +116,7 @@ def backups(cluster) -> Iterator[dict]:
     new backup files, and every database's row counts at that moment."""
     with cluster.session() as session:
         journey_run(cluster.urls, http=session)
-    before = {path.name for path in VOLUME.glob("**/*.age")}
+    before = {path.name for path in volume().glob("**/*.age")}
     suffix = uuid.uuid4().hex[:6]
     jobs = {name: f"{name}-drill-{suffix}" for name in (*(f"{s}-backup" for s in SERVICES), SECRETS_BACKUP)}
     for cronjob, job in jobs.items():
@@ -144,7 +156,7 @@ def test_every_backup_is_encrypted_complete_and_kept_beside_its_checksum(backups
             subprocess.check_output(["sha256sum", backup], text=True).split()[0],
             backup.name,
         ]
-    assert list(VOLUME.glob("**/*.partial")) == []
+    assert list(volume().glob("**/*.partial")) == []
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +224,7 @@ def restore_pod(cluster, service: str, *, image: str, identity: str, dump: Path,
                         image_pull_policy="IfNotPresent",
                         command=["restore.sh"],
                         env=[
-                            client.V1EnvVar(name="BACKUP_FILE", value=f"/backups/{dump.relative_to(VOLUME)}"),
+                            client.V1EnvVar(name="BACKUP_FILE", value=f"/backups/{dump.relative_to(volume())}"),
                             client.V1EnvVar(name="BACKUP_IDENTITY_FILE", value="/identity/identity.txt"),
                             client.V1EnvVar(name="DATABASE_URL", value=target),
                         ],

@@ -8,7 +8,7 @@ import yaml
 from kubernetes import client
 from kubernetes.utils import parse_quantity
 
-from tests.cluster.kube import KUBECONFIG, NAMESPACE, REPO, SERVICES, kubectl, other_color, wait_until
+from tests.cluster.kube import KUBECONFIG, NAMESPACE, OVERLAY, REPO, SERVICES, kubectl, other_color, wait_until
 from tests.journey import journey_run
 
 
@@ -77,7 +77,7 @@ def test_every_services_autoscaler_is_on_its_live_color_reading_cpu_from_metrics
 
 def test_the_overlays_network_policies_are_the_ones_in_force(cluster):
     rendered = subprocess.run(
-        [str(kubectl()), "kustomize", str(REPO / "deploy" / "overlays" / "local")],
+        [str(kubectl()), "kustomize", str(OVERLAY)],
         capture_output=True,
         text=True,
         check=True,

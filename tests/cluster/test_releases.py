@@ -18,8 +18,10 @@ from kubernetes import client
 from tests.cluster.kube import (
     FIRST_IMAGE,
     FIRST_VERSION,
+    KIND_CLUSTER,
     NAMESPACE,
     NEXT_VERSION,
+    OVERLAY,
     REPO,
     SERVICES,
     kubectl,
@@ -144,7 +146,7 @@ def test_a_release_is_promoted_then_rolled_back_under_load_and_each_command_twic
 
 
 def settings_overlay(directory, **settings: str):
-    """The local overlay with settings changed, as an operator's next commit would change them."""
+    """The cluster's overlay with settings changed, as an operator's next commit would change them."""
     directory.mkdir()
     operations = "".join(
         f"      - op: add\n        path: /data/{name}\n        value: {json.dumps(value)}\n"
@@ -154,7 +156,7 @@ def settings_overlay(directory, **settings: str):
         "apiVersion: kustomize.config.k8s.io/v1beta1\n"
         "kind: Kustomization\n"
         # kustomize takes a relative path only.
-        f"resources:\n  - {os.path.relpath(REPO / 'deploy' / 'overlays' / 'local', directory)}\n"
+        f"resources:\n  - {os.path.relpath(OVERLAY, directory)}\n"
         "patches:\n"
         "  - target:\n      kind: ConfigMap\n      labelSelector: app.kubernetes.io/component=config\n"
         f"    patch: |-\n{operations}"
@@ -363,7 +365,7 @@ def test_reapplying_the_manifests_after_releases_moves_neither_traffic_nor_image
     assert {ttl for _, ttl in jobs.values()} == {None}
 
     result = subprocess.run(
-        [str(kubectl()), "--kubeconfig", str(cluster.kubeconfig), *apply, str(REPO / "deploy" / "overlays" / "local")],
+        [str(kubectl()), "--kubeconfig", str(cluster.kubeconfig), *apply, str(OVERLAY)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -523,7 +525,7 @@ def record_results(cluster, result) -> str:
 def report(record: dict, day: str) -> str:
     m = record["machine"]
     lines = [
-        f"# Releases and rollbacks under load on the local cluster, {day}",
+        f"# Releases and rollbacks under load on the {'kind' if KIND_CLUSTER else 'local'} cluster, {day}",
         "",
         f"Recorded by `make cluster-test` (tests/cluster/test_releases.py) at commit `{m['commit']}`.",
         "",
@@ -533,8 +535,17 @@ def report(record: dict, day: str) -> str:
         "|---|---|",
         *(f"| {key} | {value} |" for key, value in m.items() if key != "commit"),
         "",
-        "One machine ran everything: the single-node cluster of deploy/cluster/ (control plane, node, the",
-        "platform's pods and PostgreSQL) and k6, which reached the stable Services through the node.",
+        *(
+            [
+                f"One machine ran everything: the kind cluster {KIND_CLUSTER} of deploy/kind/up.sh (its nodes",
+                "containers) and k6, which reached the stable Services through the control-plane node.",
+            ]
+            if KIND_CLUSTER
+            else [
+                "One machine ran everything: the single-node cluster of deploy/cluster/ (control plane, node, the",
+                "platform's pods and PostgreSQL) and k6, which reached the stable Services through the node.",
+            ]
+        ),
         "",
         "## Load",
         "",

@@ -16,7 +16,7 @@ import time
 import pytest
 from kubernetes.utils import parse_quantity
 
-from tests.cluster.kube import NAMESPACE, REPO, other_color, wait_until
+from tests.cluster.kube import KIND_CLUSTER, NAMESPACE, REPO, other_color, wait_until
 from tests.cluster.load import Load, LoadResult, machine, percentile
 
 RESULTS = REPO / "perf" / "results"
@@ -210,7 +210,7 @@ def report(record: dict, day: str) -> str:
     m, auth, orders = record["machine"], record["auth"], record["orders"]
     logins = auth["logins"]
     lines = [
-        f"# Autoscaling on the local cluster, {day}",
+        f"# Autoscaling on the {'kind' if KIND_CLUSTER else 'local'} cluster, {day}",
         "",
         f"Recorded by `make cluster-test` (tests/cluster/test_scaling.py) at commit `{m['commit']}`.",
         "",
