@@ -105,8 +105,7 @@ def test_auth_scales_out_when_logins_make_it_cpu_bound(cluster, tmp_path):
             cluster, "auth", load, SCALE_OUT_WITHIN, until=lambda readings: readings[-1]["current"] > before
         )
         scaled = readings[-1]["current"] > before
-        served = False
-        if scaled:
+        if scaled:  # the new pod serving, or a failure here (wait_until)
             wanted = readings[-1]["current"]
             wait_until(
                 lambda: (cluster.deployment("auth", live).status.available_replicas or 0) >= wanted,
@@ -114,7 +113,6 @@ def test_auth_scales_out_when_logins_make_it_cpu_bound(cluster, tmp_path):
                 interval=2,
                 message=f"auth-{live} serving with {wanted} pods",
             )
-            served = True
             readings += watched(cluster, "auth", load, 20)
     finally:
         result = load.stop()
@@ -130,7 +128,6 @@ def test_auth_scales_out_when_logins_make_it_cpu_bound(cluster, tmp_path):
         "k6_exit": result.exit_code,
     }
     assert scaled, f"auth still at {before} pods after {SCALE_OUT_WITHIN} s of {LOGIN_RATE} logins/s: {readings}"
-    assert served
     assert logins["failed"] == 0, logins
 
 
