@@ -38,6 +38,20 @@ images_build_and_load() {
 	"$CLUSTER_DIR/images.sh" k6
 }
 
+# The Gateway API and Envoy Gateway CRDs (deploy/gateway/crds.sh), so that the API server admits the
+# Gateway, its routes and policies, checking them against their schemas and CEL rules. No Gateway
+# implementation runs on this cluster: nothing serves them (deploy/gateway/README.md).
+apply_gateway_definitions() {
+	local definitions
+	definitions=$("$REPO/deploy/gateway/crds.sh") || die "deploy/gateway/crds.sh could not fetch the Gateway API CRDs"
+	kubectl apply --server-side --field-manager=platform-crds -f - <<<"$definitions" >/dev/null ||
+		die "kubectl apply --server-side of the Gateway API CRDs failed"
+	kubectl wait --for=condition=Established --timeout=60s \
+		crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io \
+		crd/backendtrafficpolicies.gateway.envoyproxy.io >/dev/null ||
+		die "the Gateway API CRDs are not established; kubectl get crd"
+}
+
 apply_overlay() {
 	local secrets=$REPO/deploy/overlays/kind/secrets fingerprint
 	# All of them on a first start; the backups' key pair alone for a folder made before backups existed.
