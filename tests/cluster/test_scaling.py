@@ -148,6 +148,8 @@ def test_orders_is_not_scaled_while_it_waits_on_a_slow_payments(cluster, slow_im
             cluster.bluegreen("promote", "payments", "--image", slow_image, "--skip-gate", "--watch", "0")
             # orders' pooled keep-alive connections stay on the old color after a switch, until it goes.
             cluster.bluegreen("scale-down", "payments", "--drain-seconds", "0")
+            again = cluster.bluegreen("scale-down", "payments", "--drain-seconds", "0")
+            assert "is at zero already; nothing to do" in again, again
         try:
             load = Load(cluster=cluster, workdir=tmp_path / phase.replace(" ", "-"), rate=ORDER_RATE, mode="orders")
             load.workdir.mkdir()
