@@ -244,6 +244,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--cprofile", type=int, metavar="N", help="print the N functions with the most own time")
     parser.add_argument("--database-url", help="a PostgreSQL database (default: a SQLite file in a temporary folder)")
+    parser.add_argument("--queries", action="store_true", help="print the SQL of one request (after the warm-up)")
     parser.add_argument(
         "--instructions",
         action="store_true",
@@ -280,6 +281,14 @@ def main(argv: list[str]) -> int:
         endpoints = Endpoints(application)
         for _ in range(arguments.warmup):
             endpoints.run(arguments.endpoint)
+        if arguments.queries:
+            from django.db import connection  # noqa: PLC0415
+            from django.test.utils import CaptureQueriesContext  # noqa: PLC0415
+
+            with CaptureQueriesContext(connection) as captured:
+                endpoints.run(arguments.endpoint)
+            for number, query in enumerate(captured.captured_queries, 1):
+                sys.stderr.write(f"{number:3d} {query['sql'][:300]}\n")
         profiler = cProfile.Profile() if arguments.cprofile else None
         cpu, wall = time.process_time(), time.perf_counter()
         with profiler or contextlib.nullcontext():
