@@ -159,6 +159,35 @@ def test_another_users_order_is_404(customer):
     assert Order.objects.get().status == "paid"
 
 
+@pytest.mark.django_db
+def test_reading_an_order_is_three_queries(customer, django_assert_num_queries):
+    user_id, client, _ = customer
+    order = _order(user_id, "k")
+    order.status_changes.create(to_status="pending", reason="order placed")
+    client.get(f"/api/orders/{order.id}/")  # the signing keys loaded, as in any warm worker
+    with django_assert_num_queries(3) as captured:  # the order, its lines, its history
+        response = client.get(f"/api/orders/{order.id}/")
+    assert [query["sql"] for query in captured.captured_queries if "JOIN" in query["sql"]] == []
+    body = response.json()
+    assert (response.status_code, body["id"], len(body["lines"]), len(body["status_history"])) == (
+        200,
+        str(order.id),
+        1,
+        1,
+    )
+
+
+@pytest.mark.django_db
+def test_a_page_of_orders_is_four_queries_however_many_orders_it_holds(customer, django_assert_num_queries):
+    user_id, client, _ = customer
+    for number in range(5):
+        _order(user_id, f"k{number}")
+    client.get("/api/orders/")
+    with django_assert_num_queries(4):  # the count, the page, the lines, the histories
+        response = client.get("/api/orders/")
+    assert [len(order["lines"]) for order in response.json()["results"]] == [1] * 5
+
+
 @pytest.mark.usefixtures("live_platform")
 def test_a_cancel_payments_has_not_confirmed_is_202_cancelling_and_cancelling_again_finishes_it(customer, settings):
     _, client, _ = customer
