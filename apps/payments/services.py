@@ -39,6 +39,7 @@ from rest_framework import exceptions
 from apps.core import metrics
 from apps.core.errors import Conflict, ServiceUnavailable, UnprocessableEntity
 from apps.core.outbox import outbox_event_add
+from apps.core.serializers import output_of
 from apps.payments import provider
 from apps.payments.models import IdempotencyRecord, Payment, PaymentEvent, Refund
 from apps.payments.serializers import PaymentOutputSerializer, RefundWithPaymentOutputSerializer
@@ -258,7 +259,7 @@ def _charge_run(record: IdempotencyRecord, body: dict) -> Answer:
                 CHARGED_AMOUNT, payment.amount, outcome=payment.status, currency=payment.currency
             )
             payment.refresh_from_db()
-            return Answer(status=201, body=dict(PaymentOutputSerializer(payment).data))
+            return Answer(status=201, body=output_of(PaymentOutputSerializer, payment))
 
         return _complete(record, store)
 
@@ -330,7 +331,7 @@ def _refund_run(record: IdempotencyRecord, body: dict) -> Answer:
                 "email": payment.receipt_email,
             },
         )
-        return Answer(status=201, body=dict(RefundWithPaymentOutputSerializer(refund).data))
+        return Answer(status=201, body=output_of(RefundWithPaymentOutputSerializer, refund))
 
     with _key_released_on_failure(record):
         return _complete(record, store)
