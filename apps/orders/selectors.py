@@ -5,7 +5,12 @@ import uuid
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
+from apps.core.prepared import PreparedQuery
 from apps.orders.models import Order, OrderLine, OrderStatusChange
+
+# Where an order's lines and history are kept on it for OrderOutputSerializer, in their order.
+LINES = "lines_by_position"
+HISTORY = "status_changes_by_time"
 
 
 def _lines_and_history() -> tuple[Prefetch, Prefetch]:
@@ -13,8 +18,8 @@ def _lines_and_history() -> tuple[Prefetch, Prefetch]:
     `order`, which means the order's own ordering and joins orders_order into both queries; the
     prefetch groups rows by order anyway, so the order within one order is all that is needed."""
     return (
-        Prefetch("lines", queryset=OrderLine.objects.order_by("position")),
-        Prefetch("status_changes", queryset=OrderStatusChange.objects.order_by("created_at", "id")),
+        Prefetch("lines", queryset=OrderLine.objects.order_by("position"), to_attr=LINES),
+        Prefetch("status_changes", queryset=OrderStatusChange.objects.order_by("created_at", "id"), to_attr=HISTORY),
     )
 
 
@@ -27,9 +32,31 @@ def order_list(*, customer_id: str) -> QuerySet[Order]:
     )
 
 
+# One order is what every read, placement and cancellation answers with: its three queries are
+# prepared (apps.core.prepared), the same SQL the querysets below compile to, compiled once.
+_ORDER = PreparedQuery(
+    Order,
+    lambda customer_id, order_id: Order.objects.filter(customer_id=customer_id, pk=order_id).order_by(),
+    customer_id="customer_id",
+    order_id="id",
+)
+_LINES = PreparedQuery(
+    OrderLine, lambda order_id: OrderLine.objects.filter(order_id=order_id).order_by("position"), order_id="order"
+)
+_HISTORY = PreparedQuery(
+    OrderStatusChange,
+    lambda order_id: OrderStatusChange.objects.filter(order_id=order_id).order_by("created_at", "id"),
+    order_id="order",
+)
+
+
 def order_get(*, customer_id: str, order_id: uuid.UUID) -> Order:
-    """One of the customer's orders; another customer's order is a 404, as if it did not exist."""
-    try:
-        return Order.objects.prefetch_related(*_lines_and_history()).get(customer_id=customer_id, pk=order_id)
-    except Order.DoesNotExist:
-        raise Http404("No such order.") from None
+    """One of the customer's orders, with its lines and history; another customer's order is a 404,
+    as if it did not exist."""
+    found = _ORDER.run(customer_id=customer_id, order_id=order_id)
+    if not found:
+        raise Http404("No such order.")
+    order = found[0]
+    setattr(order, LINES, _LINES.run(order_id=order.id))
+    setattr(order, HISTORY, _HISTORY.run(order_id=order.id))
+    return order
