@@ -245,6 +245,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cprofile", type=int, metavar="N", help="print the N functions with the most own time")
     parser.add_argument("--database-url", help="a PostgreSQL database (default: a SQLite file in a temporary folder)")
     parser.add_argument("--queries", action="store_true", help="print the SQL of one request (after the warm-up)")
+    parser.add_argument("--sql-chars", type=int, default=300, help="--queries: characters of each statement shown")
     parser.add_argument(
         "--instructions",
         action="store_true",
@@ -288,7 +289,7 @@ def main(argv: list[str]) -> int:
             with CaptureQueriesContext(connection) as captured:
                 endpoints.run(arguments.endpoint)
             for number, query in enumerate(captured.captured_queries, 1):
-                sys.stderr.write(f"{number:3d} {query['sql'][:300]}\n")
+                sys.stderr.write(f"{number:3d} {query['sql'][:arguments.sql_chars]}\n")
         profiler = cProfile.Profile() if arguments.cprofile else None
         cpu, wall = time.process_time(), time.perf_counter()
         with profiler or contextlib.nullcontext():

@@ -1,4 +1,5 @@
-"""Model validation that asks the database about every check constraint of a model in one query.
+"""Model validation that asks the database about every check constraint of a model in one statement,
+compiled once.
 
 `Model.full_clean()` validates each `CheckConstraint` with a query of its own (`Q.check()`: one
 `SELECT 1 WHERE <condition>` with every field's value, inside a savepoint when a transaction is
@@ -11,28 +12,50 @@ with the same field values, the same rules (a condition that is NULL holds, as i
 condition naming an excluded field is skipped; a database error is logged and lets the instance
 pass, the database itself still enforcing the constraint on save) and the same errors, in the same
 order, as Django's own validation. Other constraints (unique ones) are validated by Django as before.
+
+Building that statement with the ORM costs far more than running it, so it is compiled once per
+model, excluded fields and shape of the values (which referenced fields are NULL), with stand-in
+values (apps.core.prepared's sentinels), and later validations only put their own values in place.
+A value that is an expression (`Now()`), or a field type without stand-ins, compiles afresh each time.
 """
 
 import logging
+import threading
 from contextlib import nullcontext
+from dataclasses import dataclass
 
-from django.core.exceptions import FieldError, ValidationError
+from django.core.exceptions import FieldError, ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import BooleanField, CheckConstraint, Q, Value
 from django.db.models.functions import Coalesce
 from django.db.models.sql import Query
-from django.db.models.sql.constants import SINGLE
+
+from apps.core.prepared import sentinel
 
 logger = logging.getLogger(__name__)
 
 
-def check_constraints_failed(instance, model_class, constraints: list[CheckConstraint], *, exclude, using) -> set[str]:
-    """Names of the check constraints `instance` violates, from one query."""
-    against = instance._get_field_expression_map(meta=model_class._meta, exclude=exclude)
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    template: tuple
+    positions: dict[str, tuple[int, ...]]  # where each referenced field's value goes
+    checked: tuple[str, ...]  # the constraints it checks, in its columns' order
+
+
+_statements: dict[tuple, _Statement | None] = {}  # None: this shape cannot be compiled once
+_statements_lock = threading.Lock()
+
+
+def _statement_build(model_class, constraints, against: dict, alias: str) -> tuple[str, list, list[str]]:
+    """(sql, params, names of the constraints it checks) for the values in `against`."""
     query = Query(None)
-    for name, value in against.items():
-        query.add_annotation(value if hasattr(value, "resolve_expression") else Value(value), name, select=False)
-    selected = []
+    try:
+        for name, value in against.items():
+            query.add_annotation(value if hasattr(value, "resolve_expression") else Value(value), name, select=False)
+    except FieldError:
+        return "", [], []  # a value naming another field: Django's validation skips every check then
+    checked = []
     for index, constraint in enumerate(constraints):
         try:
             query.add_annotation(
@@ -40,19 +63,98 @@ def check_constraints_failed(instance, model_class, constraints: list[CheckConst
             )
         except FieldError:
             continue  # a condition on an excluded field is not checked, as Django's own validation does
-        selected.append(constraint)
-    if not selected:
-        return set()
+        checked.append(constraint.name)
+    if not checked:
+        return "", [], []
+    sql, params = query.get_compiler(using=alias).as_sql()
+    return sql, list(params), checked
+
+
+def _referenced(constraints) -> set[str]:
+    names = set()
+    for constraint in constraints:
+        names |= set(Q(constraint.condition).referenced_base_fields)
+    return names
+
+
+def _statement_compile(instance, model_class, constraints, *, exclude, alias, shape) -> _Statement | None:
+    """The statement for this shape of values, with stand-ins where the values go; None if it cannot be."""
+    meta = model_class._meta
+    connection = connections[alias]
+    stand_ins = {}
+    for name in _referenced(constraints):
+        if name in (exclude or ()) or dict(shape).get(name) == "null":
+            continue
+        field = meta.get_field(name)
+        if field.is_relation:
+            return None  # setting a stand-in key would drop the instance's cached related object
+        try:
+            stand_ins[name] = sentinel(field)
+        except ImproperlyConfigured:
+            return None
+    saved = {name: getattr(instance, meta.get_field(name).attname) for name in stand_ins}
+    try:
+        for name, value in stand_ins.items():
+            setattr(instance, meta.get_field(name).attname, value)
+        against = instance._get_field_expression_map(meta=meta, exclude=exclude)
+    finally:
+        for name, value in saved.items():
+            setattr(instance, meta.get_field(name).attname, value)
+    sql, template, checked = _statement_build(model_class, constraints, against, alias)
+    positions = {}
+    for name, value in stand_ins.items():
+        field = meta.get_field(name)
+        prepared = field.get_db_prep_value(value, connection)
+        found = tuple(index for index, param in enumerate(template) if param == prepared)
+        if not found and sql:
+            return None  # the value does not reach the statement as itself: compile afresh each time
+        positions[name] = found
+    return _Statement(sql, tuple(template), positions, tuple(checked))
+
+
+def check_constraints_failed(instance, model_class, constraints: list[CheckConstraint], *, exclude, using) -> set[str]:
+    """Names of the check constraints `instance` violates, from one statement."""
+    meta = model_class._meta
     connection = connections[using]
-    # Inside a transaction, a failing query must not break it: a savepoint, as Q.check() takes.
+    shape = []
+    for name in sorted(_referenced(constraints)):
+        if name in (exclude or ()):
+            continue
+        value = getattr(instance, meta.get_field(name).attname)
+        kind = "null" if value is None else "expression" if hasattr(value, "resolve_expression") else "value"
+        shape.append((name, kind))
+    shape = tuple(shape)
+    key = (using, connection.vendor, model_class, frozenset(exclude or ()), tuple(c.name for c in constraints), shape)
+    statement = None
+    if all(kind != "expression" for _, kind in shape):
+        if key not in _statements:
+            compiled = _statement_compile(instance, model_class, constraints, exclude=exclude, alias=using, shape=shape)
+            with _statements_lock:
+                _statements.setdefault(key, compiled)
+        statement = _statements[key]
+    if statement is not None:
+        sql, checked = statement.sql, statement.checked
+        params = list(statement.template)
+        for name, positions in statement.positions.items():
+            field = meta.get_field(name)
+            prepared = field.get_db_prep_value(getattr(instance, field.attname), connection)
+            for index in positions:
+                params[index] = prepared
+    else:
+        against = instance._get_field_expression_map(meta=meta, exclude=exclude)
+        sql, params, checked = _statement_build(model_class, constraints, against, using)
+    if not checked:
+        return set()
+    # Inside a transaction, a failing statement must not break it: a savepoint, as Q.check() takes.
     context = transaction.atomic(using=using) if connection.in_atomic_block else nullcontext()
     try:
-        with context:
-            row = query.get_compiler(using=using).execute_sql(SINGLE)
+        with context, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
     except DatabaseError as error:
         logger.warning("check constraints could not be validated: %s", error, extra={"model": model_class.__name__})
         return set()
-    return {constraint.name for constraint, holds in zip(selected, row, strict=True) if not holds}
+    return {name for name, holds in zip(checked, row, strict=True) if not holds}
 
 
 class OneQueryCheckConstraints:
@@ -60,6 +162,9 @@ class OneQueryCheckConstraints:
 
     def validate_constraints(self, exclude=None):
         using = router.db_for_write(self.__class__, instance=self)
+        if not connections[using].features.supports_comparing_boolean_expr:
+            super().validate_constraints(exclude=exclude)
+            return
         errors = {}
         for model_class, model_constraints in self.get_constraints():
             checks = [constraint for constraint in model_constraints if isinstance(constraint, CheckConstraint)]

@@ -21,6 +21,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models, router
@@ -28,16 +29,33 @@ from django.db import connections, models, router
 _counter = itertools.count(1)
 
 
-def _sentinel(field: models.Field):
-    """A value of the field's type that no real parameter will equal."""
+_INTEGERS = {
+    "AutoField",
+    "BigAutoField",
+    "BigIntegerField",
+    "IntegerField",
+    "PositiveBigIntegerField",
+    "PositiveIntegerField",
+    "PositiveSmallIntegerField",
+    "SmallIntegerField",
+}
+_TEXTS = {"CharField", "EmailField", "SlugField", "TextField"}
+
+
+def sentinel(field: models.Field):
+    """A value of the field's type that no real value will equal: it stands in for one while a
+    statement is compiled, and is found again among the compiled parameters."""
     internal = field.target_field.get_internal_type() if field.is_relation else field.get_internal_type()
     if internal == "UUIDField":
         return uuid.uuid4()
-    if internal in {"IntegerField", "BigIntegerField", "PositiveIntegerField", "BigAutoField", "AutoField"}:
+    if internal in _INTEGERS:
         return 2_000_000_000 + next(_counter) * 7919 + uuid.uuid4().int % 7919
-    if internal in {"CharField", "TextField", "EmailField", "SlugField"}:
-        return f"prepared-{uuid.uuid4().hex}"
-    raise ImproperlyConfigured(f"prepared queries take no {internal} parameter ({field})")
+    if internal in _TEXTS:
+        return f"sentinel-{uuid.uuid4().hex}"
+    if internal == "DateTimeField":
+        microseconds = next(_counter) * 7919 + uuid.uuid4().int % 7919
+        return datetime(2999, 1, 1, tzinfo=UTC) + timedelta(microseconds=microseconds)
+    raise ImproperlyConfigured(f"no stand-in value for a {internal} ({field})")
 
 
 def _prepare(field: models.Field, value, connection):
@@ -67,7 +85,7 @@ class PreparedQuery:
 
     def _compile(self, alias: str) -> _Compiled:
         connection = connections[alias]
-        sentinels = {name: _sentinel(field) for name, field in self.fields.items()}
+        sentinels = {name: sentinel(field) for name, field in self.fields.items()}
         queryset = self.build(**sentinels)
         if queryset.model is not self.model or queryset.query.select_related or queryset.query.annotations:
             raise ImproperlyConfigured(f"a prepared query reads plain {self.model.__name__} rows")

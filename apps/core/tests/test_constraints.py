@@ -5,6 +5,7 @@ import itertools
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models import F, Value
 
 from apps.core.constraints import OneQueryCheckConstraints
 
@@ -134,3 +135,28 @@ def test_all_check_constraints_cost_one_query(django_assert_num_queries):
 def test_inside_a_transaction_the_query_runs_in_a_savepoint(django_assert_num_queries):
     with transaction.atomic(), django_assert_num_queries(3):  # SAVEPOINT, the query, RELEASE
         assert one_query_errors(Charge(amount=1, currency="EUR", status="succeeded")) is None
+
+
+@pytest.mark.django_db
+def test_the_statement_is_compiled_once_per_shape_of_values(monkeypatch):
+    from apps.core import constraints
+
+    built = []
+    real_build = constraints._statement_build
+    monkeypatch.setattr(constraints, "_statements", {})
+    monkeypatch.setattr(constraints, "_statement_build", lambda *args: built.append(args) or real_build(*args))
+
+    for amount in (1, 2, 0, -3):
+        assert one_query_errors(Charge(amount=amount, currency="EUR", status="succeeded", quantity=1)) == (
+            djangos_own_errors(Charge(amount=amount, currency="EUR", status="succeeded", quantity=1))
+        )
+    assert len(built) == 1
+    one_query_errors(Charge(amount=1, currency="EUR", status="succeeded", quantity=None))  # NULL: another shape
+    assert len(built) == 2
+
+
+@pytest.mark.django_db
+def test_a_value_that_is_an_expression_is_checked_as_django_checks_it():
+    for amount in (Value(5), Value(0), F("refunded") + 1):
+        charge = Charge(amount=amount, refunded=0, currency="EUR", status="succeeded")
+        assert one_query_errors(charge) == djangos_own_errors(charge)
