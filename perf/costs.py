@@ -289,7 +289,7 @@ def main(argv: list[str]) -> int:
             with CaptureQueriesContext(connection) as captured:
                 endpoints.run(arguments.endpoint)
             for number, query in enumerate(captured.captured_queries, 1):
-                sys.stderr.write(f"{number:3d} {query['sql'][:arguments.sql_chars]}\n")
+                sys.stderr.write(f"{number:3d} {query['sql'][: arguments.sql_chars]}\n")
         profiler = cProfile.Profile() if arguments.cprofile else None
         cpu, wall = time.process_time(), time.perf_counter()
         with profiler or contextlib.nullcontext():

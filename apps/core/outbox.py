@@ -119,7 +119,7 @@ def outbox_event_add(
     event = model(
         type=event_type, user_id=user_id, aggregate_id=aggregate_id, data=data, traceparent=tracing.traceparent()
     )
-    event.full_clean()
+    event.full_clean(validate_unique=False)  # a fresh UUID: its uniqueness is the database's
     event.save(force_insert=True)
     return event
 

@@ -50,6 +50,22 @@ _HISTORY = PreparedQuery(
 )
 
 
+_ORDER_BY_KEY = PreparedQuery(
+    Order,
+    lambda customer_id, idempotency_key: Order.objects.filter(
+        customer_id=customer_id, idempotency_key=idempotency_key
+    ).order_by(),
+    customer_id="customer_id",
+    idempotency_key="idempotency_key",
+)
+
+
+def order_by_idempotency_key(*, customer_id: str, idempotency_key: str) -> Order | None:
+    """The customer's order placed with this Idempotency-Key (at most one: a unique constraint), or None."""
+    found = _ORDER_BY_KEY.run(customer_id=customer_id, idempotency_key=idempotency_key)
+    return found[0] if found else None
+
+
 def order_get(*, customer_id: str, order_id: uuid.UUID) -> Order:
     """One of the customer's orders, with its lines and history; another customer's order is a 404,
     as if it did not exist."""
