@@ -14,9 +14,10 @@ pass, the database itself still enforcing the constraint on save) and the same e
 order, as Django's own validation. Other constraints (unique ones) are validated by Django as before.
 
 Building that statement with the ORM costs far more than running it, so it is compiled once per
-model, excluded fields and shape of the values (which referenced fields are NULL), with stand-in
-values (apps.core.prepared's sentinels), and later validations only put their own values in place.
-A value that is an expression (`Now()`), or a field type without stand-ins, compiles afresh each time.
+model, excluded fields and shape of the values (which referenced fields are NULL, or a new instance's
+database default: both compile into the SQL), with stand-in values (apps.core.prepared's sentinels),
+and later validations only put their own values in place. A value that is an expression (`Now()`),
+a relation, or a field type without stand-ins compiles afresh each time, as before.
 """
 
 import logging
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from django.core.exceptions import FieldError, ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import BooleanField, CheckConstraint, Q, Value
+from django.db.models.expressions import DatabaseDefault
 from django.db.models.functions import Coalesce
 from django.db.models.sql import Query
 
@@ -70,6 +72,17 @@ def _statement_build(model_class, constraints, against: dict, alias: str) -> tup
     return sql, list(params), checked
 
 
+def _kind(value) -> str:
+    """What a field's value is, as far as the compiled statement is concerned."""
+    if value is None:
+        return "null"  # compiled into the SQL
+    if isinstance(value, DatabaseDefault):
+        return "default"  # a new instance's db_default: the same expression for every instance
+    if hasattr(value, "resolve_expression"):
+        return "expression"  # compiled afresh each time
+    return "value"  # a parameter
+
+
 def _referenced(constraints) -> set[str]:
     names = set()
     for constraint in constraints:
@@ -83,8 +96,8 @@ def _statement_compile(instance, model_class, constraints, *, exclude, alias, sh
     connection = connections[alias]
     stand_ins = {}
     for name in _referenced(constraints):
-        if name in (exclude or ()) or dict(shape).get(name) == "null":
-            continue
+        if name in (exclude or ()) or dict(shape).get(name) != "value":
+            continue  # NULL and the field's database default compile the same for every instance
         field = meta.get_field(name)
         if field.is_relation:
             return None  # setting a stand-in key would drop the instance's cached related object
@@ -120,9 +133,7 @@ def check_constraints_failed(instance, model_class, constraints: list[CheckConst
     for name in sorted(_referenced(constraints)):
         if name in (exclude or ()):
             continue
-        value = getattr(instance, meta.get_field(name).attname)
-        kind = "null" if value is None else "expression" if hasattr(value, "resolve_expression") else "value"
-        shape.append((name, kind))
+        shape.append((name, _kind(getattr(instance, meta.get_field(name).attname))))
     shape = tuple(shape)
     key = (using, connection.vendor, model_class, frozenset(exclude or ()), tuple(c.name for c in constraints), shape)
     statement = None

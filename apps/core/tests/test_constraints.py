@@ -20,6 +20,7 @@ class Charge(OneQueryCheckConstraints, models.Model):
     status = models.CharField(max_length=16)
     decline_code = models.CharField(max_length=64, blank=True)
     quantity = models.IntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=20, blank=True, db_default="")
 
     class Meta:
         app_label = "core"
@@ -41,6 +42,9 @@ class Charge(OneQueryCheckConstraints, models.Model):
             ),
             # NULL compared with anything is unknown: the database lets the row in, and so must validation.
             models.CheckConstraint(condition=models.Q(quantity__gt=0), name="charge_quantity_positive"),
+            models.CheckConstraint(
+                condition=~models.Q(status="declined") | ~models.Q(reason=""), name="charge_declined_has_reason"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -72,13 +76,14 @@ CASES = list(
         ["succeeded", "declined", "lost"],  # status
         ["", "card_declined"],  # decline_code
         [None, 1, 0],  # quantity
+        [None, "", "fraud"],  # reason; None: left to its database default
     )
 )
 
 
 @pytest.mark.django_db
 def test_every_verdict_and_error_is_djangos_own():
-    for amount, refunded, currency, status, decline_code, quantity in CASES:
+    for amount, refunded, currency, status, decline_code, quantity, reason in CASES:
         charge = Charge(
             amount=amount,
             refunded=refunded,
@@ -86,8 +91,9 @@ def test_every_verdict_and_error_is_djangos_own():
             status=status,
             decline_code=decline_code,
             quantity=quantity,
+            **({} if reason is None else {"reason": reason}),
         )
-        assert one_query_errors(charge) == djangos_own_errors(charge), (amount, refunded, currency, status, quantity)
+        assert one_query_errors(charge) == djangos_own_errors(charge), (amount, refunded, currency, status, reason)
 
 
 @pytest.mark.django_db
@@ -127,7 +133,7 @@ def test_all_check_constraints_cost_one_query(django_assert_num_queries):
     charge = Charge(amount=0, currency="eu", status="lost")
     with django_assert_num_queries(1):
         one_query_errors(charge)
-    with django_assert_num_queries(6):  # Django's own: one per constraint
+    with django_assert_num_queries(7):  # Django's own: one per constraint
         djangos_own_errors(charge)
 
 
@@ -146,10 +152,10 @@ def test_the_statement_is_compiled_once_per_shape_of_values(monkeypatch):
     monkeypatch.setattr(constraints, "_statements", {})
     monkeypatch.setattr(constraints, "_statement_build", lambda *args: built.append(args) or real_build(*args))
 
-    for amount in (1, 2, 0, -3):
-        assert one_query_errors(Charge(amount=amount, currency="EUR", status="succeeded", quantity=1)) == (
-            djangos_own_errors(Charge(amount=amount, currency="EUR", status="succeeded", quantity=1))
-        )
+    for amount, status in [(1, "succeeded"), (2, "declined"), (0, "succeeded"), (-3, "declined")]:
+        # `reason` is left to its database default, an expression that is the same for every new instance.
+        charge = Charge(amount=amount, currency="EUR", status=status, decline_code="x", quantity=1)
+        assert one_query_errors(charge) == djangos_own_errors(charge)
     assert len(built) == 1
     one_query_errors(Charge(amount=1, currency="EUR", status="succeeded", quantity=None))  # NULL: another shape
     assert len(built) == 2
