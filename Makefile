@@ -94,8 +94,11 @@ drills: $(INSTALLED)  ## failure drills under k6 load on 127.0.0.1 (PostgreSQL, 
 	platform/postgres/test-server.sh
 	$(PYTHON) perf/drills.py $(DRILLS_ARGS)
 
-bench: $(INSTALLED)  ## k6 load test against freshly started services (PostgreSQL); results in perf/results
-	$(PYTHON) perf/bench.py $(BENCH_ARGS)
+# The side-by-side benchmark (perf/ratios.py): the services' hot requests as a ratio of a bare Django
+# view's throughput, on SQLite and on PostgreSQL. BENCH_ARGS="--scenario journey" runs a load scenario.
+bench: $(INSTALLED)  ## the services against a bare Django view, SQLite and PostgreSQL, on 127.0.0.1; results in perf/results
+	platform/postgres/test-server.sh
+	$(PYTHON) perf/bench.py --scenario ratios $(BENCH_ARGS)
 
 dashboards: $(INSTALLED) system-packages  ## every dashboard panel queried from a real Prometheus under k6 load, drawn to docs/dashboards
 	$(PYTHON) perf/dashboards.py $(DASHBOARDS_ARGS)

@@ -591,6 +591,13 @@ def report(run: Run) -> str:
 
 
 def run(arguments: argparse.Namespace) -> int:
+    if arguments.scenario == "ratios":
+        import ratios  # noqa: PLC0415 (beside this file; it imports from this module)
+
+        arguments.phase_seconds = duration_seconds(arguments.duration or "20s")
+        return ratios.run(arguments)
+    if arguments.db == "both":
+        raise SystemExit("--db both is for the ratios scenario; the others run on one database")
     scenario = SCENARIOS[arguments.scenario]
     seconds = duration_seconds(arguments.duration or scenario.default_duration)
     k6_env = {"DURATION": f"{seconds}s"}
@@ -655,8 +662,13 @@ def run(arguments: argparse.Namespace) -> int:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="journey")
-    parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--scenario", choices=[*sorted(SCENARIOS), "ratios"], default="journey")
+    parser.add_argument(
+        "--db",
+        choices=["postgres", "sqlite", "both"],
+        default=None,
+        help="default: postgres; both (SQLite, then PostgreSQL) for the ratios scenario",
+    )
     parser.add_argument(
         "--database-url",
         default=DEFAULT_DATABASE_URL,
@@ -666,12 +678,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=10, help="journey: journeys started per second")
     parser.add_argument("--users", type=int, default=5, help="journey: users logged in during setup")
     parser.add_argument("--vus", type=int, default=8, help="auth: closed-loop virtual users")
+    parser.add_argument("--read-vus", type=int, default=32, help="ratios: virtual users of the read phases")
+    parser.add_argument("--create-vus", type=int, default=16, help="ratios: virtual users of the placement phases")
+    parser.add_argument("--no-scaling", action="store_true", help="ratios: skip the 1-worker phase (P4 scaling)")
     parser.add_argument("--results", default=str(PERF / "results"), help="folder of the result files")
     parser.add_argument("--date", default=dt.datetime.now(tz=dt.UTC).date().isoformat())
     parser.add_argument(
         "--tag", type=lambda text: re.fullmatch(r"[a-z0-9-]{1,30}", text)[0], help="suffix of the result file name"
     )
     arguments = parser.parse_args(argv)
+    if arguments.db is None:
+        arguments.db = "both" if arguments.scenario == "ratios" else "postgres"
     if arguments.duration:
         try:
             duration_seconds(arguments.duration)

@@ -5,8 +5,10 @@ import uuid
 from django.db import models
 from django.db.models.functions import Lower, Now
 
+from apps.core.constraints import OneQueryCheckConstraints
 
-class User(models.Model):
+
+class User(OneQueryCheckConstraints, models.Model):
     """An end user of the platform's API. Other services know a user only by `id`."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -31,6 +31,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from apps.core import metrics, service_calls, tracing, work_queue
+from apps.core.constraints import OneQueryCheckConstraints
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ DELIVERIES = metrics.counter(
 )
 
 
-class OutboxEvent(models.Model):
+class OutboxEvent(OneQueryCheckConstraints, models.Model):
     """One event to deliver. `id` is the event id consumers deduplicate on."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -118,7 +119,7 @@ def outbox_event_add(
     event = model(
         type=event_type, user_id=user_id, aggregate_id=aggregate_id, data=data, traceparent=tracing.traceparent()
     )
-    event.full_clean()
+    event.full_clean(validate_unique=False)  # a fresh UUID: its uniqueness is the database's
     event.save(force_insert=True)
     return event
 

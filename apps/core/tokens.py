@@ -317,10 +317,12 @@ def key_set() -> KeySet:
 
 
 def reset_key_set() -> None:
-    """Forget the cached keys: the next verification loads them afresh (tests, key rotation drills)."""
+    """Forget the cached keys and the tokens they verified: the next verification loads them afresh
+    (tests, key rotation drills)."""
     global _key_set
     with _key_set_lock:
         _key_set = None
+    verified_tokens.clear()
 
 
 def _claims_shape_check(claims: dict) -> None:
@@ -355,8 +357,8 @@ _CLAIMS_ONLY = {
 }
 
 
-def _public_key_for(token: str):
-    """The published key that must have signed `token`, from its header (alg pinned, kid named)."""
+def _public_key_for(token: str) -> tuple[str, object]:
+    """The kid and published key that must have signed `token`, from its header (alg pinned, kid named)."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
@@ -372,7 +374,7 @@ def _public_key_for(token: str):
         raise SigningKeysUnavailable(retry_after=unavailable.retry_after) from None
     if public_key is None:
         raise InvalidToken("The access token was signed by an unknown key.")
-    return public_key
+    return kid, public_key
 
 
 def _registered_claims_check(token: str) -> None:
@@ -399,9 +401,86 @@ def _registered_claims_check(token: str) -> None:
         raise InvalidToken("The access token is invalid.") from None
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    kid: str
+    key: object  # the key object that verified the signature, as the key set held it
+    expires: float
+    not_before: float
+    issued_at: float
+
+
+class VerifiedTokens:
+    """Tokens this process has verified, by their text, so that the next request with the same token
+    skips decoding it three times and checking its RSA signature (a user's client sends one token
+    with every request for its lifetime, ACCESS_TOKEN_TTL_SECONDS).
+
+    An entry is used only while the key set still holds the very key object that verified it (a JWKS
+    refresh makes new objects, so a rotated or withdrawn key makes the token verify afresh), and the
+    times are checked on every use as PyJWT checks them, leeway included: a token expires from the
+    cache exactly when it would have failed verification. Only tokens that passed are kept; at most
+    `size` of them, the oldest dropped first.
+    """
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._entries: dict[str, _Verified] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> _Verified | None:
+        return self._entries.get(token)
+
+    def add(self, token: str, entry: _Verified) -> None:
+        with self._lock:
+            while len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)), None)
+            self._entries[token] = entry
+
+    def discard(self, token: str) -> None:
+        with self._lock:
+            self._entries.pop(token, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_tokens = VerifiedTokens()
+
+
+def _now() -> float:
+    return datetime.now(tz=UTC).timestamp()  # PyJWT's clock
+
+
+def _verified_again(token: str) -> Principal | None:
+    """The principal of a token verified before, when its key and its times still hold; else None."""
+    entry = verified_tokens.get(token)
+    if entry is None:
+        return None
+    try:
+        still_published = key_set().get(entry.kid) is entry.key
+    except KeysUnavailable:
+        still_published = False
+    if not still_published:
+        verified_tokens.discard(token)
+        return None
+    now, leeway = _now(), settings.JWT_LEEWAY_SECONDS
+    if entry.expires <= now - leeway:
+        verified_tokens.discard(token)
+        raise InvalidToken("The access token has expired.")
+    if entry.not_before > now + leeway or entry.issued_at > now + leeway:
+        verified_tokens.discard(token)
+        return None  # the clock went back: verify in full, which says why
+    return entry.principal
+
+
 def access_token_verify(token: str) -> Principal:
     """Verify signature, algorithm, issuer, audience, times and claim types; raise InvalidToken with the reason."""
-    public_key = _public_key_for(token)
+    principal = _verified_again(token)
+    if principal is not None:
+        return principal
+    kid, public_key = _public_key_for(token)
     try:  # the signature first: nothing in the claims is trusted before it holds
         claims = jwt.decode(token, public_key, algorithms=[settings.JWT_ALGORITHM], options=_SIGNATURE_ONLY)
     except jwt.InvalidTokenError:
@@ -411,13 +490,26 @@ def access_token_verify(token: str) -> Principal:
     kind = claims.get("kind", USER)
     if kind not in {USER, SERVICE}:
         raise InvalidToken("The access token names an unknown kind of subject.")
-    return Principal(
+    principal = Principal(
         subject=claims["sub"],
         kind=kind,
         scopes=frozenset(claims.get("scope", "").split()),
         token_id=claims["jti"],
         email=claims.get("email", "") if kind == USER else "",
     )
+    verified_tokens.add(
+        token,
+        _Verified(
+            principal=principal,
+            kid=kid,
+            key=public_key,
+            # As PyJWT compares them: whole seconds.
+            expires=int(claims["exp"]),
+            not_before=int(claims["nbf"]) if "nbf" in claims else float("-inf"),
+            issued_at=int(claims["iat"]),
+        ),
+    )
+    return principal
 
 
 class JwtAuthentication(authentication.BaseAuthentication):

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from apps.core.api import PROBLEM, Pagination
 from apps.core.permissions import HasServiceScope, IsUser
-from apps.core.serializers import StrictInputSerializer, StrictUUIDField
+from apps.core.serializers import StrictInputSerializer, StrictUUIDField, output_of
 from apps.notifications import selectors, services
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z_]{0,30}(\.[a-z][a-z_]{0,30}){1,2}$")
@@ -71,7 +71,7 @@ class EventPublishApi(APIView):
             "status": "accepted" if created else "duplicate",
             "notification_id": notification.id if notification else None,
         }
-        return Response(self.OutputSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+        return Response(output_of(self.OutputSerializer, body), status=status.HTTP_202_ACCEPTED)
 
 
 class NotificationListApi(APIView):
@@ -96,7 +96,7 @@ class NotificationListApi(APIView):
         notifications = selectors.notification_list(user_id=request.user.subject, unread_only=unread in {"true", "1"})
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(notifications, request, view=self)
-        return paginator.get_paginated_response(NotificationOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response([output_of(NotificationOutputSerializer, item) for item in page])
 
 
 class NotificationReadApi(APIView):
@@ -110,4 +110,4 @@ class NotificationReadApi(APIView):
     def post(self, request, notification_id):
         notification = selectors.notification_get(user_id=request.user.subject, notification_id=notification_id)
         notification = services.notification_mark_read(notification=notification)
-        return Response(NotificationOutputSerializer(notification).data)
+        return Response(output_of(NotificationOutputSerializer, notification))

@@ -10,6 +10,8 @@ import uuid
 from django.db import models
 from django.db.models.functions import Now
 
+from apps.core.constraints import OneQueryCheckConstraints
+
 
 class ProcessedEvent(models.Model):
     event_id = models.UUIDField(primary_key=True)
@@ -51,7 +53,7 @@ class Notification(models.Model):
         return self.title
 
 
-class EmailDelivery(models.Model):
+class EmailDelivery(OneQueryCheckConstraints, models.Model):
     """An email to send for a notification: a queue the email worker (`manage.py email_deliver`)
     works through with retries and backoff, as the outbox relays do (`apps.core.work_queue`).
 

@@ -12,7 +12,7 @@ from apps.core import idempotency
 from apps.core.api import PROBLEM, Pagination
 from apps.core.money import MAX_AMOUNT, AmountField, CurrencyField
 from apps.core.permissions import IsUser
-from apps.core.serializers import StrictInputSerializer, StrictIntegerField
+from apps.core.serializers import StrictInputSerializer, StrictIntegerField, output_of
 from apps.orders import selectors, services
 
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -39,13 +39,13 @@ class OrderOutputSerializer(serializers.Serializer):
     total = serializers.IntegerField()
     currency = serializers.CharField()
     payment_method = serializers.CharField()
-    lines = OrderLineOutputSerializer(many=True)
+    lines = OrderLineOutputSerializer(many=True, source=selectors.LINES)
     payment_id = serializers.UUIDField(allow_null=True)
     decline_code = serializers.CharField()
     payment_error = serializers.CharField(help_text="Why payments refused the charge (status payment_refused).")
     refund_id = serializers.UUIDField(allow_null=True)
     refunded_amount = serializers.IntegerField()
-    status_history = OrderStatusChangeOutputSerializer(many=True, source="status_changes.all")
+    status_history = OrderStatusChangeOutputSerializer(many=True, source=selectors.HISTORY)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -53,7 +53,7 @@ class OrderOutputSerializer(serializers.Serializer):
 def _order_body(order) -> dict:
     # Lines and history come from the database, so a new or replayed order reads as a fetched one.
     fresh = selectors.order_get(customer_id=str(order.customer_id), order_id=order.id)
-    return OrderOutputSerializer(fresh).data
+    return output_of(OrderOutputSerializer, fresh)
 
 
 class OrderListCreateApi(APIView):
@@ -93,7 +93,7 @@ class OrderListCreateApi(APIView):
     def get(self, request):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.order_list(customer_id=request.user.subject), request, view=self)
-        return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response([output_of(OrderOutputSerializer, order) for order in page])
 
     @extend_schema(
         request=InputSerializer,
@@ -149,9 +149,8 @@ class OrderDetailApi(APIView):
         summary="One of the caller's orders, with its status history",
     )
     def get(self, request, order_id):
-        return Response(
-            OrderOutputSerializer(selectors.order_get(customer_id=request.user.subject, order_id=order_id)).data
-        )
+        order = selectors.order_get(customer_id=request.user.subject, order_id=order_id)
+        return Response(output_of(OrderOutputSerializer, order))
 
 
 class OrderCancelApi(APIView):

@@ -10,13 +10,14 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
+from apps.core.constraints import OneQueryCheckConstraints
 from apps.core.money import MAX_AMOUNT
 from apps.core.outbox import DeliveryResult, OutboxEvent, event_post
 
 CURRENCY_CODE = r"^[A-Z]{3}$"
 
 
-class Order(models.Model):
+class Order(OneQueryCheckConstraints, models.Model):
     """An order and where its payment stands.
 
     pending -> paid | payment_failed (declined) | payment_refused (payments refused to decide, for
@@ -102,7 +103,7 @@ class Order(models.Model):
         return f"order {self.id} ({self.status})"
 
 
-class OrderLine(models.Model):
+class OrderLine(OneQueryCheckConstraints, models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveSmallIntegerField()
     sku = models.CharField(max_length=64)

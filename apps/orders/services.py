@@ -39,7 +39,7 @@ from django.utils import timezone
 from apps.core import metrics, service_calls
 from apps.core.errors import Conflict, ProblemWithDetails, UnprocessableEntity
 from apps.core.outbox import outbox_event_add
-from apps.orders import payments_client
+from apps.orders import payments_client, selectors
 from apps.orders.models import Order, OrderEvent, OrderLine, OrderStatusChange
 from apps.orders.payments_client import Outcome, PaymentsAnswer
 
@@ -117,7 +117,7 @@ def order_create(
     when payments gives no decision, 502 when its answer is not this order's payment.
     """
     fingerprint = _fingerprint(currency=currency, lines=lines, payment_method=payment_method)
-    existing = Order.objects.filter(customer_id=customer_id, idempotency_key=idempotency_key).first()
+    existing = selectors.order_by_idempotency_key(customer_id=customer_id, idempotency_key=idempotency_key)
     if existing is None:
         lease_until = timezone.now() + payment_lease()
         order = Order(
@@ -142,7 +142,7 @@ def order_create(
                 OrderLine.objects.bulk_create(order_lines)
                 OrderStatusChange.objects.create(order=order, to_status=Order.Status.PENDING, reason="order placed")
         except IntegrityError:
-            existing = Order.objects.filter(customer_id=customer_id, idempotency_key=idempotency_key).first()
+            existing = selectors.order_by_idempotency_key(customer_id=customer_id, idempotency_key=idempotency_key)
             if existing is None:
                 raise
         else:
@@ -257,7 +257,7 @@ def _payment_outcome_record(*, order: Order, payment: dict) -> Order:
                 order, to_status=Order.Status.PAYMENT_FAILED, reason=f"payment declined: {order.decline_code}"
             )
             event_type, data = "order.payment_failed", _event_data(order, decline_code=order.decline_code)
-        order.save()
+        order.save(update_fields=["payment_id", "payment_lease_until", "updated_at", "status", "decline_code"])
         _event_add(order, event_type, data)
         metrics.count_after_commit(ORDERS_PLACED, outcome=order.status)
     order.refresh_from_db(fields=["updated_at"])

@@ -15,7 +15,7 @@ from apps.core import idempotency
 from apps.core.api import PROBLEM
 from apps.core.money import AmountField, CurrencyField
 from apps.core.permissions import HasServiceScope, IsUser
-from apps.core.serializers import StrictInputSerializer, StrictUUIDField
+from apps.core.serializers import StrictInputSerializer, StrictUUIDField, output_of
 from apps.payments import selectors, services
 from apps.payments.serializers import PaymentOutputSerializer, RefundWithPaymentOutputSerializer
 
@@ -76,7 +76,7 @@ class PaymentDetailApi(APIView):
     def get(self, request, payment_id):
         user_id = None if request.user.is_service else request.user.subject
         payment = selectors.payment_get(payment_id=payment_id, user_id=user_id)
-        return Response(PaymentOutputSerializer(payment).data)
+        return Response(output_of(PaymentOutputSerializer, payment))
 
 
 class PaymentRefundApi(APIView):

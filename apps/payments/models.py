@@ -9,12 +9,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
+from apps.core.constraints import OneQueryCheckConstraints
 from apps.core.outbox import DeliveryResult, OutboxEvent, event_post
 
 CURRENCY_CODE = r"^[A-Z]{3}$"
 
 
-class Payment(models.Model):
+class Payment(OneQueryCheckConstraints, models.Model):
     """One charge of an order, as the provider decided it. `refunded_amount` never exceeds `amount`."""
 
     class Status(models.TextChoices):
@@ -69,7 +70,7 @@ class Payment(models.Model):
         return self.amount - self.refunded_amount if self.status == self.Status.SUCCEEDED else 0
 
 
-class Refund(models.Model):
+class Refund(OneQueryCheckConstraints, models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     amount = models.BigIntegerField()
@@ -85,7 +86,7 @@ class Refund(models.Model):
         return f"refund {self.id} of {self.amount} on payment {self.payment_id}"
 
 
-class IdempotencyRecord(models.Model):
+class IdempotencyRecord(OneQueryCheckConstraints, models.Model):
     """An Idempotency-Key of one client: what was asked (a fingerprint) and what was answered.
 
     A record is written (in flight) before the work starts and completed with the response in the

@@ -39,6 +39,7 @@ from rest_framework import exceptions
 from apps.core import metrics
 from apps.core.errors import Conflict, ServiceUnavailable, UnprocessableEntity
 from apps.core.outbox import outbox_event_add
+from apps.core.serializers import output_of
 from apps.payments import provider
 from apps.payments.models import IdempotencyRecord, Payment, PaymentEvent, Refund
 from apps.payments.serializers import PaymentOutputSerializer, RefundWithPaymentOutputSerializer
@@ -210,13 +211,15 @@ def payment_charge(
 
 
 def _charge_allowed(*, order_id, user_id: uuid.UUID, amount: int, currency: str) -> None:
-    earlier = Payment.objects.filter(order_id=order_id).first()
-    if earlier is not None and (earlier.amount, earlier.currency, earlier.user_id) != (amount, currency, user_id):
+    # Every earlier charge of the order in one query (a few at most: one per declined attempt).
+    earlier = list(Payment.objects.filter(order_id=order_id))  # newest first
+    if earlier and (earlier[0].amount, earlier[0].currency, earlier[0].user_id) != (amount, currency, user_id):
         raise UnprocessableEntity(
-            f"Order {order_id} was charged as {earlier.amount} {earlier.currency}; amount and currency must match.",
+            f"Order {order_id} was charged as {earlier[0].amount} {earlier[0].currency}; "
+            "amount and currency must match.",
             code="amount_mismatch",
         )
-    if Payment.objects.filter(order_id=order_id, status=Payment.Status.SUCCEEDED).exists():
+    if any(payment.status == Payment.Status.SUCCEEDED for payment in earlier):
         raise Conflict(f"Order {order_id} is already paid.", code="already_paid")
 
 
@@ -247,18 +250,18 @@ def _charge_run(record: IdempotencyRecord, body: dict) -> Answer:
                 decline_code=decision.decline_code,
                 created_by=record.client_id,
             )
-            payment.full_clean()
+            # The id is a fresh UUID: its uniqueness is the database's, not worth a query.
+            payment.full_clean(validate_unique=False)
             try:
                 with transaction.atomic():
-                    payment.save(force_insert=True)
+                    payment.save(force_insert=True)  # created_at and updated_at come back with the INSERT
             except IntegrityError:  # captured concurrently under another key
                 raise Conflict(f"Order {order_id} is already paid.", code="already_paid") from None
             metrics.count_after_commit(CHARGES, outcome=payment.status)
             metrics.count_after_commit(
                 CHARGED_AMOUNT, payment.amount, outcome=payment.status, currency=payment.currency
             )
-            payment.refresh_from_db()
-            return Answer(status=201, body=dict(PaymentOutputSerializer(payment).data))
+            return Answer(status=201, body=output_of(PaymentOutputSerializer, payment))
 
         return _complete(record, store)
 
@@ -330,7 +333,7 @@ def _refund_run(record: IdempotencyRecord, body: dict) -> Answer:
                 "email": payment.receipt_email,
             },
         )
-        return Answer(status=201, body=dict(RefundWithPaymentOutputSerializer(refund).data))
+        return Answer(status=201, body=output_of(RefundWithPaymentOutputSerializer, refund))
 
     with _key_released_on_failure(record):
         return _complete(record, store)

@@ -200,3 +200,102 @@ def test_the_cluster_scenarios_autoscaling_modes_send_only_their_request(stack, 
     assert (fails, passes) == (0, summary["metrics"]["iterations"]["values"]["count"])
     setup_logins = 3 if mode == "logins" else 0  # setup()'s own logins go to the same view
     assert counted(stack, *counted_view) - before == passes + setup_logins
+
+
+@pytest.fixture(scope="module")
+def ratios():
+    """perf/ratios.py, the side-by-side benchmark (it imports bench.py beside it, as when run as a script)."""
+    sys.path.insert(0, str(REPO / "perf"))
+    import ratios
+
+    return ratios
+
+
+@pytest.fixture
+def bare(ratios, tmp_path):
+    """The bare Django view of the benchmark under platform/gunicorn.conf.py, stopped after the test."""
+    server = ratios.BareServer(workdir=tmp_path, workers="1", threads="2").start()
+    yield server
+    assert server.stop() == 0, server.log_text()
+
+
+def test_the_bare_view_phase_runs_under_the_platforms_gunicorn_config(stack, tmp_path, bare):
+    result, summary = k6_run(
+        stack, "ratios.js", tmp_path / "summary.json", TARGET="bare", VUS="2", DURATION="2s", BARE_URL=bare.url
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    requests = sent(summary, "bare")
+    assert requests > 0
+    assert checks(summary) == {"bare: 200": (requests, 0)}
+    assert "Using worker: apps.core.gunicorn_worker.ThreadWorker" in bare.log_text()
+
+
+def test_the_token_verified_read_phase_reads_the_order_placed_in_setup(stack, tmp_path):
+    read_before = counted(stack, "orders", "GET", "order-detail")
+
+    result, summary = k6_run(stack, "ratios.js", tmp_path / "summary.json", TARGET="order_read", VUS="2", DURATION="2s")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    reads = sent(summary, "order_read")
+    found = checks(summary)
+    assert found.pop("order_read: 200 with the order asked for") == (reads, 0)
+    passes, fails = found.pop("order_read: the order asked for, paid, with its lines and history")
+    assert (fails, passes >= 2) == (0, True)  # the first iteration of each virtual user is checked in full
+    assert found == {"register: 201": (1, 0), "login: 200 with an access token": (1, 0), "setup order: 201": (1, 0)}
+    assert counted(stack, "orders", "GET", "order-detail") - read_before == reads
+
+
+def test_the_placement_phase_places_paid_orders_with_unique_keys(stack, tmp_path):
+    placed_before = counted(stack, "orders", "POST", "order-list-create")
+    charged_before = counted(stack, "payments", "POST", "payment-create")
+    query = "SELECT count(*) FROM orders_order WHERE idempotency_key LIKE %s AND status = 'paid'"
+    orders_before = stack["orders"].sql(query, ("ratios-%",))[0][0]
+
+    result, summary = k6_run(
+        stack, "ratios.js", tmp_path / "summary.json", TARGET="order_create", VUS="2", DURATION="2s", USERS="2"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    placed = sent(summary, "order_create")
+    assert checks(summary) == {
+        "register: 201": (2, 0),
+        "login: 200 with an access token": (2, 0),
+        "order_create: 201": (placed, 0),
+        "order_create: paid, with the total and lines sent": (placed, 0),
+    }
+    assert counted(stack, "orders", "POST", "order-list-create") - placed_before == placed
+    assert counted(stack, "payments", "POST", "payment-create") - charged_before == placed
+    # One new paid order per request: no key was used twice (a replay would place nothing).
+    assert stack["orders"].sql(query, ("ratios-%",))[0][0] - orders_before == placed
+
+
+def test_the_goals_are_judged_on_ratios_to_the_bare_view(ratios):
+    def phase(name, rate, *, errors=0, p99=100.0, rss=80.0):
+        return {
+            "name": name,
+            "rate": rate,
+            "errors": errors,
+            "checks_failed": 0,
+            "p99_ms": p99,
+            "peak_worker_rss_mib": dict.fromkeys(("auth", "orders", "payments", "notifications"), rss),
+        }
+
+    result = {
+        "phases": [
+            phase("bare-read", 1000.0),
+            phase("order-read", 500.0),
+            phase("bare-create", 1000.0),
+            phase("order-create", 99.0),
+            phase("order-read-1-worker", 300.0, rss=121.0),
+        ]
+    }
+
+    found = {verdict.goal: verdict.held for verdict in ratios.verdicts(result)}
+
+    assert found == {
+        "P1 token-verified read": True,  # 0.50
+        "P2 order placement": False,  # 0.099
+        "P4 worker memory": False,  # 121 MiB in the 1-worker phase
+        "P4 1 to 2 workers": False,  # 1.67x
+    }

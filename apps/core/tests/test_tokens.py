@@ -128,6 +128,56 @@ def test_a_required_claim_missing_is_refused(sign, missing):
         access_token_verify(sign(token_claims))
 
 
+def test_a_token_verified_once_is_not_decoded_again(sign, monkeypatch):
+    token = sign(claims(email="ada@example.com"))
+    first = access_token_verify(token)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(tokens.jwt, "decode", no_decoding)
+    monkeypatch.setattr(tokens.jwt, "get_unverified_header", no_decoding)
+    assert access_token_verify(token) == first
+
+
+def test_a_kept_token_expires_when_verification_would_refuse_it(sign, monkeypatch, settings):
+    settings.JWT_LEEWAY_SECONDS = 10
+    expires = datetime.now(tz=UTC) + timedelta(minutes=1)
+    token = sign(claims(exp=expires))
+    access_token_verify(token)
+
+    monkeypatch.setattr(tokens, "_now", lambda: int(expires.timestamp()) + 9.5)  # within the leeway
+    assert access_token_verify(token).subject == USER_ID
+    monkeypatch.setattr(tokens, "_now", lambda: int(expires.timestamp()) + 10.0)
+    with pytest.raises(InvalidToken, match=re.escape("The access token has expired.")):
+        access_token_verify(token)
+    assert tokens.verified_tokens.get(token) is None
+
+
+def test_a_kept_token_verifies_afresh_once_its_key_is_withdrawn(sign):
+    token = sign(claims())
+    access_token_verify(token)
+
+    tokens.local_key_loader_register(lambda: jwks_of("another-key"))  # a JWKS without the signing key
+    with pytest.raises(InvalidToken, match=re.escape("The access token was signed by an unknown key.")):
+        access_token_verify(token)
+
+
+def test_only_tokens_that_passed_are_kept(sign):
+    token = sign(claims(aud="someone-else"))
+    with pytest.raises(InvalidToken):
+        access_token_verify(token)
+    assert tokens.verified_tokens.get(token) is None
+
+
+def test_the_kept_tokens_are_bounded_the_oldest_dropped_first(sign, monkeypatch):
+    monkeypatch.setattr(tokens, "verified_tokens", tokens.VerifiedTokens(size=2))
+    first, second, third = (sign(claims()) for _ in range(3))
+    for token in (first, second, third):
+        access_token_verify(token)
+    assert [tokens.verified_tokens.get(token) is not None for token in (first, second, third)] == [False, True, True]
+
+
 def b64(value: dict) -> str:
     return (
         base64.urlsafe_b64encode(json.dumps(value, default=lambda v: int(v.timestamp())).encode()).rstrip(b"=").decode()

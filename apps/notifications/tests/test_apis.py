@@ -88,3 +88,12 @@ def test_another_users_notification_cannot_be_marked_read(publisher, customer):
     theirs = Notification.objects.get()
     assert_problem(client.post(f"/api/notifications/{theirs.id}/read/"), 404, "not_found")
     assert Notification.objects.get().read_at is None
+
+
+def test_accepting_an_event_with_an_email_is_seven_statements(publisher, customer, django_assert_num_queries):
+    user_id, _ = customer
+    publisher.post("/api/notifications/events/", event(user_id), format="json")  # the signing keys loaded
+    with_email = event(user_id, data={"order_id": "o-2", "total": 100, "currency": "EUR", "email": "ada@example.com"})
+    with django_assert_num_queries(7):  # the event id, the notification and the queued email, in one transaction
+        response = publisher.post("/api/notifications/events/", with_email, format="json")
+    assert (response.status_code, response.json()["status"]) == (202, "accepted")

@@ -1,6 +1,11 @@
+import contextlib
+import re
+import threading
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from django.db import connection
 
 from apps.core.testing import bearer_client, service_client_token
 from apps.orders.models import Order
@@ -39,6 +44,59 @@ def test_placing_an_order_is_201_with_the_contract_fields(customer):
     assert (payment["order_id"], payment["amount"], payment["status"]) == (order["id"], 2500, "succeeded")
     # The receipt address came from the user's own token.
     assert Order.objects.get().customer_email == customer[2]
+
+
+def statement(sql: str) -> str:
+    """A statement as its verb and table (check constraints: `SELECT checks`), for comparing lists."""
+    verb = sql.split(maxsplit=1)[0]
+    if verb in {"BEGIN", "SAVEPOINT", "RELEASE"}:
+        return verb
+    table = re.search(r'(?:FROM|INTO|UPDATE) "(\w+)"', sql)
+    return f"{verb} {table[1]}" if table else f"{verb} checks"
+
+
+@contextlib.contextmanager
+def statements_of_this_thread() -> Iterator[list[str]]:
+    """The statements this thread executes, summarized. Not those of the live server's threads, which on
+    SQLite share this thread's connection (and so Django's query log)."""
+    thread, found = threading.current_thread(), []
+
+    def record(execute, sql, params, many, context):
+        if threading.current_thread() is thread:
+            found.append(statement(sql))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        yield found
+
+
+@pytest.mark.usefixtures("live_platform")
+def test_placing_an_order_is_these_statements_in_orders(customer):
+    _, client, _ = customer
+    place(client, key="warm-up")  # the service token fetched, the signing keys loaded
+    with statements_of_this_thread() as statements:
+        response = place(client, key="counted")
+    assert (response.status_code, response.json()["status"]) == (201, "paid")
+    assert [found for found in statements if found != "BEGIN"] == [  # SQLite's BEGIN IMMEDIATE only
+        "SELECT orders_order",  # the key not used before
+        "SELECT checks",  # the order's check constraints
+        "SELECT checks",  # its line's
+        "INSERT orders_order",
+        "INSERT orders_orderline",
+        "INSERT orders_orderstatuschange",
+        # charged by payments
+        "SELECT orders_order",  # locked
+        "INSERT orders_orderstatuschange",
+        "UPDATE orders_order",
+        "SAVEPOINT",
+        "SELECT checks",  # the outbox event's
+        "RELEASE",
+        "INSERT orders_orderevent",
+        "SELECT orders_order",  # updated_at, as the database set it
+        "SELECT orders_order",  # the answer: the order, its lines, its history
+        "SELECT orders_orderline",
+        "SELECT orders_orderstatuschange",
+    ]
 
 
 @pytest.mark.usefixtures("live_platform")
@@ -157,6 +215,35 @@ def test_another_users_order_is_404(customer):
     assert_problem(client.get(f"/api/orders/{theirs.id}/"), 404, "not_found")
     assert_problem(client.post(f"/api/orders/{theirs.id}/cancel/"), 404, "not_found")
     assert Order.objects.get().status == "paid"
+
+
+@pytest.mark.django_db
+def test_reading_an_order_is_three_queries(customer, django_assert_num_queries):
+    user_id, client, _ = customer
+    order = _order(user_id, "k")
+    order.status_changes.create(to_status="pending", reason="order placed")
+    client.get(f"/api/orders/{order.id}/")  # the signing keys loaded, as in any warm worker
+    with django_assert_num_queries(3) as captured:  # the order, its lines, its history
+        response = client.get(f"/api/orders/{order.id}/")
+    assert [query["sql"] for query in captured.captured_queries if "JOIN" in query["sql"]] == []
+    body = response.json()
+    assert (response.status_code, body["id"], len(body["lines"]), len(body["status_history"])) == (
+        200,
+        str(order.id),
+        1,
+        1,
+    )
+
+
+@pytest.mark.django_db
+def test_a_page_of_orders_is_four_queries_however_many_orders_it_holds(customer, django_assert_num_queries):
+    user_id, client, _ = customer
+    for number in range(5):
+        _order(user_id, f"k{number}")
+    client.get("/api/orders/")
+    with django_assert_num_queries(4):  # the count, the page, the lines, the histories
+        response = client.get("/api/orders/")
+    assert [len(order["lines"]) for order in response.json()["results"]] == [1] * 5
 
 
 @pytest.mark.usefixtures("live_platform")

@@ -117,3 +117,13 @@ def test_refunding_an_unknown_payment_is_404(orders_service):
     )
     assert_problem(response, 404, "not_found")
     assert IdempotencyRecord.objects.count() == 0
+
+
+def test_a_charge_is_seventeen_statements(orders_service, django_assert_num_queries):
+    """The key's record (3: the test's transaction makes BEGIN and COMMIT savepoints), the order's earlier
+    charges (1), then one transaction (2): the record locked (1), its check constraints (3) and its
+    capture-once constraint (3) validated, the payment (3), the record completed (1)."""
+    post(orders_service, body(), key="warm-up")  # the signing keys loaded
+    with django_assert_num_queries(17):
+        response = post(orders_service, body(), key="counted")
+    assert response.status_code == 201

@@ -1,0 +1,131 @@
+"""Prepared reads: a queryset's SQL compiled once and run again with other values.
+
+On a hot read the ORM costs several times what the database does: building the queryset (filters,
+lookups, clones), compiling it to SQL, and walking its iterator take about 0.3 ms of CPU per query
+here, where executing the statement on SQLite or PostgreSQL takes well under 0.1 ms. A
+`PreparedQuery` builds its queryset once per thread and database, with stand-in values (sentinels)
+for its parameters, finds where each one ended up among the compiled statement's parameters, and
+from then on only swaps in the real values (prepared for the database as the lookup would prepare
+them), executes, applies the same converters and makes the instances with `Model.from_db`, as the
+ORM's own iterator does.
+
+For simple reads of one model: no select_related, no annotations, no deferred fields. A queryset
+that does not carry a parameter through unchanged (a value the ORM rewrites) is refused when it is
+first compiled, so a prepared query either runs exactly the queryset's SQL or does not run at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, models, router
+
+_counter = itertools.count(1)
+
+
+_INTEGERS = {
+    "AutoField",
+    "BigAutoField",
+    "BigIntegerField",
+    "IntegerField",
+    "PositiveBigIntegerField",
+    "PositiveIntegerField",
+    "PositiveSmallIntegerField",
+    "SmallIntegerField",
+}
+_TEXTS = {"CharField", "EmailField", "SlugField", "TextField"}
+
+
+def sentinel(field: models.Field):
+    """A value of the field's type that no real value will equal: it stands in for one while a
+    statement is compiled, and is found again among the compiled parameters."""
+    internal = field.target_field.get_internal_type() if field.is_relation else field.get_internal_type()
+    if internal == "UUIDField":
+        return uuid.uuid4()
+    if internal in _INTEGERS:
+        return 2_000_000_000 + next(_counter) * 7919 + uuid.uuid4().int % 7919
+    if internal in _TEXTS:
+        return f"sentinel-{uuid.uuid4().hex}"
+    if internal == "DateTimeField":
+        microseconds = next(_counter) * 7919 + uuid.uuid4().int % 7919
+        return datetime(2999, 1, 1, tzinfo=UTC) + timedelta(microseconds=microseconds)
+    raise ImproperlyConfigured(f"no stand-in value for a {internal} ({field})")
+
+
+def _prepare(field: models.Field, value, connection):
+    """A value as an exact lookup on the field hands it to the database driver."""
+    return field.get_db_prep_value(field.get_prep_value(value), connection, prepared=True)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    template: tuple  # the statement's parameters, sentinels in place
+    positions: dict[str, tuple[int, ...]]  # where each named parameter goes
+    attnames: list[str]
+    converters: dict
+    compiler: object  # applies the converters, with this thread's connection
+
+
+class PreparedQuery:
+    """`build(**values)` is a queryset of `model`; `fields` names, for each value, the model field
+    that stores it (how the database receives it). Call `run(**values)` for the instances."""
+
+    def __init__(self, model: type[models.Model], build: Callable[..., models.QuerySet], **fields: str):
+        self.model = model
+        self.build = build
+        self.fields = {name: model._meta.get_field(field_name) for name, field_name in fields.items()}
+        self._local = threading.local()
+
+    def _compile(self, alias: str) -> _Compiled:
+        connection = connections[alias]
+        sentinels = {name: sentinel(field) for name, field in self.fields.items()}
+        queryset = self.build(**sentinels)
+        if queryset.model is not self.model or queryset.query.select_related or queryset.query.annotations:
+            raise ImproperlyConfigured(f"a prepared query reads plain {self.model.__name__} rows")
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, template = compiler.as_sql()
+        positions = {}
+        for name, field in self.fields.items():
+            prepared = _prepare(field, sentinels[name], connection)
+            found = tuple(index for index, value in enumerate(template) if value == prepared)
+            if not found:
+                raise ImproperlyConfigured(f"the parameter {name!r} does not reach the SQL of {self.model.__name__}")
+            positions[name] = found
+        select = compiler.select
+        klass_info = compiler.klass_info
+        if klass_info is None or klass_info.get("related_klass_infos") or compiler.annotation_col_map:
+            raise ImproperlyConfigured(f"a prepared query reads plain {self.model.__name__} rows")
+        fields = klass_info["select_fields"]
+        attnames = [column[0].target.attname for column in select[fields[0] : fields[-1] + 1]]
+        if len(attnames) != len(select):
+            raise ImproperlyConfigured(f"a prepared query reads plain {self.model.__name__} rows")
+        converters = compiler.get_converters([column[0] for column in select])
+        return _Compiled(sql, tuple(template), positions, attnames, converters, compiler)
+
+    def run(self, **values) -> list[models.Model]:
+        alias = router.db_for_read(self.model)
+        compiled = getattr(self._local, alias, None)
+        if compiled is None:
+            compiled = self._compile(alias)
+            setattr(self._local, alias, compiled)
+        connection = connections[alias]
+        params = list(compiled.template)
+        for name, field in self.fields.items():
+            if values[name] is None:
+                raise ValueError(f"{name} is None: a prepared query compares with =, which no NULL equals")
+            prepared = _prepare(field, values[name], connection)
+            for index in compiled.positions[name]:
+                params[index] = prepared
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        if compiled.converters:
+            rows = compiled.compiler.apply_converters(rows, compiled.converters)
+        return [self.model.from_db(alias, compiled.attnames, row) for row in rows]

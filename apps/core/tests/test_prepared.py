@@ -1,0 +1,118 @@
+"""Prepared reads: the same rows, values and instances as the queryset they were prepared from."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.db.models import F
+
+from apps.core.models import KeySetSnapshot, RateLimitCounter
+from apps.core.prepared import PreparedQuery
+
+COUNTERS = PreparedQuery(
+    RateLimitCounter,
+    lambda scope, attempts: RateLimitCounter.objects.filter(scope=scope, attempts__gte=attempts).order_by("key_digest"),
+    scope="scope",
+    attempts="attempts",
+)
+SNAPSHOT = PreparedQuery(KeySetSnapshot, lambda source: KeySetSnapshot.objects.filter(pk=source), source="source")
+
+
+def field_values(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+def counters_create() -> None:
+    at = datetime(2026, 11, 26, 8, 16, 30, 898000, tzinfo=UTC)
+    for number, scope in enumerate(["login", "login", "login", "register"]):
+        RateLimitCounter.objects.create(
+            scope=scope, key_digest=f"{9 - number:064d}", tokens=number + 0.5, attempts=number, updated_at=at
+        )
+
+
+@pytest.fixture
+def counters(db):
+    counters_create()
+
+
+@pytest.mark.usefixtures("counters")
+def test_the_rows_and_their_values_are_the_querysets_own():
+    for scope, attempts in [("login", 0), ("login", 1), ("register", 0), ("register", 9), ("nobody", 0)]:
+        expected = RateLimitCounter.objects.filter(scope=scope, attempts__gte=attempts).order_by("key_digest")
+        found = COUNTERS.run(scope=scope, attempts=attempts)
+        assert [field_values(counter) for counter in found] == [field_values(counter) for counter in expected]
+
+
+@pytest.mark.usefixtures("counters")
+def test_the_instances_are_fetched_ones():
+    counter = COUNTERS.run(scope="register", attempts=0)[0]
+    assert counter._state.adding is False
+    assert counter._state.db == "default"
+    assert isinstance(counter.updated_at, datetime)
+    assert counter.updated_at.tzinfo is not None
+    counter.attempts = F("attempts") + 1
+    counter.save(update_fields=["attempts"])
+    assert RateLimitCounter.objects.get(pk=counter.pk).attempts == 4
+
+
+@pytest.mark.django_db
+def test_converters_apply_as_in_the_orm():
+    document = {"keys": [{"kid": "a", "n": 1}]}
+    KeySetSnapshot.objects.create(source="http://auth/jwks", document=document, fetched_at=datetime.now(tz=UTC))
+    [snapshot] = SNAPSHOT.run(source="http://auth/jwks")
+    assert snapshot.document == document
+    assert SNAPSHOT.run(source="http://elsewhere/jwks") == []
+
+
+@pytest.mark.usefixtures("counters")
+def test_one_statement_per_run(django_assert_num_queries):
+    COUNTERS.run(scope="login", attempts=0)  # compiled
+    with django_assert_num_queries(1):
+        assert len(COUNTERS.run(scope="login", attempts=1)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_compile_their_own_and_read_their_own_values():
+    counters_create()
+    found = {}
+
+    def read(attempts: int) -> None:
+        try:
+            found[attempts] = [counter.attempts for counter in COUNTERS.run(scope="login", attempts=attempts)]
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=read, args=(attempts,)) for attempts in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == {0: [2, 1, 0], 1: [2, 1], 2: [2]}
+
+
+@pytest.mark.django_db
+def test_a_parameter_that_never_reaches_the_sql_is_refused():
+    ignores_its_parameter = PreparedQuery(
+        RateLimitCounter, lambda scope: RateLimitCounter.objects.filter(scope="login"), scope="scope"
+    )
+    with pytest.raises(ImproperlyConfigured, match="'scope' does not reach the SQL"):
+        ignores_its_parameter.run(scope="login")
+
+
+@pytest.mark.django_db
+def test_only_plain_rows_of_the_model_are_prepared():
+    annotated = PreparedQuery(
+        RateLimitCounter,
+        lambda scope: RateLimitCounter.objects.filter(scope=scope).annotate(later=F("updated_at") + timedelta(1)),
+        scope="scope",
+    )
+    with pytest.raises(ImproperlyConfigured, match="plain RateLimitCounter rows"):
+        annotated.run(scope="login")
+
+
+@pytest.mark.django_db
+def test_a_missing_value_is_refused():
+    with pytest.raises(ValueError, match="scope"):
+        COUNTERS.run(scope=None, attempts=0)

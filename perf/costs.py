@@ -1,0 +1,313 @@
+"""In-process cost of one request to a hot endpoint: where a worker's CPU goes, without k6 or sockets.
+
+    .venv/bin/python perf/costs.py order_detail                 # ms of CPU per request, SQLite
+    .venv/bin/python perf/costs.py order_create --cprofile 30   # the 30 most expensive functions
+    .venv/bin/python perf/costs.py order_detail --instructions     # instructions per request (valgrind)
+    .venv/bin/python perf/costs.py order_detail --database-url postgres://postgres@127.0.0.1:5432/perfwork
+
+The process serves every service (SERVICE=all) with the production settings (DEBUG off, the
+middleware, django-prometheus in multiprocess mode, JSON logs, tracing) and calls the WSGI
+application as gunicorn's worker does. Calls between services (orders charging through payments,
+the service token from auth) go through the same WSGI application in this process instead of a
+socket, so `order_create` counts orders' and payments' work together. Logs go to /dev/null.
+
+`--instructions` runs this script twice under valgrind's callgrind, with two numbers of requests:
+the difference of their instruction counts, divided by the difference of requests, is what one
+request costs without start-up. Instructions are what a busy, noisy machine cannot distort, where
+milliseconds are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+ENDPOINTS = ("healthz", "order_detail", "order_list", "order_create", "payment_create")
+
+
+def environment(workdir: Path, database_url: str | None) -> None:
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "apps.settings",
+            "SERVICE": "all",
+            "DEBUG": "false",
+            "SECRET_KEY": uuid.uuid4().hex * 2,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATA_DIR": str(workdir),
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+            "SERVICE_CLIENT_ID": "orders",
+            "SERVICE_CLIENT_SECRET": uuid.uuid4().hex * 2,
+            "AUTH_SIGNING_KEY": signing_key_pem(),
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    (workdir / "metrics").mkdir()
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+
+
+def signing_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+class WsgiAdapter:
+    """A requests transport that hands each request to a WSGI application in this process."""
+
+    def __init__(self, application):
+        import requests  # noqa: PLC0415
+
+        self.application = application
+        self.requests = requests
+
+    def send(self, request, **_kwargs):
+        url = urlsplit(request.url)
+        body = request.body or b""
+        body = body.encode() if isinstance(body, str) else body
+        environ = wsgi_environ(
+            request.method, url.path, query=url.query, body=body, headers=dict(request.headers), port=url.port or 80
+        )
+        status, headers, content = wsgi_call(self.application, environ)
+        response = self.requests.Response()
+        response.status_code = status
+        response.headers = self.requests.structures.CaseInsensitiveDict(headers)
+        response._content = content
+        response.url = request.url
+        response.request = request
+        response.encoding = "utf-8"
+        return response
+
+    def close(self):
+        pass
+
+
+def wsgi_environ(method: str, path: str, *, query: str = "", body: bytes = b"", headers: dict, port: int = 8000):
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": str(port),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+        elif key != "CONTENT_LENGTH":
+            environ[f"HTTP_{key}"] = value
+    environ["HTTP_HOST"] = f"127.0.0.1:{port}"
+    return environ
+
+
+def wsgi_call(application, environ) -> tuple[int, list[tuple[str, str]], bytes]:
+    started = {}
+
+    def start_response(status, headers, exc_info=None):
+        started["status"], started["headers"] = int(status.split()[0]), headers
+
+    result = application(environ, start_response)
+    try:
+        content = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return started["status"], started["headers"], content
+
+
+class Endpoints:
+    """The requests to measure, with what they need made beforehand (a user, a token, an order)."""
+
+    def __init__(self, application):
+        self.application = application
+        self.calls = 0
+        self.token = self._login()
+        self.order_id = self._post_order("profile-setup")["id"]
+
+    def _request(self, method: str, path: str, *, body: bytes = b"", headers: dict | None = None, port: int = 8002):
+        status, _headers, content = wsgi_call(
+            self.application, wsgi_environ(method, path, body=body, headers=headers or {}, port=port)
+        )
+        return status, content
+
+    def _json(self, method: str, path: str, body: dict, *, headers: dict | None = None, expect: int, port: int):
+        import json  # noqa: PLC0415
+
+        status, content = self._request(
+            method,
+            path,
+            body=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **(headers or {})},
+            port=port,
+        )
+        if status != expect:
+            raise RuntimeError(f"{method} {path}: {status} {content[:500]!r}")
+        return json.loads(content)
+
+    def _login(self) -> str:
+        credentials = {"email": f"profile-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"}
+        self._json("POST", "/api/auth/register/", credentials, expect=201, port=8001)
+        return self._json("POST", "/api/auth/token/", credentials, expect=200, port=8001)["access_token"]
+
+    def _post_order(self, key: str) -> dict:
+        body = {
+            "currency": "EUR",
+            "lines": [
+                {"sku": "BOOK-42", "quantity": 2, "unit_price": 1250},
+                {"sku": "PEN-1", "quantity": 1, "unit_price": 300},
+            ],
+            "payment_method": "pm_card_visa",
+        }
+        headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": key}
+        return self._json("POST", "/api/orders/", body, headers=headers, expect=201, port=8002)
+
+    def run(self, endpoint: str) -> None:
+        self.calls += 1
+        bearer = {"Authorization": f"Bearer {self.token}"}
+        if endpoint == "healthz":
+            status, _ = self._request("GET", "/healthz")
+        elif endpoint == "order_detail":
+            status, _ = self._request("GET", f"/api/orders/{self.order_id}/", headers=bearer)
+        elif endpoint == "order_list":
+            status, _ = self._request("GET", "/api/orders/", headers=bearer)
+        elif endpoint == "order_create":
+            self._post_order(f"profile-{uuid.uuid4().hex}")
+            return
+        else:
+            raise ValueError(endpoint)
+        if status != 200:
+            raise RuntimeError(f"{endpoint}: {status}")
+
+
+def instructions(arguments: argparse.Namespace) -> int:
+    """Instructions per request: two runs under callgrind that differ only in their number of requests."""
+    import re  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    counts = {}
+    few, many = arguments.warmup, arguments.warmup + arguments.requests
+    with tempfile.TemporaryDirectory(prefix="callgrind-") as folder:
+        for requests in (few, many):
+            out = Path(folder) / f"callgrind-{requests}.out"
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                arguments.endpoint,
+                "--requests",
+                str(requests),
+                "--warmup",
+                str(arguments.warmup),
+            ]
+            if arguments.database_url:
+                command += ["--database-url", arguments.database_url]
+            subprocess.run(command, check=True, capture_output=True)  # noqa: S603
+            counts[requests] = int(re.search(r"^summary: (\d+)$", out.read_text(), re.MULTILINE)[1])
+    per_request = (counts[many] - counts[few]) / (many - few)
+    sys.stdout.write(f"{arguments.endpoint}: {per_request / 1e6:.2f} million instructions per request\n")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("endpoint", choices=ENDPOINTS)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--cprofile", type=int, metavar="N", help="print the N functions with the most own time")
+    parser.add_argument("--database-url", help="a PostgreSQL database (default: a SQLite file in a temporary folder)")
+    parser.add_argument("--queries", action="store_true", help="print the SQL of one request (after the warm-up)")
+    parser.add_argument("--sql-chars", type=int, default=300, help="--queries: characters of each statement shown")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request under valgrind (--requests more than --warmup)",
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.instructions:
+        return instructions(arguments)
+
+    with tempfile.TemporaryDirectory(prefix="profile-") as folder:
+        environment(Path(folder), arguments.database_url)
+        import django  # noqa: PLC0415
+
+        django.setup()
+        from django.core.management import call_command  # noqa: PLC0415
+
+        call_command("migrate", verbosity=0, interactive=False)
+        from apps.core import service_calls, tracing  # noqa: PLC0415
+        from apps.core.testing import service_client_provision  # noqa: PLC0415
+        from apps.wsgi import application  # noqa: PLC0415
+
+        tracing.configure("web")
+        from django.conf import settings  # noqa: PLC0415
+
+        service_client_provision(
+            client_id="orders",
+            secret=settings.SERVICE_CLIENT_SECRET,
+            scopes=["payments:charge", "payments:refund", "notifications:publish"],
+        )
+        for retry_everything in (True, False):
+            session = service_calls._session_for(retry_everything)
+            session.mount("http://", WsgiAdapter(application))
+
+        endpoints = Endpoints(application)
+        for _ in range(arguments.warmup):
+            endpoints.run(arguments.endpoint)
+        if arguments.queries:
+            from django.db import connection  # noqa: PLC0415
+            from django.test.utils import CaptureQueriesContext  # noqa: PLC0415
+
+            with CaptureQueriesContext(connection) as captured:
+                endpoints.run(arguments.endpoint)
+            for number, query in enumerate(captured.captured_queries, 1):
+                sys.stderr.write(f"{number:3d} {query['sql'][: arguments.sql_chars]}\n")
+        profiler = cProfile.Profile() if arguments.cprofile else None
+        cpu, wall = time.process_time(), time.perf_counter()
+        with profiler or contextlib.nullcontext():
+            for _ in range(arguments.requests):
+                endpoints.run(arguments.endpoint)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        sys.stderr.write(
+            f"{arguments.endpoint}: {arguments.requests} requests, {cpu / arguments.requests * 1000:.3f} ms CPU and "
+            f"{wall / arguments.requests * 1000:.3f} ms wall per request\n"
+        )
+        if profiler is not None:
+            stream = io.StringIO()
+            stats = pstats.Stats(profiler, stream=stream)
+            stats.sort_stats("tottime").print_stats(arguments.cprofile)
+            stats.sort_stats("cumulative").print_stats(arguments.cprofile)
+            sys.stderr.write(stream.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

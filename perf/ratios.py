@@ -1,0 +1,576 @@
+"""Side-by-side benchmark: the services' hot requests as a ratio of a bare Django view's throughput.
+
+    .venv/bin/python perf/bench.py --scenario ratios                  # SQLite, then PostgreSQL (make bench)
+    .venv/bin/python perf/bench.py --scenario ratios --db sqlite --duration 30s
+
+Absolute requests per second say as much about the machine (and whatever else it runs) as about the
+code. Here every phase of one run shares the machine with a ceiling measured in that same run: a
+bare Django project (perf/bare: one JSON view, no middleware, no database) served by the platform's
+own platform/gunicorn.conf.py with the same workers and threads. Its throughput is what Django and
+gunicorn cost on this machine, and the goals are ratios to it:
+
+- P1: `GET /api/orders/{id}/` with a valid access token (verified locally, the caller's own order)
+  at READ_VUS closed-loop virtual users, at least 0.50 of the bare view at the same VUs, no error;
+- P2: `POST /api/orders/` with a unique Idempotency-Key (orders stores it, payments charges it, both
+  write their outbox rows, the relays deliver to notifications), at CREATE_VUS, at least 0.10 of the
+  bare view at the same VUs, no error, p99 under 1 s;
+- P4: every service's worker under 120 MiB resident throughout, and orders with 2 workers serving the
+  token-verified read at least 1.7 times what it serves with 1.
+
+The platform is started as perf/bench.py starts it (tests/live.py: gunicorn with the production
+config, DEBUG off, own database per service, relays and the email worker running). Each phase is one
+k6 run (perf/k6/ratios.js, closed loop: every virtual user waits for its answer); while it runs, CPU
+time and resident memory of every process are read from /proc once a second, so each phase also
+gives CPU milliseconds per request of each service, and the CPU the rest of the machine used
+meanwhile (a busy machine shows there). Results: perf/results/<date>-ratios[-tag].md and .json.
+Exit status 0 when every goal held on every database, 1 otherwise (the results are written either way).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import (
+    K6,
+    PERF,
+    REPO,
+    SERVICES,
+    _comm,
+    children,
+    cpu_seconds,
+    git_commit,
+    machine_cpu,
+    machine_description,
+    rss_bytes,
+)
+
+from tests.live import BIN, GUNICORN_CONFIG, Databases, LoggedProcess, Stack, free_port, stack_start
+
+logger = logging.getLogger("bench.ratios")
+
+SCRIPT = PERF / "k6" / "ratios.js"
+P1_RATIO = 0.50
+P2_RATIO = 0.10
+P2_P99_MS = 1000.0
+P4_WORKER_RSS_MIB = 120
+P4_SCALING = 1.7
+MIB = 1024 * 1024
+
+
+# --- the bare view ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BareServer(LoggedProcess):
+    """perf/bare under the platform's gunicorn configuration, with the services' workers and threads."""
+
+    workdir: Path
+    workers: str
+    threads: str
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 30.0) -> BareServer:
+        env = {
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108
+            "DJANGO_SETTINGS_MODULE": "perf.bare.settings",
+            "SERVICE": "bare",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": self.workers,
+            "GUNICORN_THREADS": self.threads,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-bare-{self.port}"),
+            "DRAIN_FILE": str(self.workdir / f"bare-{self.port}.draining"),
+            "GUNICORN_WORKER_TMP_DIR": str(self.workdir),
+        }
+        # The application named on the command line takes the place of the config's `wsgi_app`;
+        # everything else (worker class, threads, timeouts, keep-alive, logging) is the config's.
+        self.spawn(
+            [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONFIG), "perf.bare.wsgi:application"],
+            env=env,
+            log_path=self.workdir / f"bare-{self.port}.log",
+        )
+        deadline = time.monotonic() + timeout
+        import requests  # noqa: PLC0415
+
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the bare view exited with {self.process.returncode}:\n{self.log_text()}")
+            try:
+                if requests.get(f"{self.url}/bare/", timeout=5).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"the bare view did not answer within {timeout}s:\n{self.log_text()}")
+
+
+# --- measuring the processes -----------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """A process to measure: a gunicorn server (master and its workers) or a single process."""
+
+    name: str
+    pid: int
+    forks_workers: bool
+
+    def cpu(self) -> float:
+        total = cpu_seconds(self.pid, with_reaped_children=True)
+        if self.forks_workers:
+            total += sum(cpu_seconds(child) for child in children(self.pid))
+        return total
+
+    def worker_rss(self) -> list[int]:
+        return [rss_bytes(child) for child in children(self.pid)] if self.forks_workers else [rss_bytes(self.pid)]
+
+
+def postgres_backends(marker: str) -> list[int]:
+    """The PostgreSQL server processes serving this run's databases (their names carry `marker`), and
+    not those of anyone else sharing the server."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or _comm(int(entry.name)) != "postgres":
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class PhaseSampler:
+    """Once a second while k6 runs: CPU seconds of every measured process, of this run's PostgreSQL
+    backends, of k6 and of the whole machine; and each worker's resident memory, its peak kept."""
+
+    processes: list[Measured]
+    postgres_marker: str | None
+    k6_pid: int | None = None
+    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    peak_worker_rss: dict[str, int] = field(default_factory=dict)
+    _postgres_seen: dict[int, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        cpu = {process.name: process.cpu() for process in self.processes}
+        if self.postgres_marker is not None:
+            # A backend that exits takes its CPU time with it: keep the last reading of each one seen.
+            for pid in postgres_backends(self.postgres_marker):
+                self._postgres_seen[pid] = cpu_seconds(pid)
+            cpu["postgres"] = sum(self._postgres_seen.values())
+        if self.k6_pid is not None:
+            cpu["k6"] = cpu_seconds(self.k6_pid)
+        cpu["whole machine"], cpu["stolen by the hypervisor"] = machine_cpu()
+        self.samples.append((time.monotonic(), cpu))
+        for process in self.processes:
+            for rss in process.worker_rss():
+                self.peak_worker_rss[process.name] = max(self.peak_worker_rss.get(process.name, 0), rss)
+
+    def cores(self, start: float, end: float) -> dict[str, float]:
+        """Average cores each process used between the samples nearest to `start` and `end`."""
+        first = min(self.samples, key=lambda sample: abs(sample[0] - start))
+        last = min(self.samples, key=lambda sample: abs(sample[0] - end))
+        seconds = max(last[0] - first[0], 1e-9)
+        cores = {name: (value - first[1].get(name, 0.0)) / seconds for name, value in last[1].items()}
+        ours = sum(value for name, value in cores.items() if name not in {"whole machine", "stolen by the hypervisor"})
+        cores["rest of the machine"] = max(0.0, cores["whole machine"] - ours)
+        return cores
+
+    def __enter__(self) -> PhaseSampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+# --- one phase -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """One k6 run: which request, how many virtual users, how many orders workers, and what it gave."""
+
+    name: str
+    target: str
+    vus: int
+    orders_workers: int
+    seconds: int = 0
+    count: int = 0
+    rate: float = 0.0
+    median_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    errors: int = 0
+    checks_failed: int = 0
+    k6_exit_code: int = 0
+    cores: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    peak_worker_rss_mib: dict[str, float] = field(default_factory=dict)
+
+
+def phase_run(
+    phase: Phase, *, stack: Stack, bare: BareServer, processes: list[Measured], marker: str | None, args, workdir: Path
+) -> Phase:
+    seconds = args.phase_seconds
+    summary_path = workdir / f"summary-{phase.name}.json"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108
+        "K6_NO_USAGE_REPORT": "true",  # the run talks to 127.0.0.1 and nothing else
+        **{f"{name.upper()}_URL": stack[name].url for name in SERVICES},
+        "BARE_URL": bare.url,
+        "TARGET": phase.target,
+        "VUS": str(phase.vus),
+        "USERS": str(args.users),
+        "DURATION": f"{seconds}s",
+        "SUMMARY_FILE": str(summary_path),
+    }
+    command = [str(K6), "run", "--no-usage-report", "--quiet", str(SCRIPT)]
+    logger.info("phase %s: %s at %d VUs for %d s", phase.name, phase.target, phase.vus, seconds)
+    with PhaseSampler(processes, marker) as sampler:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+        sampler.k6_pid = process.pid
+        try:
+            phase.k6_exit_code = process.wait(timeout=seconds + 120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        finished = time.monotonic()
+    summary = json.loads(summary_path.read_text())
+    metrics = summary["metrics"]
+    values = metrics[f"http_req_duration{{name:{phase.target}}}"]["values"]
+    failed = metrics.get(f"http_req_failed{{name:{phase.target}}}", {}).get("values", {})
+    phase.seconds = seconds
+    phase.count = int(values["count"])
+    phase.rate = phase.count / seconds
+    phase.median_ms, phase.p95_ms, phase.p99_ms, phase.max_ms = (
+        values["med"],
+        values["p(95)"],
+        values["p(99)"],
+        values["max"],
+    )
+    phase.errors = int(failed.get("passes", 0))
+    phase.checks_failed = int(metrics["checks"]["values"]["fails"])
+    # The steady part of the phase: its last seconds before k6 exited, without setup() and its logins.
+    phase.cores = sampler.cores(finished - seconds + 1, finished - 1)
+    phase.cpu_ms_per_request = {
+        name: cores * 1000 / phase.rate if phase.rate else 0.0
+        for name, cores in phase.cores.items()
+        if name != "stolen by the hypervisor"
+    }
+    phase.peak_worker_rss_mib = {name: rss / MIB for name, rss in sampler.peak_worker_rss.items()}
+    return phase
+
+
+# --- one database ----------------------------------------------------------------------------------
+
+
+def measured_processes(stack: Stack, bare: BareServer) -> list[Measured]:
+    processes = [Measured("bare", bare.process.pid, forks_workers=True)]
+    processes += [Measured(name, stack[name].process.pid, forks_workers=True) for name in SERVICES]
+    processes += [
+        Measured(f"{name} {'email worker' if relay.command == 'email_deliver' else 'relay'}", relay.process.pid, False)
+        for name, relay in stack.relays.items()
+    ]
+    return processes
+
+
+def database_run(database: str, args) -> dict:
+    database_url = args.database_url if database == "postgres" else None
+    with tempfile.TemporaryDirectory(prefix="ratios-") as folder:
+        workdir = Path(folder)
+        databases = Databases(workdir, database_url)
+        logger.info("starting the services (%s) and the bare view", database)
+        stack_run = stack_start(workdir, databases, SERVICES)
+        bare = None
+        try:
+            stack = next(stack_run)
+            env = stack["orders"].env
+            bare = BareServer(workdir=workdir, workers=env["WEB_CONCURRENCY"], threads=env["GUNICORN_THREADS"]).start()
+            marker = databases.suffix if database_url else None
+            workers = int(env["WEB_CONCURRENCY"])
+
+            def measure(phase: Phase) -> Phase:
+                processes = measured_processes(stack, bare)
+                return phase_run(
+                    phase, stack=stack, bare=bare, processes=processes, marker=marker, args=args, workdir=workdir
+                )
+
+            phases = [
+                measure(Phase("bare-read", "bare", args.read_vus, workers)),
+                measure(Phase("order-read", "order_read", args.read_vus, workers)),
+                measure(Phase("bare-create", "bare", args.create_vus, workers)),
+                measure(Phase("order-create", "order_create", args.create_vus, workers)),
+            ]
+            if not args.no_scaling:
+                # P4: the same read against orders with one worker (threads unchanged).
+                orders = stack["orders"]
+                orders.stop()
+                orders.env = {**orders.env, "WEB_CONCURRENCY": "1"}
+                orders.start()
+                phases.append(measure(Phase("order-read-1-worker", "order_read", args.read_vus, 1)))
+            logs = {name: log_warnings(stack[name].log_text()) for name in SERVICES}
+        finally:
+            if bare is not None:
+                bare.stop()
+            stack_run.close()
+            databases.drop_all()
+    return {"database": database, "phases": [asdict(phase) for phase in phases], "log_warnings": logs}
+
+
+def log_warnings(text: str) -> dict[str, int]:
+    """JSON log lines at warning or above, counted by message."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in {"warning", "error", "critical"}:
+                message = str(entry.get("message", ""))[:120]
+                found[message] = found.get(message, 0) + 1
+    return found
+
+
+# --- the goals -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    goal: str
+    value: str
+    held: bool
+
+
+def verdicts(result: dict) -> list[Verdict]:
+    phases = {phase["name"]: phase for phase in result["phases"]}
+    read, bare_read = phases["order-read"], phases["bare-read"]
+    create, bare_create = phases["order-create"], phases["bare-create"]
+    p1 = read["rate"] / bare_read["rate"] if bare_read["rate"] else 0.0
+    p2 = create["rate"] / bare_create["rate"] if bare_create["rate"] else 0.0
+    found = [
+        Verdict(
+            "P1 token-verified read",
+            f"{p1:.3f} ({read['rate']:.0f} / {bare_read['rate']:.0f} req/s), {read['errors']} errors",
+            p1 >= P1_RATIO and read["errors"] == 0 and read["checks_failed"] == 0,
+        ),
+        Verdict(
+            "P2 order placement",
+            f"{p2:.3f} ({create['rate']:.1f} / {bare_create['rate']:.0f} req/s), {create['errors']} errors, "
+            f"p99 {create['p99_ms']:.0f} ms",
+            p2 >= P2_RATIO and create["errors"] == 0 and create["checks_failed"] == 0 and create["p99_ms"] < P2_P99_MS,
+        ),
+    ]
+    services_rss = {
+        name: max(phase["peak_worker_rss_mib"].get(name, 0.0) for phase in result["phases"]) for name in SERVICES
+    }
+    largest = max(services_rss, key=services_rss.get)
+    found.append(
+        Verdict(
+            "P4 worker memory",
+            f"largest worker {services_rss[largest]:.0f} MiB ({largest})",
+            services_rss[largest] < P4_WORKER_RSS_MIB,
+        )
+    )
+    if "order-read-1-worker" in phases:
+        one = phases["order-read-1-worker"]
+        scaling = read["rate"] / one["rate"] if one["rate"] else 0.0
+        found.append(
+            Verdict(
+                "P4 1 to 2 workers",
+                f"{scaling:.2f}x ({one['rate']:.0f} -> {read['rate']:.0f} req/s)",
+                scaling >= P4_SCALING and one["errors"] == 0,
+            )
+        )
+    return found
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+GOALS = {
+    "P1 token-verified read": f">= {P1_RATIO:.2f} of the bare view, 0 errors",
+    "P2 order placement": f">= {P2_RATIO:.2f} of the bare view, 0 errors, p99 < {P2_P99_MS:.0f} ms",
+    "P4 worker memory": f"every service's worker < {P4_WORKER_RSS_MIB} MiB",
+    "P4 1 to 2 workers": f">= {P4_SCALING}x",
+}
+NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+# Rows of the CPU table, in the order a request travels.
+CPU_ROWS = (
+    "bare",
+    "orders",
+    "payments",
+    "auth",
+    "notifications",
+    "orders relay",
+    "payments relay",
+    "notifications email worker",
+    "postgres",
+    "k6",
+    "rest of the machine",
+    "whole machine",
+)
+
+
+def report(results: list[dict], *, machine: dict[str, str], command: str, load_before: str, args) -> str:
+    lines = [
+        f"# Side by side: the services against a bare Django view, {args.date}",
+        "",
+        f"Recorded with `{command}` at commit `{git_commit()}`. Load average before the run "
+        f"(1, 5, 15 min): {load_before}.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in machine.items()),
+        "",
+        "Everything ran on this one machine: k6, the bare view, the four services, their relays and the email "
+        'worker, and the database. "rest of the machine" below is the CPU that other processes used meanwhile.',
+        "",
+        "## Goals",
+        "",
+        "| goal | target | " + " | ".join(NAMES[result["database"]] for result in results) + " |",
+        "|---|---|" + "---|" * len(results),
+    ]
+    by_database = [{verdict.goal: verdict for verdict in verdicts(result)} for result in results]
+    for goal, target in GOALS.items():
+        cells = []
+        for found in by_database:
+            verdict = found.get(goal)
+            cells.append("—" if verdict is None else f"{verdict.value}: {'held' if verdict.held else '**missed**'}")
+        lines.append(f"| {goal} | {target} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Configuration",
+        "",
+        f"- Each phase: k6 `perf/k6/ratios.js`, closed loop (`constant-vus`), {args.phase_seconds} s; reads at "
+        f"{args.read_vus} virtual users, placements at {args.create_vus} ({args.users} users logged in during setup).",
+        "- Services and the bare view: `platform/gunicorn.conf.py`, 2 workers x 4 threads each, DEBUG off, JSON "
+        "logs to a file; outbox relays and the email worker running (poll interval 0.1 s).",
+        '- The bare view: perf/bare, `GET /bare/` answering `{"status": "ok", "service": "bare"}`; '
+        "no middleware, no database.",
+        "- P4 scaling: orders restarted with 1 worker (4 threads), the token-verified read again.",
+        "",
+    ]
+    for result in results:
+        lines += database_section(result)
+    return "\n".join(lines)
+
+
+def database_section(result: dict) -> list[str]:
+    phases = result["phases"]
+    lines = [
+        f"## {NAMES[result['database']]}",
+        "",
+        "| phase | request | VUs | orders workers | req/s | median | p95 | p99 | max | errors | failed checks |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for phase in phases:
+        lines.append(
+            f"| {phase['name']} | {phase['target']} | {phase['vus']} | {phase['orders_workers']} | "
+            f"{phase['rate']:.1f} | {phase['median_ms']:.1f} | {phase['p95_ms']:.1f} | {phase['p99_ms']:.1f} | "
+            f"{phase['max_ms']:.1f} | {phase['errors']} | {phase['checks_failed']} |"
+        )
+    lines += [
+        "",
+        "CPU milliseconds per request of each process during the phase's steady load (cores used x 1000 / req/s):",
+        "",
+        "| process | " + " | ".join(phase["name"] for phase in phases) + " |",
+        "|---|" + "---:|" * len(phases),
+    ]
+    for row in CPU_ROWS:
+        if not any(row in phase["cpu_ms_per_request"] for phase in phases):
+            continue
+        cells = [f"{phase['cpu_ms_per_request'].get(row, 0.0):.2f}" for phase in phases]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Cores used on average (the machine has "
+        f"{os.cpu_count()}): "
+        + "; ".join(
+            f"{phase['name']} {phase['cores'].get('whole machine', 0.0):.2f} in all, "
+            f"{phase['cores'].get('rest of the machine', 0.0):.2f} by other processes"
+            for phase in phases
+        )
+        + ".",
+        "",
+        "Peak resident memory of one worker, MiB: "
+        + ", ".join(
+            f"{name} {max(phase['peak_worker_rss_mib'].get(name, 0.0) for phase in phases):.0f}"
+            for name in ("bare", *SERVICES)
+        )
+        + ".",
+        "",
+        "Warnings and errors in the services' logs: "
+        + (
+            "; ".join(
+                f"{name}: " + ", ".join(f"{count} x `{message}`" for message, count in messages.items())
+                for name, messages in result["log_warnings"].items()
+                if messages
+            )
+            or "none"
+        )
+        + ".",
+        "",
+    ]
+    return lines
+
+
+def run(args) -> int:
+    databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    machine = machine_description("postgres" if "postgres" in databases else "sqlite", args.database_url)
+    if "postgres" in databases and "sqlite" in databases:
+        import sqlite3  # noqa: PLC0415
+
+        machine["SQLite"] = sqlite3.sqlite_version
+    results = [database_run(database, args) for database in databases]
+    results_dir = Path(args.results)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.date}-ratios" + (f"-{args.tag}" if args.tag else "")
+    command = " ".join([".venv/bin/python perf/bench.py", shlex.join(args.argv)]).strip()
+    (results_dir / f"{stem}.md").write_text(
+        report(results, machine=machine, command=command, load_before=load_before, args=args)
+    )
+    (results_dir / f"{stem}.json").write_text(
+        json.dumps(
+            {"machine": machine, "load_before": load_before, "commit": git_commit(), "results": results},
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
+    sys.stdout.write(f"{results_dir / f'{stem}.md'}\n")
+    held = all(verdict.held for result in results for verdict in verdicts(result))
+    return 0 if held else 1
