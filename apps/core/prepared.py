@@ -109,7 +109,8 @@ class PreparedQuery:
         converters = compiler.get_converters([column[0] for column in select])
         return _Compiled(sql, tuple(template), positions, attnames, converters, compiler)
 
-    def run(self, **values) -> list[models.Model]:
+    def _statement(self, values: dict) -> tuple[str, _Compiled, list]:
+        """The database alias, the compiled statement and its parameters with these values in place."""
         alias = router.db_for_read(self.model)
         compiled = getattr(self._local, alias, None)
         if compiled is None:
@@ -123,9 +124,61 @@ class PreparedQuery:
             prepared = _prepare(field, values[name], connection)
             for index in compiled.positions[name]:
                 params[index] = prepared
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            rows = cursor.fetchall()
+        return alias, compiled, params
+
+    def _instances(self, alias: str, compiled: _Compiled, rows: list) -> list[models.Model]:
         if compiled.converters:
             rows = compiled.compiler.apply_converters(rows, compiled.converters)
         return [self.model.from_db(alias, compiled.attnames, row) for row in rows]
+
+    def run(self, **values) -> list[models.Model]:
+        alias, compiled, params = self._statement(values)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        return self._instances(alias, compiled, rows)
+
+
+def _sends_statements_together(cursor) -> bool:
+    """Whether one execute() on this cursor may carry several statements and return each one's rows:
+    psycopg's client-side binding cursor (Django's default on PostgreSQL) sends the statement, values
+    in place, through the simple query protocol, which allows several; SQLite's driver runs one."""
+    try:
+        from psycopg import ClientCursor
+    except ImportError:  # psycopg is only needed where PostgreSQL is
+        return False
+    return isinstance(cursor.cursor, ClientCursor)
+
+
+def run_together(*reads: tuple[PreparedQuery, dict]) -> list[list[models.Model]]:
+    """Several prepared reads on one database, each `(query, values)`; their instances, in order.
+
+    On PostgreSQL they go as one message and come back as one answer, one result set each: one round
+    trip to the server instead of one per read, which under load is what a read costs most beyond
+    the ORM (each wait hands the interpreter to another thread and back). Elsewhere (SQLite, where a
+    read is a function call) they run one after the other. Either way each read is its own statement,
+    so each sees what a read run alone would."""
+    statements = [query._statement(values) for query, values in reads]
+    aliases = {alias for alias, _compiled, _params in statements}
+    if len(aliases) != 1:
+        raise ImproperlyConfigured(f"reads run together on one database, not on {sorted(aliases)}")
+    alias = statements[0][0]
+    results = []
+    with connections[alias].cursor() as cursor:
+        if len(statements) > 1 and _sends_statements_together(cursor):
+            cursor.execute(
+                "; ".join(compiled.sql for _alias, compiled, _params in statements),
+                [param for _alias, _compiled, params in statements for param in params],
+            )
+            for index in range(len(statements)):
+                if index and not cursor.nextset():
+                    raise RuntimeError(f"{len(statements)} statements sent, {index} results came back")
+                results.append(cursor.fetchall())
+        else:
+            for _alias, compiled, params in statements:
+                cursor.execute(compiled.sql, params)
+                results.append(cursor.fetchall())
+    return [
+        query._instances(alias, compiled, rows)
+        for (query, _values), (alias, compiled, _params), rows in zip(reads, statements, results, strict=True)
+    ]

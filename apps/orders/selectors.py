@@ -5,7 +5,7 @@ import uuid
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 
-from apps.core.prepared import PreparedQuery
+from apps.core.prepared import PreparedQuery, run_together
 from apps.orders.models import Order, OrderLine, OrderStatusChange
 
 # Where an order's lines and history are kept on it for OrderOutputSerializer, in their order.
@@ -33,7 +33,8 @@ def order_list(*, customer_id: str) -> QuerySet[Order]:
 
 
 # One order is what every read, placement and cancellation answers with: its three queries are
-# prepared (apps.core.prepared), the same SQL the querysets below compile to, compiled once.
+# prepared (apps.core.prepared), the same SQL the querysets below compile to, compiled once, and sent
+# together (one round trip on PostgreSQL).
 _ORDER = PreparedQuery(
     Order,
     lambda customer_id, order_id: Order.objects.filter(customer_id=customer_id, pk=order_id).order_by(),
@@ -69,10 +70,16 @@ def order_by_idempotency_key(*, customer_id: str, idempotency_key: str) -> Order
 def order_get(*, customer_id: str, order_id: uuid.UUID) -> Order:
     """One of the customer's orders, with its lines and history; another customer's order is a 404,
     as if it did not exist."""
-    found = _ORDER.run(customer_id=customer_id, order_id=order_id)
+    # The lines and history are asked for by the order's id alone, in the same trip as the order,
+    # and dropped unseen when the order is not this customer's.
+    found, lines, history = run_together(
+        (_ORDER, {"customer_id": customer_id, "order_id": order_id}),
+        (_LINES, {"order_id": order_id}),
+        (_HISTORY, {"order_id": order_id}),
+    )
     if not found:
         raise Http404("No such order.")
     order = found[0]
-    setattr(order, LINES, _LINES.run(order_id=order.id))
-    setattr(order, HISTORY, _HISTORY.run(order_id=order.id))
+    setattr(order, LINES, lines)
+    setattr(order, HISTORY, history)
     return order

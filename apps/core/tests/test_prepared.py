@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import F
 
 from apps.core.models import KeySetSnapshot, RateLimitCounter
-from apps.core.prepared import PreparedQuery
+from apps.core.prepared import PreparedQuery, run_together
 
 COUNTERS = PreparedQuery(
     RateLimitCounter,
@@ -116,3 +116,25 @@ def test_only_plain_rows_of_the_model_are_prepared():
 def test_a_missing_value_is_refused():
     with pytest.raises(ValueError, match="scope"):
         COUNTERS.run(scope=None, attempts=0)
+
+
+@pytest.mark.usefixtures("counters")
+def test_reads_run_together_give_what_each_gives_alone_in_one_trip_on_postgresql(django_assert_num_queries):
+    reads = [
+        (COUNTERS, {"scope": "login", "attempts": 1}),
+        (SNAPSHOT, {"source": "http://nowhere/jwks"}),  # no rows, between two that have some
+        (COUNTERS, {"scope": "register", "attempts": 0}),
+    ]
+    alone = [[field_values(row) for row in query.run(**values)] for query, values in reads]
+    trips = 1 if connection.vendor == "postgresql" else len(reads)
+    with django_assert_num_queries(trips):
+        together = run_together(*reads)
+    assert [[field_values(row) for row in rows] for rows in together] == alone
+    assert [len(rows) for rows in together] == [2, 0, 1]
+    assert all(row._state.adding is False for rows in together for row in rows)
+
+
+@pytest.mark.django_db
+def test_a_missing_value_among_reads_run_together_sends_none_of_them(django_assert_num_queries):
+    with django_assert_num_queries(0), pytest.raises(ValueError, match="scope"):
+        run_together((SNAPSHOT, {"source": "http://auth/jwks"}), (COUNTERS, {"scope": None, "attempts": 0}))
