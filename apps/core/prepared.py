@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models, router
+from psycopg import ClientCursor
 
 _counter = itertools.count(1)
 
@@ -143,10 +144,6 @@ def _sends_statements_together(cursor) -> bool:
     """Whether one execute() on this cursor may carry several statements and return each one's rows:
     psycopg's client-side binding cursor (Django's default on PostgreSQL) sends the statement, values
     in place, through the simple query protocol, which allows several; SQLite's driver runs one."""
-    try:
-        from psycopg import ClientCursor
-    except ImportError:  # psycopg is only needed where PostgreSQL is
-        return False
     return isinstance(cursor.cursor, ClientCursor)
 
 
