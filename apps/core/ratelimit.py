@@ -1,7 +1,8 @@
 """Rate limits that hold across every worker and pod: the service's database is the shared store.
 
-Two shapes, both decided under a row lock (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite's write
-transactions are serial), so that concurrent requests can never all read "one left" and all pass:
+Two shapes, both decided under a row lock (taken by the statement that makes or finds the counter
+on PostgreSQL; SQLite's write transactions are serial), so that concurrent requests can never all
+read "one left" and all pass:
 
 - `rate_limit_take`: a token bucket. At most `count` requests per `period` seconds per key, in
   bursts of up to `count`: what bounds the CPU one client address can spend on password hashing.
@@ -21,7 +22,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 from prometheus_client import Counter
 from rest_framework.exceptions import Throttled
@@ -38,27 +39,65 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-# How often a counter deleted between its creation and its lock is made again (see _counter_locked).
-COUNTER_LOCK_ATTEMPTS = 5
+_COUNTER_FIELDS = [field for field in RateLimitCounter._meta.concrete_fields if not field.primary_key]
+_RETURNED_FIELDS = [RateLimitCounter._meta.pk, *_COUNTER_FIELDS]
+
+
+def _counter_upsert(connection) -> tuple[str, list]:
+    """The one statement that makes the counter or, when it exists, locks it, returning its row, and
+    the converters of its columns (SQLite returns datetimes as text), made once per database."""
+    cached = _UPSERTS.get(connection.alias)
+    if cached is None:
+        quote = connection.ops.quote_name
+        meta = RateLimitCounter._meta
+        table = quote(meta.db_table)
+        scope, key = (quote(meta.get_field(name).column) for name in ("scope", "key_digest"))
+        inserted = ", ".join(quote(field.column) for field in _COUNTER_FIELDS)
+        returned = ", ".join(quote(field.column) for field in _RETURNED_FIELDS)
+        values = ", ".join(["%s"] * len(_COUNTER_FIELDS))
+        # Names from the model's own metadata, quoted; the values are parameters.
+        sql = (
+            f"INSERT INTO {table} ({inserted}) VALUES ({values}) "  # noqa: S608
+            f"ON CONFLICT ({scope}, {key}) DO UPDATE SET {scope} = EXCLUDED.{scope} RETURNING {returned}"
+        )
+        columns = [field.get_col(RateLimitCounter._meta.db_table) for field in _RETURNED_FIELDS]
+        converters = [
+            (column, connection.ops.get_db_converters(column) + column.get_db_converters(connection))
+            for column in columns
+        ]
+        cached = _UPSERTS[connection.alias] = (sql, converters)
+    return cached
+
+
+_UPSERTS: dict[str, tuple[str, list]] = {}
+
+
+def _converted(value, column, converters, connection):
+    for converter in converters:
+        value = converter(value, column, connection)
+    return value
 
 
 def _counter_locked(scope: str, key: str, *, now: datetime, tokens: float = 0) -> RateLimitCounter:
     """The counter row for (scope, key), created if missing, locked until the transaction ends.
 
-    Creating and locking are two statements: a request that proved itself (attempts_reset) or the
-    prune may delete the row between them, committed before this one's lock. A missing row is then
-    made again: the next request starts from a fresh counter, as it would after the reset. Once
-    locked, a delete waits for this transaction."""
-    digest = _digest(key)
-    for _ in range(COUNTER_LOCK_ATTEMPTS):
-        RateLimitCounter.objects.bulk_create(
-            [RateLimitCounter(scope=scope, key_digest=digest, tokens=tokens, attempts=0, updated_at=now)],
-            ignore_conflicts=True,
-        )
-        counter = RateLimitCounter.objects.select_for_update().filter(scope=scope, key_digest=digest).first()
-        if counter is not None:
-            return counter
-    raise RuntimeError(f"rate limit counter {scope} deleted {COUNTER_LOCK_ATTEMPTS} times before it could be locked")
+    One statement (INSERT ... ON CONFLICT DO UPDATE ... RETURNING) creates the row or locks the one
+    there: nothing can delete it between a creation and a lock. A request that proved itself
+    (attempts_reset) or the prune may delete it while this one waits for its lock; PostgreSQL then
+    inserts a fresh counter, as the next request after the reset would start from. On SQLite the
+    write transaction (BEGIN IMMEDIATE) already excludes every other writer."""
+    connection = transaction.get_connection(router.db_for_write(RateLimitCounter))
+    sql, converters = _counter_upsert(connection)
+    made = RateLimitCounter(scope=scope, key_digest=_digest(key), tokens=tokens, attempts=0, updated_at=now)
+    params = [field.get_db_prep_save(getattr(made, field.attname), connection) for field in _COUNTER_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    values = [
+        _converted(value, column, column_converters, connection)
+        for value, (column, column_converters) in zip(row, converters, strict=True)
+    ]
+    return RateLimitCounter.from_db(connection.alias, [field.attname for field in _RETURNED_FIELDS], values)
 
 
 REFUSALS = Counter(

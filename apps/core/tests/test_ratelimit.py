@@ -1,11 +1,12 @@
 """Rate limits in the database: token buckets, exponential pauses, and rates as settings spell them."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from apps.core.models import RateLimitCounter
@@ -134,25 +135,56 @@ def test_each_refusal_is_counted_by_the_scope_that_refused_it(clock):
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 0]
 
 
-def test_a_counter_deleted_between_its_creation_and_its_lock_is_made_again(monkeypatch):
-    """The interleaving of two requests of one account: this one creates (or finds) the counter, the
-    other proves itself and deletes it, committed before this one locks it. Seen from here: the row
-    is gone when the locking read runs. That read must not fail (it was a 500)."""
-    real = RateLimitCounter.objects.bulk_create
-    deleted = []
+def test_a_counter_is_made_or_found_and_locked_in_one_statement(clock, django_assert_num_queries):
+    """Made, then found: one statement each time, so nothing can delete the row between a creation
+    and a lock (a second statement's read of a row deleted meanwhile was a 500)."""
+    backoff = Backoff(free=3, base=1, maximum=60, window=3600)
+    for expected in (1, 2):
+        with django_assert_num_queries(4) as captured:  # a savepoint, its release, and between them:
+            attempt_reserve(Attempt("client-token:client", "orders", backoff))
+        verbs = [query["sql"].split()[0] for query in captured.captured_queries]
+        assert verbs == ["SAVEPOINT", "INSERT", "UPDATE", "RELEASE"]  # made or found and locked; saved
+        counter = RateLimitCounter.objects.get(scope="client-token:client")
+        assert (counter.attempts, counter.updated_at) == (expected, clock.now)
 
-    def then_the_other_request_resets(objs, **kwargs):
-        made = real(objs, **kwargs)
-        if not deleted:
-            deleted.append(RateLimitCounter.objects.filter(scope="client-token:client").delete()[0])
-        return made
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent transactions need PostgreSQL")
+def test_a_counter_deleted_while_another_request_waits_for_its_lock_is_made_again():
+    """One request holds the counter's lock and deletes it (it proved itself); another waits for that
+    lock meanwhile. Once the first commits, the waiting one counts its attempt on a fresh counter."""
     backoff = Backoff(free=3, base=1, maximum=60, window=3600)
     attempt_reserve(Attempt("client-token:client", "orders", backoff))
-    monkeypatch.setattr(RateLimitCounter.objects, "bulk_create", then_the_other_request_resets)
-    attempt_reserve(Attempt("client-token:client", "orders", backoff))
+    locked, done, errors = threading.Event(), threading.Event(), []
 
-    assert deleted == [1]
+    def waiting_request() -> None:
+        try:
+            locked.wait(timeout=30)
+            attempt_reserve(Attempt("client-token:client", "orders", backoff))
+        except Exception as error:  # the thread's failure is the test's
+            errors.append(repr(error))
+        finally:
+            done.set()
+            connections.close_all()
+
+    waiter = threading.Thread(target=waiting_request)
+    waiter.start()
+    with transaction.atomic():
+        RateLimitCounter.objects.select_for_update().get(scope="client-token:client")
+        attempts_reset(scope="client-token:client", key="orders")
+        locked.set()
+        with connection.cursor() as cursor:
+            for _ in range(300):  # until the other request waits on the lock, 30 s at most
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("the other request never waited for the counter's lock")
+        assert not done.is_set()
+    waiter.join(timeout=30)
+    assert (waiter.is_alive(), errors) == (False, [])
     assert RateLimitCounter.objects.get(scope="client-token:client").attempts == 1
 
 
@@ -160,8 +192,9 @@ def test_a_counter_deleted_between_its_creation_and_its_lock_is_made_again(monke
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent transactions need PostgreSQL")
 def test_attempts_and_resets_of_one_key_from_many_threads_never_fail():
     """Service clients starting together: each thread reserves an attempt of one client, then resets
-    it (the secret was right), 40 times. Before the retry in _counter_locked, a reset committed
-    between another thread's insert and its lock made that thread's read raise DoesNotExist."""
+    it (the secret was right), 40 times. When the counter was made and locked by two statements, a
+    reset committed between them made the lock's read find nothing (DoesNotExist, then a retry that
+    six threads could exhaust)."""
     backoff = Backoff(free=1000, base=1, maximum=1, window=3600)
     errors = []
 
