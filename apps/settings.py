@@ -234,6 +234,8 @@ PROMETHEUS_LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"),
 )  # fmt: skip
 _database["ENGINE"] = _database["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
+# PostgreSQL's connection health check without a round trip per request (apps/core/db/postgresql).
+_database["ENGINE"] = _database["ENGINE"].replace("django_prometheus.db.backends.postgresql", "apps.core.db.postgresql")
 if _database["ENGINE"].endswith("sqlite3"):
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     _database["OPTIONS"] = {
