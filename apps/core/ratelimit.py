@@ -43,11 +43,11 @@ _COUNTER_FIELDS = [field for field in RateLimitCounter._meta.concrete_fields if 
 _RETURNED_FIELDS = [RateLimitCounter._meta.pk, *_COUNTER_FIELDS]
 
 
-def _counter_upsert(connection) -> tuple[str, list]:
-    """The one statement that makes the counter or, when it exists, locks it, returning its row, and
-    the converters of its columns (SQLite returns datetimes as text), made once per database."""
-    cached = _UPSERTS.get(connection.alias)
-    if cached is None:
+def _counter_upsert(connection) -> str:
+    """The one statement that makes the counter or, when it exists, locks it, returning its row,
+    written once per database."""
+    sql = _UPSERTS.get(connection.alias)
+    if sql is None:
         quote = connection.ops.quote_name
         meta = RateLimitCounter._meta
         table = quote(meta.db_table)
@@ -56,26 +56,14 @@ def _counter_upsert(connection) -> tuple[str, list]:
         returned = ", ".join(quote(field.column) for field in _RETURNED_FIELDS)
         values = ", ".join(["%s"] * len(_COUNTER_FIELDS))
         # Names from the model's own metadata, quoted; the values are parameters.
-        sql = (
+        sql = _UPSERTS[connection.alias] = (
             f"INSERT INTO {table} ({inserted}) VALUES ({values}) "  # noqa: S608
             f"ON CONFLICT ({scope}, {key}) DO UPDATE SET {scope} = EXCLUDED.{scope} RETURNING {returned}"
         )
-        columns = [field.get_col(RateLimitCounter._meta.db_table) for field in _RETURNED_FIELDS]
-        converters = [
-            (column, connection.ops.get_db_converters(column) + column.get_db_converters(connection))
-            for column in columns
-        ]
-        cached = _UPSERTS[connection.alias] = (sql, converters)
-    return cached
+    return sql
 
 
-_UPSERTS: dict[str, tuple[str, list]] = {}
-
-
-def _converted(value, column, converters, connection):
-    for converter in converters:
-        value = converter(value, column, connection)
-    return value
+_UPSERTS: dict[str, str] = {}
 
 
 def _counter_locked(scope: str, key: str, *, now: datetime, tokens: float = 0) -> RateLimitCounter:
@@ -86,18 +74,13 @@ def _counter_locked(scope: str, key: str, *, now: datetime, tokens: float = 0) -
     (attempts_reset) or the prune may delete it while this one waits for its lock; PostgreSQL then
     inserts a fresh counter, as the next request after the reset would start from. On SQLite the
     write transaction (BEGIN IMMEDIATE) already excludes every other writer."""
-    connection = transaction.get_connection(router.db_for_write(RateLimitCounter))
-    sql, converters = _counter_upsert(connection)
+    alias = router.db_for_write(RateLimitCounter)
+    connection = transaction.get_connection(alias)
     made = RateLimitCounter(scope=scope, key_digest=_digest(key), tokens=tokens, attempts=0, updated_at=now)
     params = [field.get_db_prep_save(getattr(made, field.attname), connection) for field in _COUNTER_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    values = [
-        _converted(value, column, column_converters, connection)
-        for value, (column, column_converters) in zip(row, converters, strict=True)
-    ]
-    return RateLimitCounter.from_db(connection.alias, [field.attname for field in _RETURNED_FIELDS], values)
+    # A raw queryset makes the instance from the returned row, the database's converters applied.
+    [counter] = RateLimitCounter.objects.db_manager(alias).raw(_counter_upsert(connection), params)
+    return counter
 
 
 REFUSALS = Counter(
