@@ -681,6 +681,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--read-vus", type=int, default=32, help="ratios: virtual users of the read phases")
     parser.add_argument("--create-vus", type=int, default=16, help="ratios: virtual users of the placement phases")
     parser.add_argument("--no-scaling", action="store_true", help="ratios: skip the 1-worker phase (P4 scaling)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        choices=range(1, 10),
+        default=3,
+        metavar="1-9",
+        help="ratios: rounds of the phases; the goals are judged on the median of the rounds (default 3)",
+    )
     parser.add_argument("--results", default=str(PERF / "results"), help="folder of the result files")
     parser.add_argument("--date", default=dt.datetime.now(tz=dt.UTC).date().isoformat())
     parser.add_argument(

@@ -299,3 +299,72 @@ def test_the_goals_are_judged_on_ratios_to_the_bare_view(ratios):
         "P4 worker memory": False,  # 121 MiB in the 1-worker phase
         "P4 1 to 2 workers": False,  # 1.67x
     }
+
+
+def ratios_phase(name, rate, *, round=1, errors=0, p99=100.0, cores=1.0):  # noqa: A002 (the phase's field)
+    return {
+        "name": name,
+        "target": "bare" if name.startswith("bare") else "order_read",
+        "vus": 32,
+        "orders_workers": 2,
+        "round": round,
+        "rate": rate,
+        "median_ms": 10.0,
+        "p95_ms": 20.0,
+        "p99_ms": p99,
+        "max_ms": 50.0,
+        "errors": errors,
+        "checks_failed": 0,
+        "cores": {"whole machine": cores, "rest of the machine": 0.0},
+        "cpu_ms_per_request": {"orders": cores * 1000 / rate},
+        "peak_worker_rss_mib": dict.fromkeys(("auth", "orders", "payments", "notifications"), 80.0),
+    }
+
+
+def test_each_ratio_is_taken_within_a_round_and_judged_on_the_median(ratios):
+    # The bare view drifts from 2000 to 1000 req/s over the run; the read keeps half of it in two
+    # rounds of three. Rates pooled over the run would give 600 / 1400 = 0.43.
+    result = {
+        "phases": [
+            ratios_phase("bare-read", 2000.0, round=1),
+            ratios_phase("order-read", 1000.0, round=1),  # 0.50
+            ratios_phase("bare-read", 1200.0, round=2),
+            ratios_phase("order-read", 400.0, round=2),  # 0.33
+            ratios_phase("bare-read", 1000.0, round=3),
+            ratios_phase("order-read", 600.0, round=3),  # 0.60
+            *(ratios_phase("bare-create", 1000.0, round=number) for number in (1, 2, 3)),
+            ratios_phase("order-create", 100.0, round=1, p99=900.0),
+            ratios_phase("order-create", 120.0, round=2, p99=1200.0),  # one slow round is enough to miss
+            ratios_phase("order-create", 110.0, round=3, p99=800.0),
+        ]
+    }
+
+    assert ratios.round_ratios(result, "order-read", "bare-read") == [0.5, 400 / 1200, 0.6]
+    found = {verdict.goal: verdict for verdict in ratios.verdicts(result)}
+    assert found["P1 token-verified read"].held  # median 0.50
+    assert found["P1 token-verified read"].value.startswith("0.500 (median of 3 rounds: 0.500, 0.333, 0.600)")
+    assert not found["P2 order placement"].held  # median 0.11, but p99 1.2 s in round 2
+    assert "p99 1200 ms" in found["P2 order placement"].value
+
+    result["phases"][3]["errors"] = 1  # an error in any round misses the goal whatever the median
+    assert not {verdict.goal: verdict.held for verdict in ratios.verdicts(result)}["P1 token-verified read"]
+
+
+def test_the_report_shows_every_round_and_the_mean_cost_of_each_phase(ratios):
+    result = {
+        "database": "sqlite",
+        "phases": [
+            ratios_phase("bare-read", 2000.0, round=1, cores=1.6),
+            ratios_phase("order-read", 500.0, round=1, cores=1.9),
+            ratios_phase("bare-read", 1000.0, round=2, cores=1.6),
+            ratios_phase("order-read", 500.0, round=2, cores=1.7),
+        ],
+        "log_warnings": {"orders": {}},
+    }
+
+    text = "\n".join(ratios.database_section(result))
+
+    assert "| 2 | order-read | order_read | 32 | 2 | 500.0 |" in text
+    # orders' CPU per read: 3.8 and 3.4 ms in the two rounds, 3.60 their mean.
+    assert "| orders | 1.20 | 3.60 |" in text
+    assert "order-read 1.80 in all" in text
