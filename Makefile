@@ -56,8 +56,12 @@ format: $(INSTALLED)  ## apply ruff's fixes and formatting
 
 test: lint test-suite test-containers cluster-test  ## lint, the whole suite, the image and compose stack, the cluster suite: all for real
 
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs the suite in this one process). A test file
+# stays on one worker, so what its module fixtures start is started once.
+TEST_WORKERS ?= auto
+
 test-suite: $(INSTALLED) system-packages go-tools  ## the pytest suite (SQLite; PostgreSQL when DATABASE_URL points at it)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 image: $(INSTALLED)  ## build the one image (platform-app:local; IMAGE=, APP_VERSION= to change)
 	PYTHON=$(PYTHON) platform/containers/image.sh

@@ -21,3 +21,9 @@ if not os.environ.get("AUTH_SIGNING_KEY"):
 from apps.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast hashing; never in production
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # In memory, which is Django's own test database for SQLite, said explicitly: pytest-django
+    # recognises only Django's engine path as SQLite, and would otherwise give each pytest-xdist
+    # worker a test database file named after this one's path.
+    DATABASES["default"]["TEST"] = {"NAME": ":memory:"}  # noqa: F405
