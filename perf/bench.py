@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,25 +186,59 @@ class ProcessGroup:
         """(master, workers) resident bytes; workers is 0 for a single process."""
         return rss_bytes(self.pid), sum(rss_bytes(child) for child in children(self.pid)) if self.forks_workers else 0
 
+    def worker_rss(self) -> list[int]:
+        """Resident bytes of each worker; of the process itself when it forks none."""
+        return [rss_bytes(child) for child in children(self.pid)] if self.forks_workers else [rss_bytes(self.pid)]
+
+
+class PostgresAll:
+    """CPU seconds of every PostgreSQL process of this machine, the backends that exited included
+    (in the postmaster's reaped children's time): for a server that serves only the run."""
+
+    def __call__(self) -> float:
+        return sum(cpu_seconds(pid, with_reaped_children=True) for pid in postgres_pids())
+
+
+@dataclass
+class PostgresBackends:
+    """CPU seconds of the PostgreSQL backends serving this run's databases (their names carry
+    `marker`), and not those of anyone else sharing the server. A backend that exits takes its CPU
+    time with it, so the last reading of each one seen is kept."""
+
+    marker: str
+    seen: dict[int, float] = field(default_factory=dict)
+
+    def __call__(self) -> float:
+        for pid in postgres_pids():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if self.marker in command:
+                self.seen[pid] = cpu_seconds(pid)
+        return sum(self.seen.values())
+
 
 @dataclass
 class Sampler:
-    """Samples every second while k6 runs: CPU time and resident memory of each process group, the
-    whole machine's busy time, and every worker pid seen (workers recycled by `max_requests` show up)."""
+    """Once a second while k6 runs: CPU seconds of each process group, of PostgreSQL (when given how
+    to read it), of k6 and of the whole machine; each group's peak resident memory, in all and of its
+    largest worker; and every worker pid seen (workers recycled by `max_requests` show up)."""
 
     groups: list[ProcessGroup]
-    with_postgres: bool
+    postgres: Callable[[], float] | None = None
     k6_pid: int | None = None
     samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     peak: dict[str, int] = field(default_factory=dict)
+    peak_worker: dict[str, int] = field(default_factory=dict)
     workers_seen: dict[str, set[int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def sample(self) -> None:
         cpu = {group.name: group.cpu() for group in self.groups}
-        if self.with_postgres:
-            cpu["postgres"] = sum(cpu_seconds(pid, with_reaped_children=True) for pid in postgres_pids())
+        if self.postgres is not None:
+            cpu["postgres"] = self.postgres()
         if self.k6_pid is not None and _stat(self.k6_pid) is not None:
             cpu["k6"] = cpu_seconds(self.k6_pid)
         cpu["whole machine"], cpu["stolen by the hypervisor"] = machine_cpu()
@@ -211,17 +246,22 @@ class Sampler:
         for group in self.groups:
             master, workers = group.rss()
             self.peak[group.name] = max(self.peak.get(group.name, 0), master + workers)
+            largest = max(group.worker_rss(), default=0)
+            self.peak_worker[group.name] = max(self.peak_worker.get(group.name, 0), largest)
             if group.forks_workers:
                 self.workers_seen.setdefault(group.name, set()).update(children(group.pid))
 
     def cores(self, start: float, end: float) -> tuple[float, dict[str, float]]:
-        """(seconds, average cores per process group) between the samples nearest to start and end."""
+        """(seconds, average cores used) between the samples nearest to `start` and `end`: of each
+        process group, PostgreSQL and k6, of the whole machine, and of the rest of the machine (what
+        the whole machine used beyond them: someone else's load shows there)."""
         first = min(self.samples, key=lambda sample: abs(sample[0] - start))
         last = min(self.samples, key=lambda sample: abs(sample[0] - end))
-        seconds = last[0] - first[0]
-        return seconds, {
-            name: (value - first[1].get(name, 0.0)) / seconds for name, value in last[1].items() if name in first[1]
-        }
+        seconds = max(last[0] - first[0], 1e-9)
+        cores = {name: (value - first[1][name]) / seconds for name, value in last[1].items() if name in first[1]}
+        ours = sum(value for name, value in cores.items() if name not in {"whole machine", "stolen by the hypervisor"})
+        cores["rest of the machine"] = max(0.0, cores["whole machine"] - ours)
+        return seconds, cores
 
     def __enter__(self) -> Sampler:
         self.sample()
@@ -236,6 +276,7 @@ class Sampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self.sample()
 
 
 # --- what the services counted --------------------------------------------------------------------
@@ -302,7 +343,7 @@ class Snapshot:
         return cls(
             cpu={group.name: group.cpu() for group in groups}
             | (
-                {"postgres": sum(cpu_seconds(pid, with_reaped_children=True) for pid in postgres_pids())}
+                {"postgres": PostgresAll()()}
                 if with_postgres
                 else {}
             ),
@@ -624,7 +665,7 @@ def run(arguments: argparse.Namespace) -> int:
             ]
             summary_path = Path(workdir) / "summary.json"
             before = Snapshot.take(stack, groups, with_postgres=database_url is not None)
-            with Sampler(groups, with_postgres=database_url is not None) as sampler:
+            with Sampler(groups, postgres=PostgresAll() if database_url is not None else None) as sampler:
                 exit_code, finished = k6_run(
                     scenario, stack, k6_env, summary_path, sampler=sampler, timeout=seconds + 180
                 )

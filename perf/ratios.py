@@ -42,7 +42,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,13 +51,11 @@ from bench import (
     PERF,
     REPO,
     SERVICES,
-    _comm,
-    children,
-    cpu_seconds,
+    PostgresBackends,
+    ProcessGroup,
+    Sampler,
     git_commit,
-    machine_cpu,
     machine_description,
-    rss_bytes,
 )
 
 from tests.live import BIN, GUNICORN_CONFIG, Databases, LoggedProcess, Stack, free_port, stack_start
@@ -129,95 +126,6 @@ class BareServer(LoggedProcess):
 # --- measuring the processes -----------------------------------------------------------------------
 
 
-@dataclass
-class Measured:
-    """A process to measure: a gunicorn server (master and its workers) or a single process."""
-
-    name: str
-    pid: int
-    forks_workers: bool
-
-    def cpu(self) -> float:
-        total = cpu_seconds(self.pid, with_reaped_children=True)
-        if self.forks_workers:
-            total += sum(cpu_seconds(child) for child in children(self.pid))
-        return total
-
-    def worker_rss(self) -> list[int]:
-        return [rss_bytes(child) for child in children(self.pid)] if self.forks_workers else [rss_bytes(self.pid)]
-
-
-def postgres_backends(marker: str) -> list[int]:
-    """The PostgreSQL server processes serving this run's databases (their names carry `marker`), and
-    not those of anyone else sharing the server."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or _comm(int(entry.name)) != "postgres":
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if marker in command:
-            found.append(int(entry.name))
-    return found
-
-
-@dataclass
-class PhaseSampler:
-    """Once a second while k6 runs: CPU seconds of every measured process, of this run's PostgreSQL
-    backends, of k6 and of the whole machine; and each worker's resident memory, its peak kept."""
-
-    processes: list[Measured]
-    postgres_marker: str | None
-    k6_pid: int | None = None
-    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
-    peak_worker_rss: dict[str, int] = field(default_factory=dict)
-    _postgres_seen: dict[int, float] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def sample(self) -> None:
-        cpu = {process.name: process.cpu() for process in self.processes}
-        if self.postgres_marker is not None:
-            # A backend that exits takes its CPU time with it: keep the last reading of each one seen.
-            for pid in postgres_backends(self.postgres_marker):
-                self._postgres_seen[pid] = cpu_seconds(pid)
-            cpu["postgres"] = sum(self._postgres_seen.values())
-        if self.k6_pid is not None:
-            cpu["k6"] = cpu_seconds(self.k6_pid)
-        cpu["whole machine"], cpu["stolen by the hypervisor"] = machine_cpu()
-        self.samples.append((time.monotonic(), cpu))
-        for process in self.processes:
-            for rss in process.worker_rss():
-                self.peak_worker_rss[process.name] = max(self.peak_worker_rss.get(process.name, 0), rss)
-
-    def cores(self, start: float, end: float) -> dict[str, float]:
-        """Average cores each process used between the samples nearest to `start` and `end`."""
-        first = min(self.samples, key=lambda sample: abs(sample[0] - start))
-        last = min(self.samples, key=lambda sample: abs(sample[0] - end))
-        seconds = max(last[0] - first[0], 1e-9)
-        cores = {name: (value - first[1].get(name, 0.0)) / seconds for name, value in last[1].items()}
-        ours = sum(value for name, value in cores.items() if name not in {"whole machine", "stolen by the hypervisor"})
-        cores["rest of the machine"] = max(0.0, cores["whole machine"] - ours)
-        return cores
-
-    def __enter__(self) -> PhaseSampler:
-        self.sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.sample()
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-
 # --- one phase -------------------------------------------------------------------------------------
 
 
@@ -246,7 +154,14 @@ class Phase:
 
 
 def phase_run(
-    phase: Phase, *, stack: Stack, bare: BareServer, processes: list[Measured], marker: str | None, args, workdir: Path
+    phase: Phase,
+    *,
+    stack: Stack,
+    bare: BareServer,
+    processes: list[ProcessGroup],
+    marker: str | None,
+    args,
+    workdir: Path,
 ) -> Phase:
     seconds = args.phase_seconds
     summary_path = workdir / f"summary-{phase.name}.json"
@@ -264,7 +179,8 @@ def phase_run(
     }
     command = [str(K6), "run", "--no-usage-report", "--quiet", str(SCRIPT)]
     logger.info("round %d, phase %s: %s at %d VUs for %d s", phase.round, phase.name, phase.target, phase.vus, seconds)
-    with PhaseSampler(processes, marker) as sampler:
+    postgres = PostgresBackends(marker) if marker is not None else None
+    with Sampler(processes, postgres=postgres) as sampler:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
         sampler.k6_pid = process.pid
         try:
@@ -290,24 +206,26 @@ def phase_run(
     phase.errors = int(failed.get("passes", 0))
     phase.checks_failed = int(metrics["checks"]["values"]["fails"])
     # The steady part of the phase: its last seconds before k6 exited, without setup() and its logins.
-    phase.cores = sampler.cores(finished - seconds + 1, finished - 1)
+    _, phase.cores = sampler.cores(finished - seconds + 1, finished - 1)
     phase.cpu_ms_per_request = {
         name: cores * 1000 / phase.rate if phase.rate else 0.0
         for name, cores in phase.cores.items()
         if name != "stolen by the hypervisor"
     }
-    phase.peak_worker_rss_mib = {name: rss / MIB for name, rss in sampler.peak_worker_rss.items()}
+    phase.peak_worker_rss_mib = {name: rss / MIB for name, rss in sampler.peak_worker.items()}
     return phase
 
 
 # --- one database ----------------------------------------------------------------------------------
 
 
-def measured_processes(stack: Stack, bare: BareServer) -> list[Measured]:
-    processes = [Measured("bare", bare.process.pid, forks_workers=True)]
-    processes += [Measured(name, stack[name].process.pid, forks_workers=True) for name in SERVICES]
+def measured_processes(stack: Stack, bare: BareServer) -> list[ProcessGroup]:
+    processes = [ProcessGroup("bare", bare.process.pid, forks_workers=True)]
+    processes += [ProcessGroup(name, stack[name].process.pid, forks_workers=True) for name in SERVICES]
     processes += [
-        Measured(f"{name} {'email worker' if relay.command == 'email_deliver' else 'relay'}", relay.process.pid, False)
+        ProcessGroup(
+            f"{name} {'email worker' if relay.command == 'email_deliver' else 'relay'}", relay.process.pid, False
+        )
         for name, relay in stack.relays.items()
     ]
     return processes

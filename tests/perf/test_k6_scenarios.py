@@ -9,9 +9,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.client import requests_counted
 from tests.live import REPO, Stack
@@ -229,6 +231,28 @@ def test_the_bare_view_phase_runs_under_the_platforms_gunicorn_config(stack, tmp
     assert requests > 0
     assert checks(summary) == {"bare: 200": (requests, 0)}
     assert "Using worker: apps.core.gunicorn_worker.ThreadWorker" in bare.log_text()
+
+
+def test_the_sampler_reads_a_serving_gunicorns_cpu_and_each_workers_memory(ratios, bare):
+    import bench  # beside ratios.py, on the path the fixture set
+
+    group = bench.ProcessGroup("bare", bare.process.pid, forks_workers=True)
+    served = 0
+    with bench.Sampler([group]) as sampler:
+        started = time.monotonic()
+        while time.monotonic() - started < 2.5:  # two samples or more beside the first one
+            assert requests.get(f"{bare.url}/bare/", timeout=5).status_code == 200
+            served += 1
+    seconds, cores = sampler.cores(started, time.monotonic())
+
+    assert served > 10 and seconds >= 1.0
+    assert cores["bare"] > 0.0
+    assert cores["whole machine"] >= cores["bare"]
+    assert cores["rest of the machine"] >= 0.0
+    assert "postgres" not in cores  # not asked for
+    assert sampler.workers_seen["bare"] == set(bench.children(bare.process.pid))
+    assert len(sampler.workers_seen["bare"]) == 1
+    assert 10 * 1024 * 1024 < sampler.peak_worker["bare"] < sampler.peak["bare"]  # the master is the rest
 
 
 def test_the_token_verified_read_phase_reads_the_order_placed_in_setup(stack, tmp_path):
