@@ -87,7 +87,7 @@ cluster-down:  ## stop the local cluster and remove everything it made (binaries
 # the timeout covers that cold start, which builds Kubernetes from source once per machine. With
 # CLUSTER_TEST_KIND=NAME, the same suite on the kind cluster deploy/kind/up.sh deployed to.
 cluster-test: $(INSTALLED) system-packages  ## releases and rollbacks of every service under k6 load on the real cluster, pod kills
-	$(BIN)/pytest -m cluster --timeout=3600 tests/cluster
+	$(BIN)/pytest -m cluster --timeout=3600 --durations=15 tests/cluster
 
 dr-drill: $(INSTALLED) system-packages  ## back up every service database (PostgreSQL), lose them, restore (from dumps, then to a point in time), verify; prints RPO and RTO
 	platform/postgres/test-server.sh

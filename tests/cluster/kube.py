@@ -167,18 +167,21 @@ class Cluster:
 
     def exec(self, pod: str, command: list[str], *, container: str = "app") -> str:
         """A command run in one of a pod's containers (the app's by default), through the API server;
-        its output."""
-        return stream(
-            self.core.connect_get_namespaced_pod_exec,
-            pod,
-            NAMESPACE,
-            container=container,
-            command=command,
-            stderr=True,
-            stdin=False,
-            stdout=True,
-            tty=False,
-        )
+        its output. The websocket goes through an API client of its own: `stream` swaps the request
+        call method of the client it is given while it runs, which would send the REST calls of other
+        threads (releases of several services at once) down the websocket too."""
+        with client.ApiClient(self.api.configuration) as own:
+            return stream(
+                client.CoreV1Api(own).connect_get_namespaced_pod_exec,
+                pod,
+                NAMESPACE,
+                container=container,
+                command=command,
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+            )
 
     def diagnosis(self, request_ids: list[str], *, tail: int = 40) -> str:
         """What the cluster knows about failed requests: every log line of every pod in the namespace

@@ -24,6 +24,14 @@ from tests.cluster.kube import REPO, SERVICES, Cluster, host_name
 K6 = Path(sys.executable).parent / "k6"
 SCENARIO = REPO / "perf" / "k6" / "cluster.js"
 READS = {"order_detail", "me", "inbox", "payment_detail"}
+# The requests k6 sends to each service (perf/k6/cluster.js): what a service's own release can touch
+# first. A placement also calls payments and auth behind orders.
+REQUESTS_OF = {
+    "auth": frozenset({"me", "login"}),
+    "orders": frozenset({"order_detail", "order_create"}),
+    "payments": frozenset({"payment_detail"}),
+    "notifications": frozenset({"inbox"}),
+}
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,16 @@ class LoadResult:
         """Failed requests by k6's own metric (setup included, requests cut by the stop excluded)."""
         return int(self.summary["metrics"]["http_req_failed"]["values"]["passes"])
 
-    def between(self, start: float, end: float) -> list[Request]:
-        return [request for request in self.requests if start <= request.at <= end]
+    def between(self, start: float, end: float, *, names: frozenset[str] | None = None) -> list[Request]:
+        """The requests that ended from `start` to `end`; only those called one of `names`, if given."""
+        return [
+            request
+            for request in self.requests
+            if start <= request.at <= end and (names is None or request.name in names)
+        ]
 
-    def window(self, start: float, end: float) -> dict:
-        inside = self.between(start, end)
+    def window(self, start: float, end: float, *, names: frozenset[str] | None = None) -> dict:
+        inside = self.between(start, end, names=names)
         durations = [request.duration_ms for request in inside]
         return {
             "requests": len(inside),

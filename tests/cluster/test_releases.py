@@ -1,16 +1,25 @@
 """Releases under load: for every service, a new version deployed to the idle color, promoted, then
 rolled back, and a live pod deleted, while k6 sends a constant rate through all four stable
 Services the whole time. Not one request may fail. The switch times and k6's latency around each
-switch are written to perf/results/."""
+switch are written to perf/results/.
+
+The forced rollbacks and the bad releases run for the four services at once, as operators releasing
+different services at the same time would: the tool locks a service, not the cluster, and nothing
+one service's release does may disturb another's. The good releases run one service after another,
+so that each switch's numbers are its own.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import json
 import os
 import subprocess
 import time
+import traceback
+from collections.abc import Callable
 
 import pytest
 from kubernetes import client
@@ -29,7 +38,7 @@ from tests.cluster.kube import (
     switch_seconds,
     wait_until,
 )
-from tests.cluster.load import Load, machine, percentile
+from tests.cluster.load import REQUESTS_OF, Load, machine, percentile
 
 # Around a switch: from the moment the command starts to this long after it returns, the time in
 # which connections opened before the switch still finish on the old color.
@@ -68,6 +77,21 @@ def gate_line(output: str, service: str) -> str:
     line = next((line for line in output.splitlines() if line.startswith(marker)), None)
     assert line is not None, output
     return line.split(": ", 1)[1]
+
+
+def at_once(run: Callable[[str], None]) -> None:
+    """`run(service)` for every service at the same time, each in a thread of its own; then every
+    service's failure, not only the first one's."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES), thread_name_prefix="release") as pool:
+        futures = {service: pool.submit(run, service) for service in SERVICES}
+    failures = {service: future.exception() for service, future in futures.items() if future.exception() is not None}
+    if failures:
+        pytest.fail(
+            "\n".join(
+                f"--- {service}:\n{''.join(traceback.format_exception(error))}" for service, error in failures.items()
+            ),
+            pytrace=False,
+        )
 
 
 def drain_one_pod(cluster, service: str, color: str) -> str:
@@ -247,10 +271,15 @@ def test_a_settings_change_is_a_release_deployed_promoted_and_rolled_back_under_
     }
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load(cluster, load, next_image, service):
+def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load_every_service_at_once(
+    cluster, load, next_image
+):
     """The previous color has a pod that fails readiness for a reason outside it: a plain rollback
     refuses and moves nothing; a forced one switches, and the ready pods carry the traffic."""
+    at_once(lambda service: forced_rollback(cluster, next_image, service))
+
+
+def forced_rollback(cluster, next_image: str, service: str) -> None:
     live = cluster.live_color(service)
     idle = other_color(live)
     before = cluster.version(service)["version"]
@@ -285,14 +314,17 @@ def test_a_rollback_to_a_degraded_previous_color_needs_force_under_load(cluster,
     wait_until(lambda: cluster.fully_available(service, live), timeout=60, message=f"{service}-{live} ready again")
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_a_slow_release_is_refused_by_the_gate_and_rolled_back_by_the_watch_under_load(
-    cluster, load, slow_image, service
+def test_a_slow_release_is_refused_by_the_gate_and_rolled_back_by_the_watch_under_load_every_service_at_once(
+    cluster, load, slow_image
 ):
     """A release whose every API request takes 0.8 s longer: deployed, it passes its smoke test; the
     release gate refuses it (its reads are slower than the live color's) and nothing moves; promoted
     with --skip-gate, as if the gate had missed it, the watch sees it degrade under the real traffic
     and rolls back by itself (exit 4). k6 keeps running: slower for those seconds, never failing."""
+    at_once(lambda service: slow_release(cluster, slow_image, service))
+
+
+def slow_release(cluster, slow_image: str, service: str) -> None:
     live = cluster.live_color(service)
     idle = other_color(live)
     before = cluster.version(service)["version"]
@@ -496,10 +528,11 @@ def record_results(cluster, result) -> str:
     for release in RECORD["releases"].values():
         for switch in ("promote", "rollback"):
             release[switch]["k6"] = result.window(*release[switch]["window"])
-    for forced in RECORD.get("forced_rollbacks", {}).values():
-        forced["k6"] = result.window(*forced["window"])
-    for bad in RECORD.get("bad_releases", {}).values():
-        bad["k6"] = result.window(*bad["window"])
+    # These ran for the four services at once: each row counts its own service's requests.
+    for service, forced in RECORD.get("forced_rollbacks", {}).items():
+        forced["k6"] = result.window(*forced["window"], names=REQUESTS_OF[service])
+    for service, bad in RECORD.get("bad_releases", {}).items():
+        bad["k6"] = result.window(*bad["window"], names=REQUESTS_OF[service])
     for fault in ("pod_deletion", "drain", "settings_release"):
         if RECORD.get(fault):
             RECORD[fault]["k6"] = result.window(*RECORD[fault]["window"])
@@ -579,7 +612,9 @@ def report(record: dict, day: str) -> str:
     if record.get("forced_rollbacks"):
         lines += [
             "",
-            "Forced rollbacks (one pod of the previous color failing readiness; a plain rollback refused first):",
+            "Forced rollbacks (one pod of the previous color failing readiness; a plain rollback refused first),",
+            "the four services at once; k6 columns: the service's own requests (orders: its reads and",
+            f"placements) from the command's start until {SWITCH_WINDOW_AFTER:.0f} s after it returned:",
             "",
             "| service | command s | patch s | k6 requests | failed | p95 ms |",
             "|---|---:|---:|---:|---:|---:|",
@@ -599,11 +634,12 @@ def report(record: dict, day: str) -> str:
             "",
             "## A bad release: every API request 0.8 s slower",
             "",
-            "tests/cluster/slow-release: deployed, it passes its smoke test. The release gate refused it (first",
-            "line); promoted with --skip-gate, the watch read the new color's metrics from Prometheus every",
-            "5 s (30 s windows) and rolled back by itself after two degraded windows in a row. Seconds: from",
-            "the promote command's start (switch included) until it returned after the rollback; k6 columns:",
-            f"that time and {SWITCH_WINDOW_AFTER:.0f} s after.",
+            "tests/cluster/slow-release, released for the four services at once: deployed, it passes its smoke",
+            "test. The release gate refused it (first line); promoted with --skip-gate, the watch read the new",
+            "color's metrics from Prometheus every 5 s (30 s windows) and rolled back by itself after two",
+            "degraded windows in a row. Seconds: from the promote command's start (switch included) until it",
+            "returned after the rollback; k6 columns: the service's own requests in that time and "
+            f"{SWITCH_WINDOW_AFTER:.0f} s after.",
             "",
             "| service | switch, watch and rollback s | k6 requests | failed | p95 ms | max ms |",
             "|---|---:|---:|---:|---:|---:|",
