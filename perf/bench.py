@@ -342,11 +342,7 @@ class Snapshot:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return cls(
             cpu={group.name: group.cpu() for group in groups}
-            | (
-                {"postgres": PostgresAll()()}
-                if with_postgres
-                else {}
-            ),
+            | ({"postgres": PostgresAll()()} if with_postgres else {}),
             rss={group.name: group.rss() for group in groups},
             counts={name: Counts.scrape(stack[name].url) for name in SERVICES},
             log_offsets={name: len(stack[name].log_text()) for name in SERVICES},
@@ -722,6 +718,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--read-vus", type=int, default=32, help="ratios: virtual users of the read phases")
     parser.add_argument("--create-vus", type=int, default=16, help="ratios: virtual users of the placement phases")
     parser.add_argument("--no-scaling", action="store_true", help="ratios: skip the 1-worker phase (P4 scaling)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="ratios: WEB_CONCURRENCY of the services and the bare view (default 2)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=4, help="ratios: GUNICORN_THREADS of the services and the bare view (default 4)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,

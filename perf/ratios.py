@@ -237,7 +237,8 @@ def database_run(database: str, args) -> dict:
         workdir = Path(folder)
         databases = Databases(workdir, database_url)
         logger.info("starting the services (%s) and the bare view", database)
-        stack_run = stack_start(workdir, databases, SERVICES)
+        sizing = {"WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
+        stack_run = stack_start(workdir, databases, SERVICES, env={"all": sizing})
         bare = None
         try:
             stack = next(stack_run)
@@ -444,15 +445,17 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
         "",
         "## Configuration",
         "",
-        f"- {args.rounds} rounds of bare-read, order-read, bare-create, order-create (then {args.rounds} of the "
-        "1-worker read): each ratio is taken within a round, and the goals are judged on the median of the rounds.",
+        f"- {args.rounds} rounds of bare-read, order-read, bare-create, order-create"
+        + ("" if args.no_scaling else f" (then {args.rounds} of the 1-worker read)")
+        + ": each ratio is taken within a round, and the goals are judged on the median of the rounds.",
         f"- Each phase: k6 `perf/k6/ratios.js`, closed loop (`constant-vus`), {args.phase_seconds} s; reads at "
         f"{args.read_vus} virtual users, placements at {args.create_vus} ({args.users} users logged in during setup).",
-        "- Services and the bare view: `platform/gunicorn.conf.py`, 2 workers x 4 threads each, DEBUG off, JSON "
+        f"- Services and the bare view: `platform/gunicorn.conf.py`, {args.workers} workers x {args.threads} "
+        "threads each, DEBUG off, JSON "
         "logs to a file; outbox relays and the email worker running (poll interval 0.1 s).",
         '- The bare view: perf/bare, `GET /bare/` answering `{"status": "ok", "service": "bare"}`; '
         "no middleware, no database.",
-        "- P4 scaling: orders restarted with 1 worker (4 threads), the token-verified read again.",
+        f"- P4 scaling: orders restarted with 1 worker ({args.threads} threads), the token-verified read again.",
         "",
     ]
     for result in results:
