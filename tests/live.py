@@ -201,17 +201,23 @@ class LiveRelay(LoggedProcess):
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self) -> LiveRelay:
+    def start(self, *, wait: bool = True) -> LiveRelay:
+        """Spawn the worker; with `wait`, return once it is running, so that a SIGTERM stops it as in
+        production. Sent while Django is still loading, before the worker has installed its handler,
+        SIGTERM kills it instead (exit -15)."""
         metrics = ("--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1")
         self.spawn(
             [sys.executable, str(REPO / "manage.py"), self.command, *self.args, *metrics],
             env={**self.service.process_env(), **self.extra_env},
             log_path=self.service.workdir / f"{self.service.name}-{self.command}-{uuid.uuid4().hex[:6]}.log",
         )
+        if wait:
+            self.wait_started()
         return self
 
     def wait_started(self, *, timeout: float = 30.0) -> None:
-        """Until the worker has printed its first line (Django loaded, about to claim)."""
+        """Until the worker has printed its first line (Django loaded, its SIGTERM handler installed,
+        about to claim)."""
         deadline = time.monotonic() + timeout
         while BANNERS[self.command] not in self.log_text():
             if self.process.poll() is not None:
@@ -325,9 +331,11 @@ def stack_start(
             list(pool.map(lambda service: service.start(), services.values()))
         for name in RELAYED:
             if name in services and "notifications" in services:
-                stack.relays[name] = LiveRelay(services[name]).start()
+                stack.relays[name] = LiveRelay(services[name]).start(wait=False)
         if "notifications" in services:
-            stack.relays["notifications"] = email_worker(services["notifications"]).start()
+            stack.relays["notifications"] = email_worker(services["notifications"]).start(wait=False)
+        for relay in stack.relays.values():  # started side by side
+            relay.wait_started()
         yield stack
     finally:
         stack.stop()

@@ -190,7 +190,9 @@ def test_two_relays_at_once_never_deliver_an_event_twice(stack, ada):
         order_ids = [order["id"] for order in placed]
         assert len(order_events(stack, order_ids)) == 12
         for relay in relays:  # both start on the same backlog and drain it together
-            relay.start()
+            relay.start(wait=False)
+        for relay in relays:
+            relay.wait_started()
         events = wait_for(
             lambda: (
                 (events := order_events(stack, order_ids))

@@ -45,6 +45,7 @@ class Command(BaseCommand):
         self.stdout.write(f"outbox relay {relay} for {', '.join(m._meta.label for m in models)}")
         if metrics.worker_serve(metrics_port=options["metrics_port"], metrics_host=options["metrics_host"]):
             self.stdout.write(f"metrics on {options['metrics_host']}:{options['metrics_port']}/metrics")
+        self.stdout.flush()  # the lines above in the log at once, even with stdout a file and no work for a while
 
         def work_pass() -> bool:
             again = False

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         self.stdout.write(f"email worker {worker}")
         if metrics.worker_serve(metrics_port=options["metrics_port"], metrics_host=options["metrics_host"]):
             self.stdout.write(f"metrics on {options['metrics_host']}:{options['metrics_port']}/metrics")
+        self.stdout.flush()  # the lines above in the log at once, even with stdout a file and no work for a while
 
         def work_pass() -> bool:
             report = services.email_deliveries_send(
