@@ -182,21 +182,20 @@ class ProcessGroup:
         total = cpu_seconds(self.pid, with_reaped_children=True)
         return total + sum(cpu_seconds(child) for child in children(self.pid)) if self.forks_workers else total
 
+    def rss_each(self) -> tuple[int, list[int]]:
+        """Resident bytes of the master (or the single process) and of each of its workers."""
+        return rss_bytes(self.pid), [rss_bytes(child) for child in children(self.pid)] if self.forks_workers else []
+
     def rss(self) -> tuple[int, int]:
         """(master, workers) resident bytes; workers is 0 for a single process."""
-        return rss_bytes(self.pid), sum(rss_bytes(child) for child in children(self.pid)) if self.forks_workers else 0
-
-    def worker_rss(self) -> list[int]:
-        """Resident bytes of each worker; of the process itself when it forks none."""
-        return [rss_bytes(child) for child in children(self.pid)] if self.forks_workers else [rss_bytes(self.pid)]
+        master, workers = self.rss_each()
+        return master, sum(workers)
 
 
-class PostgresAll:
+def postgres_cpu() -> float:
     """CPU seconds of every PostgreSQL process of this machine, the backends that exited included
     (in the postmaster's reaped children's time): for a server that serves only the run."""
-
-    def __call__(self) -> float:
-        return sum(cpu_seconds(pid, with_reaped_children=True) for pid in postgres_pids())
+    return sum(cpu_seconds(pid, with_reaped_children=True) for pid in postgres_pids())
 
 
 @dataclass
@@ -244,9 +243,10 @@ class Sampler:
         cpu["whole machine"], cpu["stolen by the hypervisor"] = machine_cpu()
         self.samples.append((time.monotonic(), cpu))
         for group in self.groups:
-            master, workers = group.rss()
-            self.peak[group.name] = max(self.peak.get(group.name, 0), master + workers)
-            largest = max(group.worker_rss(), default=0)
+            master, workers = group.rss_each()
+            self.peak[group.name] = max(self.peak.get(group.name, 0), master + sum(workers))
+            # A process that forks no workers is its own worker (a relay, the email worker).
+            largest = max(workers, default=0) if group.forks_workers else master
             self.peak_worker[group.name] = max(self.peak_worker.get(group.name, 0), largest)
             if group.forks_workers:
                 self.workers_seen.setdefault(group.name, set()).update(children(group.pid))
@@ -341,8 +341,7 @@ class Snapshot:
     def take(cls, stack: Stack, groups: list[ProcessGroup], *, with_postgres: bool) -> Snapshot:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return cls(
-            cpu={group.name: group.cpu() for group in groups}
-            | ({"postgres": PostgresAll()()} if with_postgres else {}),
+            cpu={group.name: group.cpu() for group in groups} | ({"postgres": postgres_cpu()} if with_postgres else {}),
             rss={group.name: group.rss() for group in groups},
             counts={name: Counts.scrape(stack[name].url) for name in SERVICES},
             log_offsets={name: len(stack[name].log_text()) for name in SERVICES},
@@ -661,7 +660,7 @@ def run(arguments: argparse.Namespace) -> int:
             ]
             summary_path = Path(workdir) / "summary.json"
             before = Snapshot.take(stack, groups, with_postgres=database_url is not None)
-            with Sampler(groups, postgres=PostgresAll() if database_url is not None else None) as sampler:
+            with Sampler(groups, postgres=postgres_cpu if database_url is not None else None) as sampler:
                 exit_code, finished = k6_run(
                     scenario, stack, k6_env, summary_path, sampler=sampler, timeout=seconds + 180
                 )

@@ -84,7 +84,7 @@ def at_once(run: Callable[[str], None]) -> None:
     service's failure, not only the first one's."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVICES), thread_name_prefix="release") as pool:
         futures = {service: pool.submit(run, service) for service in SERVICES}
-    failures = {service: future.exception() for service, future in futures.items() if future.exception() is not None}
+    failures = {service: error for service, future in futures.items() if (error := future.exception()) is not None}
     if failures:
         pytest.fail(
             "\n".join(
