@@ -103,6 +103,13 @@ def duration_seconds(text: str) -> int:
     return seconds
 
 
+def positive(text: str) -> int:
+    """A count of processes or threads: a whole number, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 # --- processes, from /proc ------------------------------------------------------------------------
 
 
@@ -718,10 +725,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--create-vus", type=int, default=16, help="ratios: virtual users of the placement phases")
     parser.add_argument("--no-scaling", action="store_true", help="ratios: skip the 1-worker phase (P4 scaling)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="ratios: WEB_CONCURRENCY of the services and the bare view (default 2)"
+        "--workers",
+        type=positive,
+        default=2,
+        help="ratios: WEB_CONCURRENCY of the services and the bare view (default 2)",
     )
     parser.add_argument(
-        "--threads", type=int, default=4, help="ratios: GUNICORN_THREADS of the services and the bare view (default 4)"
+        "--threads",
+        type=positive,
+        default=4,
+        help="ratios: GUNICORN_THREADS of the services and the bare view (default 4)",
     )
     parser.add_argument(
         "--rounds",

@@ -382,3 +382,26 @@ def test_the_report_shows_every_round_and_the_mean_cost_of_each_phase(ratios):
     # orders' CPU per read: 3.8 and 3.4 ms in the two rounds, 3.60 their mean.
     assert "| orders | 1.20 | 3.60 |" in text
     assert "order-read 1.80 in all" in text
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "refused"),
+    [
+        ("--workers", "0", True),
+        ("--threads", "-2", True),
+        ("--threads", "two", True),
+        ("--rounds", "0", True),
+        ("--rounds", "10", True),
+        ("--workers", "3", False),
+    ],
+)
+def test_the_benchmarks_sizing_and_rounds_are_checked_before_anything_starts(ratios, capsys, option, value, refused):
+    import bench  # beside ratios.py, on the path the fixture set
+
+    if refused:
+        with pytest.raises(SystemExit) as exited:
+            bench.parse(["--scenario", "ratios", option, value])
+        assert exited.value.code == 2
+        assert f"argument {option}" in capsys.readouterr().err
+    else:
+        assert bench.parse(["--scenario", "ratios", option, value]).workers == 3
