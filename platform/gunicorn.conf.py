@@ -91,6 +91,9 @@ control_socket_disable = True
 # logged as warnings by its error log, and probes and scrapes (which the app deliberately leaves out of
 # the request log) show in the orchestrator's probe status and Prometheus' `up`.
 accesslog = None
+# gunicorn would still build each request's access log entry for a logger with no handler, because a
+# logging configuration is given: this logger class says there is no access log.
+logger_class = "apps.core.gunicorn_worker.Logger"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logconfig_dict = {

@@ -15,6 +15,12 @@ request threads make progress, busy or not, and 503 only when requests are in pr
 finished for LIVENESS_STALL_SECONDS, longer than any legitimate request takes
 (platform/gunicorn.conf.py): threads that are stuck, which only a restart clears. A worker whose
 event loop itself is stuck is gunicorn's to replace (its heartbeat `timeout`).
+
+gunicorn's logger, without its access log. gunicorn counts its access log as on whenever a logging
+configuration is given (`logconfig_dict`, which the platform sets to make its error log JSON), and
+then builds, for every request, a dict of every request header, response header and environ entry,
+and a log record for a logger with no handler. The platform's access log line is
+apps.core.middleware.RequestIdMiddleware's; `Logger` says gunicorn has none.
 """
 
 import errno
@@ -25,7 +31,7 @@ import time
 import uuid
 from http import HTTPStatus
 
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.workers.gthread import ThreadWorker as GunicornThreadWorker
 
 from apps.core.problem_codes import status_code
@@ -62,6 +68,13 @@ def problem_error_write(sock, status_int: int, reason: str, mesg: str) -> None:
 
 
 PROBE_READ_SECONDS = 5  # a probe connection that sends nothing for this long is closed
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger with its access log off, whatever logging configuration is given."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        """No access log line, and none of the work of making one."""
 
 
 class ThreadWorker(GunicornThreadWorker):

@@ -81,6 +81,25 @@ def test_gunicorn_writes_no_access_log_of_its_own(defaults):
     assert defaults["accesslog"] == "None"
 
 
+def test_gunicorn_does_no_access_log_work_per_request(defaults):
+    """With a logging configuration given, gunicorn's own logger counts its access log as on and
+    builds each request's entry for a logger with no handler; the platform's logger does nothing."""
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger as GunicornLogger
+
+    from apps.core.gunicorn_worker import Logger
+
+    assert defaults["logger_class"] == "apps.core.gunicorn_worker.Logger"
+    config = Config()
+    config.set("accesslog", "-")  # on, as a logging configuration turns it on, without configuring logging here
+    assert GunicornLogger(config).access_log_enabled
+    built = []
+    logger = Logger(config)
+    logger.atoms = lambda *arguments: built.append(arguments) or {}
+    logger.access(object(), object(), {}, None)
+    assert built == []
+
+
 def test_control_socket_is_off(defaults):
     assert defaults["control_socket_disable"] == "True"
 
