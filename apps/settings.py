@@ -186,7 +186,6 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     # Probes and scrapes answer before host validation: kubelet and Prometheus use the pod IP.
     "apps.core.middleware.ProbeMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Outside everything that can fail: whatever answers an error, it leaves as problem+json.
     "apps.core.middleware.ProblemResponseMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
@@ -198,7 +197,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Each request counted and timed (apps.core.metrics), from here to its answer.
+    "apps.core.metrics.RequestMetrics",
     # Innermost: a view that lost its database connection answers 503, not 500.
     "apps.core.middleware.DatabaseUnavailableMiddleware",
 ]

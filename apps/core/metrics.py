@@ -1,6 +1,7 @@
-"""The platform's own metrics, beside django-prometheus' HTTP and database ones: what happened to the
-business (counters, counted once the change they report is committed) and what state it is in now
-(gauges read from the database at scrape time), plus a build-info series on every process.
+"""The platform's own metrics, beside django-prometheus' database ones: each API request's
+(`RequestMetrics`), what happened to the business (counters, counted once the change they report is
+committed) and what state it is in now (gauges read from the database at scrape time), plus a
+build-info series on every process.
 
 Counters live in the module that does the work (orders placed in apps/orders/services.py, ...) and
 are made with `counter()`, which starts every known label value at zero so a rate is 0, not
@@ -15,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
@@ -22,8 +24,9 @@ import prometheus_client
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Count, Min, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import CollectorRegistry, Counter, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from apps.core.metrics_files import collect_locked, multiproc_directory
@@ -111,6 +114,74 @@ class _Forwarded:
 STATE_READ_FAILURES = Counter(
     "platform_state_read_failures", "Scrapes in which a state reader could not read the database.", ["reader"]
 )
+
+
+# --- HTTP: what each API request did ---------------------------------------------------------------
+# The series dashboards, recording rules, SLO alerts and the release gate read, under the names
+# django-prometheus gives them (a counter is exposed with `_total` added), and nothing else: every
+# series costs each request a write to the worker's metrics file.
+HTTP_REQUESTS_BY_METHOD = Counter("django_http_requests_total_by_method", "Requests by method.", ["method"])
+HTTP_REQUESTS_BY_VIEW = Counter(
+    "django_http_requests_total_by_view_transport_method",
+    "Requests that reached a view, by view, transport and method.",
+    ["view", "transport", "method"],
+)
+HTTP_RESPONSES_BY_STATUS = Counter("django_http_responses_total_by_status", "Responses by status.", ["status"])
+HTTP_LATENCY_BY_VIEW = Histogram(
+    "django_http_requests_latency_seconds_by_view_method",
+    "Time from the first middleware after host validation to the response, by view and method.",
+    ["view", "method"],
+    buckets=settings.PROMETHEUS_LATENCY_BUCKETS,
+)
+HTTP_EXCEPTIONS_BY_TYPE = Counter(
+    "django_http_exceptions_total_by_type", "Exceptions a view raised, by their type.", ["type"]
+)
+HTTP_EXCEPTIONS_BY_VIEW = Counter(
+    "django_http_exceptions_total_by_view", "Exceptions a view raised, by view.", ["view"]
+)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"})
+_UNNAMED_VIEW = "<unnamed view>"
+
+
+class RequestMetrics:
+    """Middleware: each request counted by method, by view and by status, and timed by view.
+
+    A labelled series is looked up once per process and kept: `labels()` validates and locks on
+    every call, and an order read would pay that four times. Label values are bounded: methods
+    outside HTTP's are one value, views are the URL patterns' names, statuses are HTTP's.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self._series: dict[tuple, object] = {}
+
+    def _child(self, metric, *values: str):
+        key = (metric, values)
+        child = self._series.get(key)
+        if child is None:
+            child = self._series[key] = metric.labels(*values)
+        return child
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        method = request.method if request.method in _METHODS else "<invalid method>"
+        self._child(HTTP_REQUESTS_BY_METHOD, method).inc()
+        started = time.perf_counter()
+        response = self.get_response(request)
+        elapsed = time.perf_counter() - started
+        match = request.resolver_match
+        view = (match.view_name or _UNNAMED_VIEW) if match is not None else _UNNAMED_VIEW
+        if match is not None:
+            transport = "https" if request.is_secure() else "http"
+            self._child(HTTP_REQUESTS_BY_VIEW, view, transport, method).inc()
+        self._child(HTTP_RESPONSES_BY_STATUS, str(response.status_code)).inc()
+        self._child(HTTP_LATENCY_BY_VIEW, view, method).observe(elapsed)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        self._child(HTTP_EXCEPTIONS_BY_TYPE, type(exception).__name__).inc()
+        match = request.resolver_match
+        self._child(HTTP_EXCEPTIONS_BY_VIEW, (match.view_name or _UNNAMED_VIEW) if match else _UNNAMED_VIEW).inc()
 
 
 def _process_registry() -> CollectorRegistry:
