@@ -68,6 +68,8 @@ def problem_error_write(sock, status_int: int, reason: str, mesg: str) -> None:
 
 
 PROBE_READ_SECONDS = 5  # a probe connection that sends nothing for this long is closed
+# How long a worker that holds a connection per thread leaves a new connection to the others.
+ACCEPT_YIELD_SECONDS = 0.002
 
 
 class Logger(glogging.Logger):
@@ -78,8 +80,8 @@ class Logger(glogging.Logger):
 
 
 class ThreadWorker(GunicornThreadWorker):
-    """gthread (see platform/gunicorn.conf.py for why threads), with problem+json refusals and a
-    liveness listener served by the event loop."""
+    """gthread (see platform/gunicorn.conf.py for why threads), with problem+json refusals, a
+    liveness listener served by the event loop, and new connections shared between the workers."""
 
     def init_process(self):
         util.write_error = problem_error_write
@@ -90,6 +92,24 @@ class ThreadWorker(GunicornThreadWorker):
         self.liveness_sockets = []
         self.probes = {}  # probe connection -> when it is closed unanswered
         super().init_process()
+
+    # --- sharing new connections between the workers -------------------------------------------------
+    def accept(self, listener):
+        """A worker that already holds a connection per thread lets the other workers take a new one.
+
+        Every worker waits on the same listening socket, each new connection wakes them all, and the
+        first to call accept() gets it. Measured on plain gthread: a burst of 33 connections (k6's
+        virtual users, or a proxy opening its pool) landed 32 or 33 on one worker, whose one GIL then
+        served the pod while the other idled, and the order read ran at about half its rate
+        (perf/README.md). Here a worker holding `threads` connections or more first waits
+        ACCEPT_YIELD_SECONDS, during which a less busy worker, woken by the same connection, takes
+        it; when none does (all are as busy), this one accepts it 2 ms late. Kept-alive clients
+        connect rarely, so the wait is rare; nginx's workers back off the same way
+        (`ngx_accept_disabled`).
+        """
+        if self.nr_conns >= self.cfg.threads:
+            time.sleep(ACCEPT_YIELD_SECONDS)
+        super().accept(listener)
 
     # --- progress of the request threads -----------------------------------------------------------
     def enqueue_req(self, conn):

@@ -4,13 +4,18 @@ gunicorn's `--print-config` loads the file the way the image's command does and 
 setting, so these tests see the values gunicorn will use, not what the file seems to say.
 """
 
+import collections
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from tests.live import free_port
 from tests.platform.dockerfile import REPO
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -152,3 +157,88 @@ def test_graceful_timeout_outlasts_a_token_fetch_and_a_retried_call(defaults):
     token_fetch = wait + (retries + 1) * connect + read + _one_call_budget(connect=0, read=0, retries=retries)
     slowest_request = token_fetch + wait + _one_call_budget(connect=connect, read=read, retries=retries)
     assert slowest_request < int(defaults["graceful_timeout"])
+
+
+@pytest.fixture
+def bare_server(tmp_path):
+    """perf/bare (one JSON view, no database) served by gunicorn with the platform's configuration:
+    2 workers of 2 threads. Yields its port and its master process."""
+    port = free_port()
+    env = {
+        "PATH": f"{GUNICORN.parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "perf.bare.settings",
+        "SERVICE": "bare",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "DRAIN_FILE": str(tmp_path / "draining"),
+        "GUNICORN_WORKER_TMP_DIR": str(tmp_path),
+    }
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(GUNICORN), "-c", str(CONFIG), "perf.bare.wsgi:application"],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers_of(process.pid)) < 2 or log.read_text().count("Booting worker") < 2:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(1)  # both workers past their imports and waiting on the socket
+        yield port, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def workers_of(master: int) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def holder_of_each(port: int, clients: list[socket.socket], pids: list[int]) -> list[int]:
+    """Which process holds the server's end of each client connection, read from /proc."""
+    inode_of_client_port = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if local_port == port:
+            inode_of_client_port[remote_port] = fields[9]
+    pid_of_inode = {}
+    for pid in pids:
+        for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(descriptor)
+            if target.startswith("socket:["):
+                pid_of_inode[target[8:-1]] = pid
+    return [pid_of_inode.get(inode_of_client_port.get(client.getsockname()[1], ""), 0) for client in clients]
+
+
+def test_a_burst_of_new_connections_is_shared_between_the_workers(bare_server):
+    """16 connections at once, as a proxy opening its pool or a load test's users make them, three
+    times: each time both workers take about half (apps/core/gunicorn_worker.py). gthread's own race
+    for accept() gave most or all of a burst to one worker, which then served it with one GIL while
+    the other idled."""
+    port, master = bare_server
+    splits = []
+    for _burst in range(3):
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(16)]
+        try:
+            for client in clients:
+                client.sendall(b"GET /bare/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            for client in clients:
+                assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
+            workers = workers_of(master.pid)
+            held = collections.Counter(holder_of_each(port, clients, workers))
+            splits.append(sorted(held.get(worker, 0) for worker in workers))
+        finally:
+            for client in clients:
+                client.close()
+    assert all(len(split) == 2 and sum(split) == 16 for split in splits), splits
+    assert all(split[0] >= 6 for split in splits), splits
