@@ -6,10 +6,12 @@
     .venv/bin/python perf/costs.py order_detail --database-url postgres://postgres@127.0.0.1:5432/perfwork
 
 The process serves every service (SERVICE=all) with the production settings (DEBUG off, the
-middleware, django-prometheus in multiprocess mode, JSON logs, tracing) and calls the WSGI
+middleware, prometheus_client in multiprocess mode, JSON logs, tracing) and calls the WSGI
 application as gunicorn's worker does. Calls between services (orders charging through payments,
 the service token from auth) go through the same WSGI application in this process instead of a
-socket, so `order_create` counts orders' and payments' work together. Logs go to /dev/null.
+socket, so `order_create` counts orders' and payments' work together. Log lines are made as in
+production and written to /dev/null (a pod's stdout is a pipe, not a terminal); the result goes to
+stderr.
 
 `--instructions` runs this script twice under valgrind's callgrind, with two numbers of requests:
 the difference of their instruction counts, divided by the difference of requests, is what one
@@ -255,6 +257,7 @@ def main(argv: list[str]) -> int:
     if arguments.instructions:
         return instructions(arguments)
 
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the logging configuration's stream, for the whole run)
     with tempfile.TemporaryDirectory(prefix="profile-") as folder:
         environment(Path(folder), arguments.database_url)
         import django  # noqa: PLC0415

@@ -1,0 +1,32 @@
+"""perf/costs.py, the in-process cost of one request, run as a developer runs it: what it reports,
+and that the production logging it measures writes nowhere a terminal would slow down."""
+
+import re
+import subprocess
+import sys
+
+from tests.live import REPO
+
+
+def costs(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "perf" / "costs.py"), *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_an_order_read_is_measured_with_its_queries_and_no_log_line_reaches_stdout():
+    result = costs("order_detail", "--requests", "30", "--warmup", "5", "--queries")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == ""  # every log line (one per request at least) went to /dev/null
+    measured = re.search(
+        r"^order_detail: 30 requests, ([0-9.]+) ms CPU and ([0-9.]+) ms wall per request$", result.stderr, re.M
+    )
+    assert measured is not None, result.stderr[-3000:]
+    assert float(measured[1]) > 0 and float(measured[2]) > 0
+    statements = re.findall(r"^\s+\d+ (SELECT|INSERT|UPDATE|DELETE)\b", result.stderr, re.M)
+    assert statements and set(statements) == {"SELECT"}, result.stderr[-3000:]  # a read writes nothing
