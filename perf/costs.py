@@ -59,6 +59,8 @@ def environment(workdir: Path, database_url: str | None) -> None:
     (workdir / "metrics").mkdir()
     if database_url:
         os.environ["DATABASE_URL"] = database_url
+    else:  # the SQLite file in the temporary folder, whatever DATABASE_URL the shell has
+        os.environ.pop("DATABASE_URL", None)
 
 
 def signing_key_pem() -> str:

@@ -1,6 +1,7 @@
 """perf/costs.py, the in-process cost of one request, run as a developer runs it: what it reports,
 and that the production logging it measures writes nowhere a terminal would slow down."""
 
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,8 @@ def costs(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "perf" / "costs.py"), *arguments],
         cwd=REPO,
+        # Without --database-url the tool uses a SQLite file of its own, whatever the shell points at.
+        env={**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"},
         capture_output=True,
         text=True,
         timeout=300,
