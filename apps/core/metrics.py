@@ -129,7 +129,7 @@ HTTP_REQUESTS_BY_VIEW = Counter(
 HTTP_RESPONSES_BY_STATUS = Counter("django_http_responses_total_by_status", "Responses by status.", ["status"])
 HTTP_LATENCY_BY_VIEW = Histogram(
     "django_http_requests_latency_seconds_by_view_method",
-    "Time from the first middleware after host validation to the response, by view and method.",
+    "Time in the view and the middleware inside this one (apps.core.metrics.RequestMetrics), by view and method.",
     ["view", "method"],
     buckets=settings.PROMETHEUS_LATENCY_BUCKETS,
 )
@@ -142,6 +142,11 @@ HTTP_EXCEPTIONS_BY_VIEW = Counter(
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"})
 _UNNAMED_VIEW = "<unnamed view>"
+
+
+def _view_of(request: HttpRequest) -> str:
+    match = request.resolver_match
+    return (match.view_name or _UNNAMED_VIEW) if match is not None else _UNNAMED_VIEW
 
 
 class RequestMetrics:
@@ -169,9 +174,8 @@ class RequestMetrics:
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
-        match = request.resolver_match
-        view = (match.view_name or _UNNAMED_VIEW) if match is not None else _UNNAMED_VIEW
-        if match is not None:
+        view = _view_of(request)
+        if request.resolver_match is not None:
             transport = "https" if request.is_secure() else "http"
             self._child(HTTP_REQUESTS_BY_VIEW, view, transport, method).inc()
         self._child(HTTP_RESPONSES_BY_STATUS, str(response.status_code)).inc()
@@ -180,8 +184,7 @@ class RequestMetrics:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         self._child(HTTP_EXCEPTIONS_BY_TYPE, type(exception).__name__).inc()
-        match = request.resolver_match
-        self._child(HTTP_EXCEPTIONS_BY_VIEW, (match.view_name or _UNNAMED_VIEW) if match else _UNNAMED_VIEW).inc()
+        self._child(HTTP_EXCEPTIONS_BY_VIEW, _view_of(request)).inc()
 
 
 def _process_registry() -> CollectorRegistry:
