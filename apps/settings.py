@@ -227,15 +227,17 @@ TEMPLATES = [
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
 DATABASE_URL = os.environ.get("DATABASE_URL", "") or f"sqlite:///{DATA_DIR / f'{SERVICE}.sqlite3'}"
 _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
-# django-prometheus wraps the backend to export query counts and latencies.
-# Its histograms' buckets (requests and queries): from 1 ms, since most queries and many requests
+# django-prometheus' histograms' buckets (requests and queries): from 1 ms, since most queries and many requests
 # take a few; 1.0 is the latency SLO's threshold (platform/prometheus/rules/slos.yml).
 PROMETHEUS_LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"),
 )  # fmt: skip
-_database["ENGINE"] = _database["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
-# PostgreSQL's connection health check without a round trip per request (apps/core/db/postgresql).
-_database["ENGINE"] = _database["ENGINE"].replace("django_prometheus.db.backends.postgresql", "apps.core.db.postgresql")
+# The platform's backends (apps/core/db): Django's, with django-prometheus' query metrics recorded at
+# less cost per statement, and PostgreSQL's connection health check without a round trip per request.
+_database["ENGINE"] = {
+    "django.db.backends.sqlite3": "apps.core.db.sqlite3",
+    "django.db.backends.postgresql": "apps.core.db.postgresql",
+}.get(_database["ENGINE"], _database["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends."))
 if _database["ENGINE"].endswith("sqlite3"):
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     _database["OPTIONS"] = {

@@ -13,14 +13,26 @@ connection psycopg already knows is broken, gets Django's own check, which reads
 connection if it is gone. A server that vanished without a word (a host lost, no FIN) leaves the
 socket quiet; `SELECT 1` would then wait for the network's timeout just as the request's own query
 does, so the real check adds nothing there.
+
+Each statement is recorded by apps.core.db.metrics, at less cost than django-prometheus' wrapper.
 """
 
 import select
 
+from django.db.backends.postgresql import base as django_base
 from django_prometheus.db.backends.postgresql import base
+
+from apps.core.db.metrics import instrumented
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_connection_params(self):
+        # Django's parameters, with the cursor class of apps.core.db.metrics instead of
+        # django-prometheus' (which its own get_connection_params would wrap them in).
+        params = django_base.DatabaseWrapper.get_connection_params(self)
+        params["cursor_factory"] = instrumented(params["cursor_factory"], self.alias, self.vendor)
+        return params
+
     def _silent_since_last_answer(self) -> bool:
         connection = self.connection
         if connection is None or connection.closed or connection.broken:
