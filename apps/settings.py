@@ -191,16 +191,24 @@ MIDDLEWARE = [
     "apps.core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Sessions, CSRF, staff login and messages (ADMIN_MIDDLEWARE), on the admin's pages only.
+    "apps.core.middleware.AdminOnlyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Each request counted and timed (apps.core.metrics), from here to its answer.
     "apps.core.metrics.RequestMetrics",
     # Innermost: a view that lost its database connection answers 503, not 500.
     "apps.core.middleware.DatabaseUnavailableMiddleware",
+]
+
+# The admin's pages (apps.urls), and the middlewares only they need: the API keeps no session and
+# checks no CSRF token, since every API request carries its bearer token (apps.core.tokens).
+ADMIN_PATH = "admin/"
+ADMIN_MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 ROOT_URLCONF = "apps.urls"
@@ -344,7 +352,10 @@ X_FRAME_OPTIONS = "DENY"
 # TLS ends at the ingress, which forwards the scheme it saw.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
-SILENCED_SYSTEM_CHECKS = []
+# The admin's checks, and Django's check for CSRF protection, look for their middlewares in
+# MIDDLEWARE; they run from ADMIN_MIDDLEWARE, for the admin's paths (AdminOnlyMiddleware), and
+# apps.core.checks checks them there.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W003"]
 if not SECURE_SSL_REDIRECT:
     # The ingress redirects HTTP to HTTPS; inside the cluster probes, scrapes and service calls
     # are plain HTTP between pods, and a redirect here would break every one of them.

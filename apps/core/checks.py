@@ -38,6 +38,28 @@ def service_client_check(app_configs=None, **kwargs) -> list[checks.CheckMessage
     return [checks.Error(message, hint=hint, id="core.E001")]
 
 
+@checks.register(checks.Tags.security, deploy=True)
+def admin_csrf_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Django's own CSRF deploy checks (security.W003, W016) look for CsrfViewMiddleware in
+    MIDDLEWARE; it runs from ADMIN_MIDDLEWARE, for the admin's pages (AdminOnlyMiddleware), so the
+    same is checked there."""
+    if (
+        "apps.core.middleware.AdminOnlyMiddleware" not in settings.MIDDLEWARE
+        or "django.middleware.csrf.CsrfViewMiddleware" not in settings.ADMIN_MIDDLEWARE
+    ):
+        return [
+            checks.Warning(
+                "The admin's forms have no CSRF protection",
+                hint="Keep apps.core.middleware.AdminOnlyMiddleware in MIDDLEWARE and CsrfViewMiddleware "
+                "in ADMIN_MIDDLEWARE.",
+                id="core.W002",
+            )
+        ]
+    if not settings.CSRF_COOKIE_SECURE:
+        return [checks.Warning("CSRF_COOKIE_SECURE is off: the admin's CSRF cookie may go over HTTP", id="core.W003")]
+    return []
+
+
 def platform_checks_raise() -> None:
     """Raise ImproperlyConfigured listing what fails: serious PLATFORM checks, then startup checks."""
     errors = [

@@ -9,7 +9,10 @@ import uuid
 from http import HTTPStatus
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
 
 from apps.core import context, probes, tracing
 from apps.core.problem_codes import status_code
@@ -171,6 +174,49 @@ class BodySizeLimitMiddleware:
                 detail=f"Request bodies are limited to {settings.MAX_REQUEST_BODY_BYTES} bytes.",
             )
         return self.get_response(request)
+
+
+class AdminOnlyMiddleware:
+    """Sessions, CSRF, staff login and messages (settings.ADMIN_MIDDLEWARE) on the admin's pages only.
+
+    The API authenticates every request by its bearer token (apps.core.tokens) and keeps no session;
+    only the admin's pages, at settings.ADMIN_PATH, log staff in with a session cookie and post forms
+    that need CSRF protection. Elsewhere these middlewares did nothing but cost every API request a
+    session store, a lazy user, a message storage and a CSRF pass. Here they form a chain of their
+    own, entered only for admin paths; their `process_view` hooks (CSRF's check) run for those paths
+    from this middleware's own. A middleware with other hooks is refused at start-up, since they
+    would never run.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.prefix = f"/{settings.ADMIN_PATH}"
+        handler = get_response
+        view_hooks = []
+        for path in reversed(settings.ADMIN_MIDDLEWARE):
+            middleware = import_string(path)(handler)
+            for hook in ("process_exception", "process_template_response"):
+                if hasattr(middleware, hook):
+                    raise ImproperlyConfigured(f"{path} has {hook}(), which ADMIN_MIDDLEWARE cannot run")
+            if hasattr(middleware, "process_view"):
+                view_hooks.insert(0, middleware.process_view)
+            handler = convert_exception_to_response(middleware)
+        self.admin = handler
+        self.view_hooks = tuple(view_hooks)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(self.prefix):
+            return self.admin(request)
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view, args, kwargs) -> HttpResponse | None:
+        if not request.path_info.startswith(self.prefix):
+            return None
+        for hook in self.view_hooks:
+            response = hook(request, view, args, kwargs)
+            if response is not None:
+                return response
+        return None
 
 
 class DatabaseUnavailableMiddleware:
