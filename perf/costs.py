@@ -3,7 +3,14 @@
     .venv/bin/python perf/costs.py order_detail                 # ms of CPU per request, SQLite
     .venv/bin/python perf/costs.py order_create --cprofile 30   # the 30 most expensive functions
     .venv/bin/python perf/costs.py order_detail --instructions     # instructions per request (valgrind)
+    .venv/bin/python perf/costs.py empty_drf                    # the floor: an empty token-verified DRF view
     .venv/bin/python perf/costs.py order_detail --database-url postgres://postgres@127.0.0.1:5432/perfwork
+
+`empty_drf` and `empty_django` are the floor under every endpoint: a DRF view that verifies the
+caller's token and answers a small JSON body, and a plain Django view answering the same body, both
+added to the URLconf by this tool and reached through the whole middleware. What an endpoint costs
+above `empty_drf` is its own work; what `empty_django` costs above perf/bare's view (no middleware)
+is the middleware's.
 
 The process serves every service (SERVICE=all) with the production settings (DEBUG off, the
 middleware, prometheus_client in multiprocess mode, JSON logs, tracing) and calls the WSGI
@@ -37,7 +44,8 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-ENDPOINTS = ("healthz", "order_detail", "order_list", "order_create", "payment_create")
+ENDPOINTS = ("healthz", "order_detail", "order_list", "order_create", "payment_create", "empty_drf", "empty_django")
+EMPTY_DRF, EMPTY_DJANGO = "/perf/empty-drf/", "/perf/empty-django/"
 
 
 def environment(workdir: Path, database_url: str | None) -> None:
@@ -146,6 +154,29 @@ def wsgi_call(application, environ) -> tuple[int, list[tuple[str, str]], bytes]:
     return started["status"], started["headers"], content
 
 
+def empty_views_add() -> None:
+    """Route EMPTY_DRF and EMPTY_DJANGO in the root URLconf, ahead of the services' routes."""
+    from django.http import JsonResponse  # noqa: PLC0415
+    from django.urls import clear_url_caches, path  # noqa: PLC0415
+    from rest_framework.response import Response  # noqa: PLC0415
+    from rest_framework.views import APIView  # noqa: PLC0415
+
+    import apps.urls  # noqa: PLC0415
+    from apps.core.permissions import IsUser  # noqa: PLC0415
+
+    class EmptyApi(APIView):
+        permission_classes = [IsUser]
+
+        def get(self, request):
+            return Response({"status": "ok", "service": "empty"})
+
+    def empty(request):
+        return JsonResponse({"status": "ok", "service": "empty"})
+
+    apps.urls.urlpatterns[:0] = [path(EMPTY_DRF[1:], EmptyApi.as_view()), path(EMPTY_DJANGO[1:], empty)]
+    clear_url_caches()
+
+
 class Endpoints:
     """The requests to measure, with what they need made beforehand (a user, a token, an order)."""
 
@@ -199,6 +230,10 @@ class Endpoints:
             status, _ = self._request("GET", "/healthz")
         elif endpoint == "order_detail":
             status, _ = self._request("GET", f"/api/orders/{self.order_id}/", headers=bearer)
+        elif endpoint == "empty_drf":
+            status, _ = self._request("GET", EMPTY_DRF, headers=bearer)
+        elif endpoint == "empty_django":
+            status, _ = self._request("GET", EMPTY_DJANGO)
         elif endpoint == "order_list":
             status, _ = self._request("GET", "/api/orders/", headers=bearer)
         elif endpoint == "order_create":
@@ -284,6 +319,7 @@ def main(argv: list[str]) -> int:
             session = service_calls._session_for(retry_everything)
             session.mount("http://", WsgiAdapter(application))
 
+        empty_views_add()
         endpoints = Endpoints(application)
         for _ in range(arguments.warmup):
             endpoints.run(arguments.endpoint)

@@ -33,3 +33,12 @@ def test_an_order_read_is_measured_with_its_queries_and_no_log_line_reaches_stdo
     assert float(measured[1]) > 0 and float(measured[2]) > 0
     statements = re.findall(r"^\s+\d+ (SELECT|INSERT|UPDATE|DELETE)\b", result.stderr, re.M)
     assert statements and set(statements) == {"SELECT"}, result.stderr[-3000:]  # a read writes nothing
+
+
+def test_the_floor_under_every_endpoint_is_measured_through_the_whole_middleware():
+    for endpoint in ("empty_drf", "empty_django"):
+        result = costs(endpoint, "--requests", "20", "--warmup", "5", "--queries")
+        assert result.returncode == 0, result.stderr[-3000:]  # any answer but 200 stops the tool
+        assert re.search(rf"^{endpoint}: 20 requests, [0-9.]+ ms CPU", result.stderr, re.M), result.stderr[-3000:]
+        # Neither view reads the database: the token is verified from the signing key, not from auth.
+        assert not re.findall(r"^\s+\d+ (SELECT|INSERT|UPDATE|DELETE)\b", result.stderr, re.M), result.stderr[-3000:]
