@@ -75,7 +75,7 @@ def test_timeouts(defaults):
 
 
 def test_workers_are_recycled_with_jitter(defaults):
-    assert (defaults["max_requests"], defaults["max_requests_jitter"]) == ("20000", "2000")
+    assert (defaults["max_requests"], defaults["max_requests_jitter"]) == ("100000", "10000")
 
 
 def test_app_is_loaded_in_each_worker(defaults):
