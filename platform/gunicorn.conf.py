@@ -70,8 +70,8 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 # Measured (perf/README.md, "What each change bought"): with recycling off, orders' two workers served
 # 163,577 token-verified reads in 160 s and held 85 MiB each from the first 25 s to the end, so there
 # is no growth for a faster turnover to bound. A replaced worker costs its restart: it re-imports
-# Django and refetches the JWKS, and a process with one worker serves nothing meanwhile (every
-# `make bench` run's third 1-worker round showed a 2.7-3.2 s request). At 20,000 that came round every
+# Django and refetches the JWKS, and a process with one worker serves nothing meanwhile (the
+# third 1-worker round of three `make bench` runs held a request 2.7-3.2 s). At 20,000 that comes round every
 # 35-45 s at the 450-600 requests/s a worker serves under load; at 100,000, every 3 minutes or more.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "100000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "10000"))
