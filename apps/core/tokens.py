@@ -10,7 +10,9 @@ must outlive an auth outage, so the cache degrades instead of failing:
   waits longer each time (exponential, capped at JWKS_MAX_BACKOFF_SECONDS). Random `kid`s therefore
   cost auth at most one fetch per interval, and an outage costs it nothing more than the backoff.
 - A request with a `kid` the cache lacks waits (JWKS_FETCH_WAIT_SECONDS at most) for the fetch it
-  started, which may bring a rotated key; while fetches are failing it does not wait at all.
+  started, which may bring a rotated key; while fetches are failing it does not wait at all. In auth,
+  which reads its own keys from its database in the requesting thread, a request waits for that read
+  to end.
 - Each good key set is kept in the service's own database (`KeySetSnapshot`), so a fresh worker or
   pod starts verifying from it while auth is down.
 
@@ -164,7 +166,11 @@ class KeySet:
         if key is not None:
             return key  # a known kid never waits, whatever the fetch is doing
         if flight is not None and worth_waiting:
-            flight.wait(self._wait)
+            # A fetch run in a caller's thread reads this process's own keys (auth's database), and
+            # is waited for to its end: a busy node can make that first read of a fresh worker
+            # outlast `wait`, and the key it brings is the one every waiting request needs. `wait`
+            # bounds only fetches from auth, which may never answer.
+            flight.wait(None if not self._background else self._wait)
         with self._lock:
             if not self._keys:
                 raise KeysUnavailable(retry_after=max(1.0, self._next_fetch_at - time.monotonic()))

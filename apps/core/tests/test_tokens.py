@@ -399,6 +399,28 @@ def test_an_unknown_kid_waits_no_longer_than_the_wait_when_auth_hangs():
     auth.hang.set()
 
 
+def test_a_fresh_auth_worker_waits_for_its_own_keys_however_long_their_read_takes():
+    """Auth reads its keys in the requesting thread: a second request arriving meanwhile waits for
+    that read, even past `wait`, instead of answering 503 with the keys a moment away."""
+    auth = Auth("k1")
+    auth.hung()  # the first read of the database is slow
+    keys = key_set(auth, wait=0.05, background=False)
+    first = threading.Thread(target=keys.get, args=("k1",))
+    first.start()
+    while auth.calls == 0:
+        time.sleep(0.005)
+    answers = []
+    second = threading.Thread(target=lambda: answers.append(keys.get("k1")))
+    second.start()
+    time.sleep(0.3)  # six times `wait`
+    assert second.is_alive()  # still waiting, not refused
+    auth.hang.set()
+    first.join(5)
+    second.join(5)
+    assert answers and answers[0] is not None
+    assert auth.calls == 1
+
+
 # --- the kept key set: a fresh process verifies from it while auth is down --------------------------
 
 
