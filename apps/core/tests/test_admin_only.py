@@ -14,7 +14,7 @@ from apps.core.middleware import AdminOnlyMiddleware
 pytestmark = pytest.mark.django_db
 
 
-def test_an_api_request_runs_none_of_the_admins_middlewares(client):
+def test_an_api_request_runs_none_of_the_admins_middlewares():
     seen = {}
 
     def view(request):

@@ -6,7 +6,7 @@ from django.db import DatabaseError, connection, connections
 
 from apps.core import metrics
 from apps.core.db.metrics import instrumented
-from apps.core.tests.test_metrics import value
+from apps.core.tests.test_request_metrics import grew
 
 pytestmark = pytest.mark.django_db
 
@@ -18,10 +18,6 @@ NO_SUCH_TABLE = {"sqlite": "OperationalError", "postgresql": "UndefinedTable"}
 
 def scrape() -> bytes:
     return metrics.exposition(with_state=False)  # the database gauges would add their own statements
-
-
-def grew(before, after, name: str, **labels) -> float:
-    return (value(after, name, **labels) or 0.0) - (value(before, name, **labels) or 0.0)
 
 
 def test_the_backend_is_the_platforms():
