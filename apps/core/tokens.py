@@ -306,6 +306,9 @@ def local_key_loader_register(loader: Callable[[], dict] | None) -> Callable[[],
 def key_set() -> KeySet:
     """The process's key cache: auth's registered loader in the auth process, HTTP elsewhere."""
     global _key_set
+    kept = _key_set  # every verification asks: once made, no lock to take
+    if kept is not None:
+        return kept
     with _key_set_lock:
         if _key_set is None:
             common = {
