@@ -527,7 +527,7 @@ class JwtAuthentication(authentication.BaseAuthentication):
     keyword = "bearer"
 
     def authenticate(self, request: Request):
-        header = request.headers.get("Authorization", "")
+        header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         scheme, _, token = header.partition(" ")
