@@ -2,6 +2,7 @@
 
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 
 
@@ -52,3 +53,19 @@ class Pagination(PageNumberPagination):
                 "schema": {"type": "integer", "minimum": 1},
             },
         ]
+
+
+class ContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, answered without parsing for what nearly every client sends.
+
+    No `?format=` and an Accept header that is absent, `*/*` or exactly the first renderer's media
+    type select the first renderer with its media type, which is what DRF's parse of those headers
+    selects. Anything else (a list, parameters, another type, a format override) is DRF's own."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if renderers and not format_suffix and self.settings.URL_FORMAT_OVERRIDE not in request.query_params:
+            first = renderers[0]
+            accept = request.META.get("HTTP_ACCEPT", "*/*")
+            if accept in {"*/*", first.media_type} and ";" not in first.media_type:
+                return first, first.media_type
+        return super().select_renderer(request, renderers, format_suffix)
