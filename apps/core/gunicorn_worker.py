@@ -28,19 +28,19 @@ import json
 import os
 import selectors
 import time
-import uuid
 from http import HTTPStatus
 
 from gunicorn import glogging, util
 from gunicorn.workers.gthread import ThreadWorker as GunicornThreadWorker
 
+from apps.core import context
 from apps.core.problem_codes import status_code
 
 
 def problem_error_write(sock, status_int: int, reason: str, mesg: str) -> None:
     """What gunicorn sends for a request it refused, as problem+json. `mesg` is not sent: it can
     repeat the refused request line or header, which is the client's input."""
-    request_id = uuid.uuid4().hex
+    request_id = context.request_id_new()
     code = status_code(status_int)
     try:
         title = HTTPStatus(status_int).phrase

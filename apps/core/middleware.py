@@ -5,7 +5,6 @@ every mode, DEBUG included), and a cap on body size that DRF's parsers would oth
 import logging
 import re
 import time
-import uuid
 from http import HTTPStatus
 
 from django.conf import settings
@@ -87,7 +86,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")  # REQUEST_ID_HEADER, as WSGI names it
-        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else context.request_id_new()
         request.request_id = request_id
         id_token = context.request_id.set(request_id)
         authorization = request.META.get("HTTP_AUTHORIZATION", "")

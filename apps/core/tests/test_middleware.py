@@ -3,10 +3,13 @@
 import io
 import json
 import logging
+import os
+import uuid
 
 import pytest
 from django.test import Client
 
+from apps.core import context
 from apps.core.logging import ContextFilter, JsonFormatter
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +30,26 @@ def test_an_insane_request_id_is_replaced(incoming):
 def test_each_request_gets_a_different_id():
     client = Client()
     assert client.get("/api/schema/")["X-Request-ID"] != client.get("/api/schema/")["X-Request-ID"]
+
+
+def test_a_made_request_id_is_a_random_uuid_and_forked_workers_never_share_one():
+    made = [context.request_id_new() for _ in range(10_000)]
+    assert len(set(made)) == len(made)
+    assert all(uuid.UUID(hex=made_id).version == 4 and len(made_id) == 32 for made_id in made)
+
+    # gunicorn forks its workers from one process: each must draw its own ids.
+    readers = []
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: one id to the parent, then gone without running any teardown
+            os.write(write_end, context.request_id_new().encode())
+            os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        with os.fdopen(read_end) as reader:
+            readers.append(reader.read())
+    assert len({*readers, context.request_id_new()}) == 3
 
 
 def test_probes_answer_for_a_host_not_in_allowed_hosts():
