@@ -320,6 +320,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- logging: one JSON object per line on stdout -------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+# Lines below WARNING (the access lines) are written together, at most this long after they are
+# logged; a WARNING or worse at once (apps.core.logging.StdoutHandler). 0: each line as it is logged.
+LOG_WRITE_INTERVAL_SECONDS = env_float("LOG_WRITE_INTERVAL_SECONDS", 0.05)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -327,7 +330,7 @@ LOGGING = {
     "formatters": {"json": {"()": "apps.core.logging.JsonFormatter"}},
     "handlers": {
         "stdout": {
-            "class": "logging.StreamHandler",
+            "class": "apps.core.logging.StdoutHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
             "filters": ["context"],

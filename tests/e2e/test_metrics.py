@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.client import requests_counted
+from tests.e2e.flows import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +32,13 @@ def test_metrics_count_requests_served_by_different_workers_together(stack):
         assert list(pool.map(fetch, range(sent))) == [200] * sent
     after = requests_counted(auth.url, "jwks")
 
-    access_lines = [
-        json.loads(line)
-        for line in auth.log_text()[log_offset:].splitlines()
-        if line.startswith("{") and '"apps.access"' in line
-    ]
-    workers = {line["pid"] for line in access_lines if line["path"] == "/.well-known/jwks.json"}
+    def jwks_access_lines() -> list[dict]:
+        lines = [json.loads(line) for line in auth.log_text()[log_offset:].splitlines() if line.startswith("{")]
+        return [line for line in lines if line["logger"] == "apps.access" and line["path"] == "/.well-known/jwks.json"]
+
+    # Access lines are written a moment after their requests (apps.core.logging.StdoutHandler).
+    access_lines = wait_for(lambda: len(jwks_access_lines()) >= sent and jwks_access_lines(), timeout=10)
+    workers = {line["pid"] for line in access_lines}
     assert len(workers) == 2, f"all {sent} requests went to one worker; the test proves nothing"
     assert after - before == sent
 

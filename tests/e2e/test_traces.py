@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from tests.client import register_and_login
+from tests.e2e.flows import wait_for
 from tests.jaeger import Jaeger, Trace, notified, order_place_traced, order_traced, traceparent
 from tests.journey import LINES
 from tests.live import Databases, Stack, stack_start
@@ -158,10 +159,16 @@ def log_lines(text: str) -> list[dict]:
 
 def test_every_request_log_line_carries_its_trace_id(order_traces, traced):
     trace_id, _, request_id = order_traces["place"]
-    access = {
-        name: [line for line in log_lines(service.log_text()) if line["logger"] == "apps.access"]
-        for name, service in traced.services.items()
-    }
+
+    def access_lines() -> dict[str, list[dict]]:
+        return {
+            name: [line for line in log_lines(service.log_text()) if line["logger"] == "apps.access"]
+            for name, service in traced.services.items()
+        }
+
+    # Access lines are written a moment after their requests (apps.core.logging.StdoutHandler).
+    wait_for(lambda: any(line.get("trace_id") == trace_id for line in access_lines()["notifications"]), timeout=10)
+    access = access_lines()
     assert all(access.values()), {name: len(lines) for name, lines in access.items()}
     assert [
         (name, line["message"])
@@ -174,8 +181,12 @@ def test_every_request_log_line_carries_its_trace_id(order_traces, traced):
     assert [line["request_id"] for line in access["orders"] if line["trace_id"] == trace_id] == [request_id]
     assert any(line["trace_id"] == trace_id for line in access["payments"])
     assert any(line["trace_id"] == trace_id for line in access["notifications"])
-    relay = log_lines(traced.relays["orders"].log_text())
-    assert any(line["message"] == "outbox event delivered" and line["trace_id"] == trace_id for line in relay)
+
+    def delivered_line() -> bool:
+        relay = log_lines(traced.relays["orders"].log_text())
+        return any(line["message"] == "outbox event delivered" and line.get("trace_id") == trace_id for line in relay)
+
+    wait_for(delivered_line, timeout=10, message="the relay's line for the order's event")
 
 
 def test_a_trace_backend_that_is_down_costs_no_request(order_traces, traced, jaeger):
