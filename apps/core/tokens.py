@@ -484,6 +484,16 @@ def _verified_again(token: str) -> Principal | None:
     return entry.principal
 
 
+def access_token_known(token: str) -> Principal | None:
+    """The principal of a token this process has verified and that still holds (its key still
+    published, its times still valid), without waiting on anything; None for any other token, which
+    `access_token_verify` then verifies in full and says what is wrong with."""
+    try:
+        return _verified_again(token)
+    except InvalidToken:
+        return None
+
+
 def access_token_verify(token: str) -> Principal:
     """Verify signature, algorithm, issuer, audience, times and claim types; raise InvalidToken with the reason."""
     principal = _verified_again(token)
