@@ -3,16 +3,14 @@
 import functools
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpResponse
-from rest_framework.exceptions import APIException
+from django.http import HttpResponse
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.permissions import IsUser
-from apps.core.tokens import USER, Principal, access_token_known
+from apps.core.problems import ANSWERED_EXCEPTIONS
+from apps.core.tokens import USER, JwtAuthentication, Principal, access_token_known
 
 
 class DirectReadApi(APIView):
@@ -68,7 +66,7 @@ class DirectReadApi(APIView):
                 if principal is not None and principal.kind == USER:
                     try:
                         data = cls.read(principal, **kwargs)
-                    except _ANSWERED_BY_DRF:
+                    except ANSWERED_EXCEPTIONS:  # DRF's dispatch answers them (apps.core.problems)
                         return through_drf(request, *args, **kwargs)
                     response = HttpResponse(
                         renderer.render(data, "application/json", {}), content_type="application/json"
@@ -83,7 +81,7 @@ class DirectReadApi(APIView):
     @classmethod
     def _direct_policy_check(cls) -> None:
         policy = {
-            "authentication": [c.__name__ for c in cls.authentication_classes] == ["JwtAuthentication"],
+            "authentication": list(cls.authentication_classes) == [JwtAuthentication],
             "permissions": list(cls.permission_classes) == [IsUser],
             "renderers": list(cls.renderer_classes) == [JSONRenderer],
             "throttles": not cls.throttle_classes,
@@ -95,5 +93,3 @@ class DirectReadApi(APIView):
 
 
 _DIRECT_ACCEPTS = frozenset({"*/*", "application/json"})
-# What apps.core.problems.exception_handler turns into an answer (a 404, a 400 ...): DRF gives it.
-_ANSWERED_BY_DRF = (APIException, Http404, DjangoValidationError, DjangoPermissionDenied)

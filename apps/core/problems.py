@@ -66,6 +66,10 @@ def _first_code(detail) -> str:
     return getattr(detail, "code", None) or "error"
 
 
+# What exception_handler answers: DRF's own exceptions, and Django's it turns into them.
+ANSWERED_EXCEPTIONS = (exceptions.APIException, DjangoValidationError, Http404, DjangoPermissionDenied)
+
+
 def exception_handler(exc: Exception, context_: dict) -> Response | None:
     """DRF's handler decides status and headers (WWW-Authenticate, Retry-After); we decide the body."""
     if isinstance(exc, DjangoValidationError):  # raised by full_clean() and validators in services
