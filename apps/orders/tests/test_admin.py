@@ -6,7 +6,8 @@ import pytest
 from django.contrib.auth.models import User as StaffUser
 from django.urls import reverse
 
-from apps.orders.models import Order, OrderEvent, OrderLine, OrderStatusChange
+from apps.orders.models import Order, OrderEvent
+from apps.orders.tests.factories import order_make
 
 pytestmark = pytest.mark.django_db
 
@@ -14,18 +15,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def order(db):
     user_id = uuid.uuid4()
-    order = Order.objects.create(
-        customer_id=user_id,
-        idempotency_key="k",
-        request_fingerprint="f",
-        currency="EUR",
-        total=500,
-        payment_method="pm_card_visa",
-        status="paid",
-        payment_id=uuid.uuid4(),
-    )
-    OrderLine.objects.create(order=order, position=1, sku="A", quantity=1, unit_price=500)
-    OrderStatusChange.objects.create(order=order, to_status="pending")
+    order = order_make(user_id, lines=(("A", 1, 500),), history=(("", "pending"),), status="paid")
     OrderEvent.objects.create(type="order.paid", user_id=user_id, aggregate_id=order.id, data={})
     return order
 

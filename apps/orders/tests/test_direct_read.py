@@ -16,7 +16,7 @@ from apps.core.direct_read import DirectReadApi
 from apps.core.testing import service_client_provision, service_client_token, user_token
 from apps.core.tokens import access_token_verify
 from apps.orders.apis import OrderDetailApi
-from apps.orders.models import Order, OrderLine, OrderStatusChange
+from apps.orders.tests.factories import order_make
 
 pytestmark = pytest.mark.django_db
 
@@ -27,22 +27,7 @@ VIEW = OrderDetailApi.as_view()
 def placed():
     """(user id, their token, their order's id, another customer's order's id)."""
     user_id, token = user_token()
-    orders = []
-    for customer in (user_id, str(uuid.uuid4())):
-        order = Order.objects.create(
-            customer_id=customer,
-            idempotency_key=f"k-{uuid.uuid4().hex}",
-            request_fingerprint="f",
-            currency="EUR",
-            total=500,
-            payment_method="pm_card_visa",
-            status="paid",
-            payment_id=uuid.uuid4(),
-        )
-        OrderLine.objects.create(order=order, position=1, sku="BOOK-42", quantity=2, unit_price=250)
-        OrderStatusChange.objects.create(order=order, to_status="pending")
-        OrderStatusChange.objects.create(order=order, from_status="pending", to_status="paid")
-        orders.append(order.id)
+    orders = [order_make(customer).id for customer in (user_id, str(uuid.uuid4()))]
     return user_id, token, orders[0], orders[1]
 
 

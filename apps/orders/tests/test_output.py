@@ -11,7 +11,8 @@ from apps.core import serializers as core_serializers
 from apps.core.serializers import output_of
 from apps.orders import selectors
 from apps.orders.apis import OrderLineOutputSerializer, OrderOutputSerializer
-from apps.orders.models import Order, OrderLine, OrderStatusChange
+from apps.orders.models import Order
+from apps.orders.tests.factories import order_make
 
 pytestmark = pytest.mark.django_db
 
@@ -19,34 +20,24 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def orders():
     customer_id = uuid.uuid4()
-    paid = Order.objects.create(
-        customer_id=customer_id,
-        idempotency_key="paid",
-        request_fingerprint="f",
-        currency="EUR",
-        total=2 * 250 + 1999,
-        payment_method="pm_card_visa",
-        status="cancelled",
-        payment_id=uuid.uuid4(),
+    cancelled = order_make(
+        customer_id,
+        lines=(("BOOK-42", 2, 250), ("PEN.1", 1, 1999)),
+        history=(("", "pending"), ("pending", "paid"), ("paid", "cancelling"), ("cancelling", "cancelled")),
         refund_id=uuid.uuid4(),
         refunded_amount=2 * 250 + 1999,
     )
-    OrderLine.objects.create(order=paid, position=1, sku="BOOK-42", quantity=2, unit_price=250)
-    OrderLine.objects.create(order=paid, position=2, sku="PEN.1", quantity=1, unit_price=1999)
-    for before, after in (("", "pending"), ("pending", "paid"), ("paid", "cancelling"), ("cancelling", "cancelled")):
-        OrderStatusChange.objects.create(order=paid, from_status=before, to_status=after, reason="test")
-    refused = Order.objects.create(
-        customer_id=customer_id,
-        idempotency_key="refused",
-        request_fingerprint="f",
+    refused = order_make(
+        customer_id,
+        lines=(("X", 7, 1),),
+        history=(),
         currency="JPY",
-        total=7,
         payment_method="pm_card_declined",
         status="payment_refused",
+        payment_id=None,
         payment_error="card declined",
     )
-    OrderLine.objects.create(order=refused, position=1, sku="X", quantity=7, unit_price=1)
-    return customer_id, [paid, refused]
+    return customer_id, [cancelled, refused]
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
