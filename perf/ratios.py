@@ -151,6 +151,9 @@ class Phase:
     cores: dict[str, float] = field(default_factory=dict)
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     peak_worker_rss_mib: dict[str, float] = field(default_factory=dict)
+    # Workers gunicorn replaced during the phase (max_requests), by server: a replaced worker serves
+    # nothing while it starts, and the connections it held land on the others.
+    workers_replaced: dict[str, int] = field(default_factory=dict)
 
 
 def phase_run(
@@ -213,7 +216,14 @@ def phase_run(
         if name != "stolen by the hypervisor"
     }
     phase.peak_worker_rss_mib = {name: rss / MIB for name, rss in sampler.peak_worker.items()}
+    phase.workers_replaced = workers_replaced(sampler.workers_seen, orders_workers=phase.orders_workers, args=args)
     return phase
+
+
+def workers_replaced(seen: dict[str, set[int]], *, orders_workers: int, args) -> dict[str, int]:
+    """Per server, how many more worker pids were seen during a phase than it runs workers at once."""
+    running = {name: orders_workers if name == "orders" else args.workers for name in ("bare", *SERVICES)}
+    return {name: max(0, len(seen.get(name, ())) - count) for name, count in running.items()}
 
 
 # --- one database ----------------------------------------------------------------------------------
@@ -515,6 +525,18 @@ def database_section(result: dict) -> list[str]:
             f"{name} {cores.get('whole machine', 0.0):.2f} in all, "
             f"{cores.get('rest of the machine', 0.0):.2f} by other processes"
             for name, (_, cores) in merged.items()
+        )
+        + ".",
+        "",
+        "Workers replaced by gunicorn (`max_requests`) during a phase: "
+        + (
+            "; ".join(
+                f"round {phase.get('round', 1)} {phase['name']}: "
+                + ", ".join(f"{name} {count}" for name, count in phase.get("workers_replaced", {}).items() if count)
+                for phase in phases
+                if any(phase.get("workers_replaced", {}).values())
+            )
+            or "none"
         )
         + ".",
         "",

@@ -5,6 +5,7 @@ check passes, and k6's request counts match what the services themselves counted
 Speed is measured by perf/bench.py, whose recorded results live in perf/results.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -382,6 +383,32 @@ def test_the_report_shows_every_round_and_the_mean_cost_of_each_phase(ratios):
     # orders' CPU per read: 3.8 and 3.4 ms in the two rounds, 3.60 their mean.
     assert "| orders | 1.20 | 3.60 |" in text
     assert "order-read 1.80 in all" in text
+
+
+def test_workers_replaced_during_a_phase_are_counted_and_reported(ratios):
+    args = argparse.Namespace(workers=2)
+    seen = {"bare": {11, 12, 13, 14}, "orders": {21, 22}, "payments": {31, 32}}
+    assert ratios.workers_replaced(seen, orders_workers=2, args=args) == {
+        "bare": 2,
+        "auth": 0,
+        "orders": 0,
+        "payments": 0,
+        "notifications": 0,
+    }
+    one_worker = ratios.workers_replaced({"orders": {21, 22}}, orders_workers=1, args=args)
+    assert one_worker["orders"] == 1  # orders restarted with one worker, which gunicorn replaced once
+
+    replaced = ratios_phase("bare-read", 2000.0, round=2)
+    replaced["workers_replaced"] = {"bare": 2, "orders": 0}
+    result = {
+        "database": "sqlite",
+        "phases": [ratios_phase("bare-read", 1000.0), ratios_phase("order-read", 500.0), replaced],
+        "log_warnings": {},
+    }
+    text = "\n".join(ratios.database_section(result))
+    assert "during a phase: round 2 bare-read: bare 2." in text
+    result["phases"][2]["workers_replaced"] = {"bare": 0}
+    assert "during a phase: none." in "\n".join(ratios.database_section(result))
 
 
 @pytest.mark.parametrize(
