@@ -63,6 +63,9 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 # within 2 s, whatever this is, and the blue/green tool's drain before scaling a color down (120 s)
 # outlasts it.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+# A kept-alive connection is closed after CONNECTION_MAX_REQUESTS answers (1000; read by the worker
+# class, apps/core/gunicorn_worker.py), as nginx's keepalive_requests does: its client connects again
+# and lands on the least busy worker, so a replaced worker or a new pod gets its share back.
 
 # --- worker recycling -----------------------------------------------------------------------------
 # A worker is replaced after about this many requests, bounding slow memory growth. The jitter (10%)

@@ -21,6 +21,17 @@ configuration is given (`logconfig_dict`, which the platform sets to make its er
 then builds, for every request, a dict of every request header, response header and environ entry,
 and a log record for a logger with no handler. The platform's access log line is
 apps.core.middleware.RequestIdMiddleware's; `Logger` says gunicorn has none.
+
+Kept-alive connections moved now and then. A client that keeps its connections alive (a proxy, another
+service's pool, a load test) stays with the worker, and the pod, that accepted each one. When a worker
+is replaced (`max_requests`), its connections reconnect while the new worker is still importing Django,
+so they all land on the others, and nothing moves them back (in one bench run, perf/README.md, the bare
+view served 2,136 requests a second in the phase in which both its workers were replaced, and
+3,705-3,879 in the others). A new pod after a scale-up gets no share of existing connections either.
+Like nginx's `keepalive_requests` (also 1000 by default), the answer to a connection's
+CONNECTION_MAX_REQUESTS-th request says `Connection: close`; the client connects again, and the new
+connection goes to whichever worker (or pod) is least busy (`ThreadWorker.accept`). 0 keeps a
+connection for as many requests as it carries.
 """
 
 import errno
@@ -91,6 +102,7 @@ class ThreadWorker(GunicornThreadWorker):
         self.last_progress = time.monotonic()  # when one last finished (or the first began)
         self.liveness_sockets = []
         self.probes = {}  # probe connection -> when it is closed unanswered
+        self.connection_max_requests = int(os.environ.get("CONNECTION_MAX_REQUESTS", "1000"))
         super().init_process()
 
     # --- sharing new connections between the workers -------------------------------------------------
@@ -110,6 +122,14 @@ class ThreadWorker(GunicornThreadWorker):
         if self.nr_conns >= self.cfg.threads:
             time.sleep(ACCEPT_YIELD_SECONDS)
         super().accept(listener)
+
+    # --- moving kept-alive connections now and then ---------------------------------------------------
+    def handle_request(self, req, conn):
+        """The answer to the connection's CONNECTION_MAX_REQUESTS-th request closes it (in a request thread)."""
+        conn.requests_served = getattr(conn, "requests_served", 0) + 1
+        if self.connection_max_requests and conn.requests_served >= self.connection_max_requests:
+            req.must_close = True  # gunicorn answers `Connection: close` and closes after the answer
+        return super().handle_request(req, conn)
 
     # --- progress of the request threads -----------------------------------------------------------
     def enqueue_req(self, conn):

@@ -160,9 +160,10 @@ def test_graceful_timeout_outlasts_a_token_fetch_and_a_retried_call(defaults):
 
 
 @pytest.fixture
-def bare_server(tmp_path):
+def bare_server(tmp_path, request):
     """perf/bare (one JSON view, no database) served by gunicorn with the platform's configuration:
-    2 workers of 2 threads. Yields its port and its master process."""
+    2 workers of 2 threads, and more environment when parametrized with it. Yields its port and its
+    master process."""
     port = free_port()
     env = {
         "PATH": f"{GUNICORN.parent}:/usr/bin:/bin",
@@ -176,6 +177,7 @@ def bare_server(tmp_path):
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "DRAIN_FILE": str(tmp_path / "draining"),
         "GUNICORN_WORKER_TMP_DIR": str(tmp_path),
+        **getattr(request, "param", {}),
     }
     log = tmp_path / "gunicorn.log"
     with log.open("wb") as output:
@@ -242,3 +244,46 @@ def test_a_burst_of_new_connections_is_shared_between_the_workers(bare_server):
                 client.close()
     assert all(len(split) == 2 and sum(split) == 16 for split in splits), splits
     assert all(split[0] >= 6 for split in splits), splits
+
+
+def answers_on_one_connection(port: int, count: int) -> list[tuple[bytes, bool]]:
+    """Each answer's status line and Connection header to `count` requests sent one after the other on
+    one kept-alive connection, until the server closes it."""
+    answers = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        reader = client.makefile("rb")
+        for _ in range(count):
+            client.sendall(b"GET /bare/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status = reader.readline()
+            if not status:
+                break  # closed by the server
+            headers = {}
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if "content-length" in headers:
+                reader.read(int(headers["content-length"]))
+            else:  # chunked: perf/bare has no middleware to set a length
+                while (size := int(reader.readline(), 16)) > 0:
+                    reader.read(size + 2)
+                reader.readline()
+            answers.append((status.split(b" ")[1], headers.get("connection", "").lower() == "close"))
+        else:
+            return answers
+    return answers
+
+
+@pytest.mark.parametrize("bare_server", [{"CONNECTION_MAX_REQUESTS": "5"}], indirect=True)
+def test_a_kept_alive_connection_is_closed_after_its_fifth_answer_when_so_configured(bare_server):
+    """apps/core/gunicorn_worker.py: the client connects again, and the new connection goes to the
+    least busy worker, so a worker replaced by max_requests gets its share back."""
+    port, _ = bare_server
+    answers = answers_on_one_connection(port, 8)
+    assert answers == [(b"200", False)] * 4 + [(b"200", True)]  # nothing answered after it
+
+
+def test_by_default_a_kept_alive_connection_carries_a_thousand_requests(bare_server):
+    port, _ = bare_server
+    answers = answers_on_one_connection(port, 1001)
+    assert len(answers) == 1000
+    assert [closing for _, closing in answers] == [False] * 999 + [True]
