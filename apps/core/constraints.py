@@ -169,7 +169,14 @@ def check_constraints_failed(instance, model_class, constraints: list[CheckConst
 
 
 class OneQueryCheckConstraints:
-    """Mixin for models: `full_clean()` validates all their check constraints in one query."""
+    """Mixin for models: `full_clean()` validates all their check constraints in one query.
+
+    `constraints_left_to_the_database` names constraints `full_clean()` does not validate: ones whose
+    violation only a race between two requests can cause, which the database decides on save (the
+    caller turns the IntegrityError into its answer) and a query before it could not decide anyway.
+    """
+
+    constraints_left_to_the_database: tuple[str, ...] = ()
 
     def validate_constraints(self, exclude=None):
         using = router.db_for_write(self.__class__, instance=self)
@@ -177,10 +184,12 @@ class OneQueryCheckConstraints:
             super().validate_constraints(exclude=exclude)
             return
         errors = {}
-        for model_class, model_constraints in self.get_constraints():
-            checks = [constraint for constraint in model_constraints if isinstance(constraint, CheckConstraint)]
+        for model_class, declared in self.get_constraints():
+            left = self.constraints_left_to_the_database
+            validated = [constraint for constraint in declared if constraint.name not in left]
+            checks = [constraint for constraint in validated if isinstance(constraint, CheckConstraint)]
             failed = check_constraints_failed(self, model_class, checks, exclude=exclude, using=using) if checks else ()
-            for constraint in model_constraints:
+            for constraint in validated:
                 try:
                     if isinstance(constraint, CheckConstraint):
                         if constraint.name in failed:

@@ -128,6 +128,15 @@ def test_a_condition_on_an_excluded_field_is_not_checked():
     }
 
 
+@pytest.mark.django_db
+def test_a_constraint_left_to_the_database_is_neither_checked_nor_reported():
+    charge = Charge(amount=0, currency="eu", status="succeeded")
+    charge.constraints_left_to_the_database = ("charge_amount_positive",)
+    assert one_query_errors(charge) == {"__all__": ["Constraint “charge_currency_code” is violated."]}
+    charge.currency = "EUR"
+    assert one_query_errors(charge) is None
+
+
 @pytest.mark.django_db(transaction=True)
 def test_all_check_constraints_cost_one_query(django_assert_num_queries):
     charge = Charge(amount=0, currency="eu", status="lost")

@@ -119,11 +119,11 @@ def test_refunding_an_unknown_payment_is_404(orders_service):
     assert IdempotencyRecord.objects.count() == 0
 
 
-def test_a_charge_is_seventeen_statements(orders_service, django_assert_num_queries):
+def test_a_charge_is_fourteen_statements(orders_service, django_assert_num_queries):
     """The key's record (3: the test's transaction makes BEGIN and COMMIT savepoints), the order's earlier
-    charges (1), then one transaction (2): the record locked (1), its check constraints (3) and its
-    capture-once constraint (3) validated, the payment (3), the record completed (1)."""
+    charges (1), then one transaction (2): the record locked (1), its check constraints validated (3),
+    the payment (3), the record completed (1). One capture per order is the database's to enforce."""
     post(orders_service, body(), key="warm-up")  # the signing keys loaded
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(14):
         response = post(orders_service, body(), key="counted")
     assert response.status_code == 201

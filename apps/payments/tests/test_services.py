@@ -136,6 +136,26 @@ def test_a_paid_order_is_not_charged_again_under_another_key():
     assert Payment.objects.count() == 1
 
 
+def test_a_capture_racing_another_under_another_key_is_refused_by_the_database_as_already_paid(
+    monkeypatch, django_assert_num_queries
+):
+    """The second of two charges that both read the order's earlier charges before either captured:
+    the INSERT decides it, and the answer is the same 409 as for a charge that came later."""
+    charge()
+    monkeypatch.setattr(services, "_charge_allowed", lambda **kwargs: None)  # read before the capture
+    payment = Payment(**{**Payment.objects.values().get(), "id": uuid.uuid4()})
+    # The check constraints' one statement, in a savepoint (the test's transaction); no query about
+    # another capture of the order, which is the database's to refuse.
+    with django_assert_num_queries(3) as captured:
+        payment.full_clean(validate_unique=False)
+    assert [query["sql"] for query in captured.captured_queries if "payments_payment" in query["sql"]] == []
+    with pytest.raises(Conflict) as error:
+        charge(key="key-2")
+    assert error.value.detail.code == "already_paid"
+    assert Payment.objects.count() == 1
+    assert not IdempotencyRecord.objects.filter(key="key-2").exists()  # refused: the key is free again
+
+
 def test_a_full_refund_returns_everything_and_emits_payment_refunded():
     payment_id = charge().body["id"]
     answer = refund(payment_id)
