@@ -5,6 +5,7 @@ setting, so these tests see the values gunicorn will use, not what the file seem
 """
 
 import collections
+import http.client
 import os
 import socket
 import subprocess
@@ -246,30 +247,21 @@ def test_a_burst_of_new_connections_is_shared_between_the_workers(bare_server):
     assert all(split[0] >= 6 for split in splits), splits
 
 
-def answers_on_one_connection(port: int, count: int) -> list[tuple[bytes, bool]]:
-    """Each answer's status line and Connection header to `count` requests sent one after the other on
-    one kept-alive connection, until the server closes it."""
+def answers_on_one_connection(port: int, count: int) -> list[tuple[int, bool]]:
+    """Each answer's status and whether it closes the connection, to `count` requests sent one after
+    the other on one kept-alive connection, until an answer closes it; the server then sends nothing
+    more and closes its end."""
     answers = []
     with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
-        reader = client.makefile("rb")
         for _ in range(count):
             client.sendall(b"GET /bare/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            status = reader.readline()
-            if not status:
-                break  # closed by the server
-            headers = {}
-            while (line := reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode().partition(":")
-                headers[name.strip().lower()] = value.strip()
-            if "content-length" in headers:
-                reader.read(int(headers["content-length"]))
-            else:  # chunked: perf/bare has no middleware to set a length
-                while (size := int(reader.readline(), 16)) > 0:
-                    reader.read(size + 2)
-                reader.readline()
-            answers.append((status.split(b" ")[1], headers.get("connection", "").lower() == "close"))
-        else:
-            return answers
+            response = http.client.HTTPResponse(client)
+            response.begin()
+            response.read()
+            answers.append((response.status, response.will_close))
+            if response.will_close:
+                assert client.recv(1) == b""  # closed by the server, nothing answered after
+                break
     return answers
 
 
@@ -279,7 +271,7 @@ def test_a_kept_alive_connection_is_closed_after_its_fifth_answer_when_so_config
     least busy worker, so a worker replaced by max_requests gets its share back."""
     port, _ = bare_server
     answers = answers_on_one_connection(port, 8)
-    assert answers == [(b"200", False)] * 4 + [(b"200", True)]  # nothing answered after it
+    assert answers == [(200, False)] * 4 + [(200, True)]
 
 
 def test_by_default_a_kept_alive_connection_carries_a_thousand_requests(bare_server):
