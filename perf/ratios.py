@@ -216,13 +216,15 @@ def phase_run(
         if name != "stolen by the hypervisor"
     }
     phase.peak_worker_rss_mib = {name: rss / MIB for name, rss in sampler.peak_worker.items()}
-    phase.workers_replaced = workers_replaced(sampler.workers_seen, orders_workers=phase.orders_workers, args=args)
+    phase.workers_replaced = workers_replaced(
+        sampler.workers_seen, workers=args.workers, orders_workers=phase.orders_workers
+    )
     return phase
 
 
-def workers_replaced(seen: dict[str, set[int]], *, orders_workers: int, args) -> dict[str, int]:
+def workers_replaced(seen: dict[str, set[int]], *, workers: int, orders_workers: int) -> dict[str, int]:
     """Per server, how many more worker pids were seen during a phase than it runs workers at once."""
-    running = {name: orders_workers if name == "orders" else args.workers for name in ("bare", *SERVICES)}
+    running = {name: orders_workers if name == "orders" else workers for name in ("bare", *SERVICES)}
     return {name: max(0, len(seen.get(name, ())) - count) for name, count in running.items()}
 
 

@@ -184,8 +184,8 @@ class OneQueryCheckConstraints:
             super().validate_constraints(exclude=exclude)
             return
         errors = {}
+        left = self.constraints_left_to_the_database
         for model_class, declared in self.get_constraints():
-            left = self.constraints_left_to_the_database
             validated = [constraint for constraint in declared if constraint.name not in left]
             checks = [constraint for constraint in validated if isinstance(constraint, CheckConstraint)]
             failed = check_constraints_failed(self, model_class, checks, exclude=exclude, using=using) if checks else ()

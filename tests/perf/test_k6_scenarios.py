@@ -5,7 +5,6 @@ check passes, and k6's request counts match what the services themselves counted
 Speed is measured by perf/bench.py, whose recorded results live in perf/results.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -386,16 +385,15 @@ def test_the_report_shows_every_round_and_the_mean_cost_of_each_phase(ratios):
 
 
 def test_workers_replaced_during_a_phase_are_counted_and_reported(ratios):
-    args = argparse.Namespace(workers=2)
     seen = {"bare": {11, 12, 13, 14}, "orders": {21, 22}, "payments": {31, 32}}
-    assert ratios.workers_replaced(seen, orders_workers=2, args=args) == {
+    assert ratios.workers_replaced(seen, workers=2, orders_workers=2) == {
         "bare": 2,
         "auth": 0,
         "orders": 0,
         "payments": 0,
         "notifications": 0,
     }
-    one_worker = ratios.workers_replaced({"orders": {21, 22}}, orders_workers=1, args=args)
+    one_worker = ratios.workers_replaced({"orders": {21, 22}}, workers=2, orders_workers=1)
     assert one_worker["orders"] == 1  # orders restarted with one worker, which gunicorn replaced once
 
     replaced = ratios_phase("bare-read", 2000.0, round=2)
