@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 ENDPOINTS = ("healthz", "order_detail", "order_list", "order_create", "payment_create", "empty_drf", "empty_django")
 EMPTY_DRF, EMPTY_DJANGO = "/perf/empty-drf/", "/perf/empty-django/"
+_SIGNING_KEY_VARIABLE = "PERF_COSTS_SIGNING_KEY"
 
 
 def environment(workdir: Path, database_url: str | None) -> None:
@@ -60,7 +61,9 @@ def environment(workdir: Path, database_url: str | None) -> None:
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
             "SERVICE_CLIENT_ID": "orders",
             "SERVICE_CLIENT_SECRET": uuid.uuid4().hex * 2,
-            "AUTH_SIGNING_KEY": signing_key_pem(),
+            # The key `--instructions` made for both of its runs: an RSA key's generation is a
+            # search for primes whose cost varies from run to run by more than a request costs.
+            "AUTH_SIGNING_KEY": os.environ.get(_SIGNING_KEY_VARIABLE) or signing_key_pem(),
             "LOG_LEVEL": "INFO",
         }
     )
@@ -252,6 +255,8 @@ def instructions(arguments: argparse.Namespace) -> int:
 
     counts = {}
     few, many = arguments.warmup, arguments.warmup + arguments.requests
+    # One signing key and one string hash seed for both runs, so that they differ only in requests.
+    child_environment = {**os.environ, _SIGNING_KEY_VARIABLE: signing_key_pem(), "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryDirectory(prefix="callgrind-") as folder:
         for requests in (few, many):
             out = Path(folder) / f"callgrind-{requests}.out"
@@ -269,7 +274,7 @@ def instructions(arguments: argparse.Namespace) -> int:
             ]
             if arguments.database_url:
                 command += ["--database-url", arguments.database_url]
-            subprocess.run(command, check=True, capture_output=True)  # noqa: S603
+            subprocess.run(command, check=True, capture_output=True, env=child_environment)  # noqa: S603
             counts[requests] = int(re.search(r"^summary: (\d+)$", out.read_text(), re.MULTILINE)[1])
     per_request = (counts[many] - counts[few]) / (many - few)
     sys.stdout.write(f"{arguments.endpoint}: {per_request / 1e6:.2f} million instructions per request\n")
