@@ -291,7 +291,12 @@ def database_run(database: str, args) -> dict:
                 bare.stop()
             stack_run.close()
             databases.drop_all()
-    return {"database": database, "phases": [asdict(phase) for phase in phases], "log_warnings": logs}
+    return {
+        "database": database,
+        "phases": [asdict(phase) for phase in phases],
+        "log_warnings": logs,
+        "machine_cores": os.cpu_count(),
+    }
 
 
 def log_warnings(text: str) -> dict[str, int]:
@@ -351,6 +356,15 @@ def median_rate(phases: dict[int, dict]) -> float:
     return statistics.median(phase["rate"] for phase in phases.values())
 
 
+def scaling_bound(one_worker: dict[int, dict], machine_cores: int | None) -> float | None:
+    """The most a second worker could add on this machine: its cores over those the 1-worker phase
+    already used (k6 and the database included), at the same CPU per request. Where the database and
+    the load generator share the machine, a more efficient service leaves them a larger share of it and
+    lowers this bound; None for a result that did not record the machine's cores."""
+    used = statistics.median(phase["cores"]["whole machine"] for phase in one_worker.values())
+    return machine_cores / used if machine_cores and used else None
+
+
 def verdicts(result: dict) -> list[Verdict]:
     """The goals, each judged on the median of the rounds: one round's ratio is one sample of a noisy
     machine, the median of several is the measurement. Errors count in every round."""
@@ -389,10 +403,17 @@ def verdicts(result: dict) -> list[Verdict]:
     if one:
         two_rate, one_rate = median_rate(read), median_rate(one)
         scaling = two_rate / one_rate if one_rate else 0.0
+        bound = scaling_bound(one, result.get("machine_cores"))
+        within = (
+            ""
+            if bound is None
+            else f"; the 1-worker read used {result['machine_cores'] / bound:.2f} of the machine's "
+            f"{result['machine_cores']} cores: at its CPU per request, 2 workers could serve at most {bound:.2f}x here"
+        )
         found.append(
             Verdict(
                 "P4 1 to 2 workers",
-                f"{scaling:.2f}x ({one_rate:.0f} -> {two_rate:.0f} req/s, medians of the rounds)",
+                f"{scaling:.2f}x ({one_rate:.0f} -> {two_rate:.0f} req/s, medians of the rounds{within})",
                 scaling >= P4_SCALING and failures(one) == (0, 0),
             )
         )

@@ -335,6 +335,32 @@ def test_the_goals_are_judged_on_ratios_to_the_bare_view(ratios):
     }
 
 
+def test_the_scaling_verdict_says_how_much_the_machine_left_for_a_second_worker(ratios):
+    # One worker already kept 1.5 of 2 cores busy (its own, k6's, the database's): at that CPU per
+    # request a second worker has half a core to add, 1.33x at most.
+    phases = [
+        ratios_phase("bare-read", 1000.0),
+        ratios_phase("order-read", 900.0, cores=2.0),
+        ratios_phase("bare-create", 1000.0),
+        ratios_phase("order-create", 99.0),
+        *(
+            ratios_phase("order-read-1-worker", 600.0, round=number, cores=cores)
+            for number, cores in ((1, 1.4), (2, 1.5), (3, 1.9))
+        ),
+    ]
+
+    with_cores = {verdict.goal: verdict for verdict in ratios.verdicts({"phases": phases, "machine_cores": 2})}
+    recorded_before = {verdict.goal: verdict for verdict in ratios.verdicts({"phases": phases})}
+
+    scaling = with_cores["P4 1 to 2 workers"]
+    assert not scaling.held  # 1.50x
+    assert scaling.value == (
+        "1.50x (600 -> 900 req/s, medians of the rounds; the 1-worker read used 1.50 of the machine's 2 cores: "
+        "at its CPU per request, 2 workers could serve at most 1.33x here)"
+    )
+    assert recorded_before["P4 1 to 2 workers"].value == "1.50x (600 -> 900 req/s, medians of the rounds)"
+
+
 def test_each_ratio_is_taken_within_a_round_and_judged_on_the_median(ratios):
     # The bare view drifts from 2000 to 1000 req/s over the run; the read keeps half of it in two
     # rounds of three. Rates pooled over the run would give 600 / 1400 = 0.43.
