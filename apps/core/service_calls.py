@@ -48,6 +48,33 @@ class ServiceCallError(Exception):
     """A call that could not be completed (connection, timeout) or that the caller cannot authorise."""
 
 
+class _Session(requests.Session):
+    """requests' session, reading what the environment says about a callee once per process.
+
+    On every request requests merges in the environment's settings for its URL: the proxies
+    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY, found by scanning every variable) and the CA bundle
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE). That took 0.12 ms of CPU per call here, about what gunicorn
+    and a bare Django view take to answer a whole request. A pod's environment does not change while
+    it runs, so the answer for a callee (scheme, host and port) is kept; a call that passes its own
+    proxies, verify, cert or stream gets requests' own merge.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._environment_settings: dict[tuple[str, str], dict] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        callee = (parts.scheme, parts.netloc)
+        found = self._environment_settings.get(callee)
+        if found is None:  # two threads may both compute it: the same answer
+            found = super().merge_environment_settings(url, {}, None, None, None)
+            self._environment_settings[callee] = found
+        return {**found, "proxies": dict(found["proxies"])}
+
+
 def _session(*, retry_everything: bool) -> requests.Session:
     retries = settings.SERVICE_CALL_RETRIES
     if retry_everything:
@@ -63,7 +90,7 @@ def _session(*, retry_everything: bool) -> requests.Session:
         # Only failures to connect, where the callee never saw the request.
         retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=BACKOFF_FACTOR)
     adapter = HTTPAdapter(max_retries=retry, pool_connections=8, pool_maxsize=16)
-    session = requests.Session()
+    session = _Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

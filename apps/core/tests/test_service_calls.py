@@ -259,3 +259,56 @@ def test_a_call_waits_for_a_slot_freed_within_the_bulkhead_wait(slow_server):
     threading.Timer(0.3, slow_server.answer.set).start()  # the first call ends while the second waits
     assert call("GET", slow_server.url, "/second", auth=None).status_code == 200
     first.join(timeout=10)
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch):
+    """Sets the proxy variables a test names, lower case (urllib prefers it), none other."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch.setenv
+
+
+def test_a_proxy_the_environment_names_carries_the_calls(server, proxy_environment):
+    # The recorder as the proxy: it receives the callee's whole URL, and the callee's name is never
+    # looked up or connected to.
+    proxy_environment("http_proxy", server.url)
+
+    call("GET", "http://payments.internal:8000", "/things", auth=None)
+    call("GET", "http://payments.internal:8000", "/others", auth=None)
+
+    assert [received["path"] for received in server.received] == [
+        "http://payments.internal:8000/things",
+        "http://payments.internal:8000/others",
+    ]
+
+
+def test_a_callee_no_proxy_names_is_called_directly(server, proxy_environment):
+    proxy_environment("http_proxy", "http://127.0.0.1:9")  # nothing listens there: a call through it fails
+    proxy_environment("no_proxy", "127.0.0.1")
+
+    call("GET", server.url, "/things", auth=None)
+
+    assert [received["path"] for received in server.received] == ["/things"]
+
+
+def test_the_environment_is_read_once_per_callee(server, proxy_environment, monkeypatch):
+    merged = []
+    merge = service_calls.requests.Session.merge_environment_settings
+
+    def counted(self, url, *args):
+        merged.append(url)
+        return merge(self, url, *args)
+
+    monkeypatch.setattr(service_calls.requests.Session, "merge_environment_settings", counted)
+    proxy_environment("no_proxy", "127.0.0.1,localhost")
+    other = server.url.replace("127.0.0.1", "localhost")
+
+    for path in ("/a", "/b", "/c"):
+        call("GET", server.url, path, auth=None)
+    call("GET", other, "/d", auth=None)
+    call("GET", other, "/e", auth=None)
+
+    assert merged == [f"{server.url}/a", f"{other}/d"]
+    assert [received["path"] for received in server.received] == ["/a", "/b", "/c", "/d", "/e"]
