@@ -188,6 +188,7 @@ class Endpoints:
         self.calls = 0
         self.token = self._login()
         self.order_id = self._post_order("profile-setup")["id"]
+        self.user_id = self._me()["id"]
 
     def _request(self, method: str, path: str, *, body: bytes = b"", headers: dict | None = None, port: int = 8002):
         status, _headers, content = wsgi_call(
@@ -209,6 +210,16 @@ class Endpoints:
             raise RuntimeError(f"{method} {path}: {status} {content[:500]!r}")
         return json.loads(content)
 
+    def _me(self) -> dict:
+        import json  # noqa: PLC0415
+
+        status, content = self._request(
+            "GET", "/api/auth/me/", headers={"Authorization": f"Bearer {self.token}"}, port=8001
+        )
+        if status != 200:
+            raise RuntimeError(f"GET /api/auth/me/: {status} {content[:500]!r}")
+        return json.loads(content)
+
     def _login(self) -> str:
         credentials = {"email": f"profile-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"}
         self._json("POST", "/api/auth/register/", credentials, expect=201, port=8001)
@@ -226,6 +237,26 @@ class Endpoints:
         headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": key}
         return self._json("POST", "/api/orders/", body, headers=headers, expect=201, port=8002)
 
+    def _charge(self) -> dict:
+        """payments' part of a placement alone: a charge of a new order, sent as orders sends it (its
+        service token, a key per order)."""
+        from apps.core import service_calls  # noqa: PLC0415
+
+        order_id = uuid.uuid4()
+        body = {
+            "order_id": str(order_id),
+            "user_id": str(self.user_id),
+            "amount": 2800,
+            "currency": "EUR",
+            "payment_method": "pm_card_visa",
+            "receipt_email": "profile@example.com",
+        }
+        headers = {
+            "Authorization": f"Bearer {service_calls.service_token.get()}",
+            "Idempotency-Key": f"order-{order_id}-charge",
+        }
+        return self._json("POST", "/api/payments/", body, headers=headers, expect=201, port=8003)
+
     def run(self, endpoint: str) -> None:
         self.calls += 1
         bearer = {"Authorization": f"Bearer {self.token}"}
@@ -241,6 +272,9 @@ class Endpoints:
             status, _ = self._request("GET", "/api/orders/", headers=bearer)
         elif endpoint == "order_create":
             self._post_order(f"profile-{uuid.uuid4().hex}")
+            return
+        elif endpoint == "payment_create":
+            self._charge()
             return
         else:
             raise ValueError(endpoint)

@@ -42,3 +42,14 @@ def test_the_floor_under_every_endpoint_is_measured_through_the_whole_middleware
         assert re.search(rf"^{endpoint}: 20 requests, [0-9.]+ ms CPU", result.stderr, re.M), result.stderr[-3000:]
         # Neither view reads the database: the token is verified from the signing key, not from auth.
         assert not re.findall(r"^\s+\d+ (SELECT|INSERT|UPDATE|DELETE)\b", result.stderr, re.M), result.stderr[-3000:]
+
+
+def test_every_endpoint_the_tool_offers_is_measured():
+    # The rest of ENDPOINTS: each request must be answered as the tool expects, or it stops.
+    writes = {"order_create": {"INSERT", "UPDATE"}, "payment_create": {"INSERT", "UPDATE"}}
+    for endpoint in ("healthz", "order_list", "order_create", "payment_create"):
+        result = costs(endpoint, "--requests", "5", "--warmup", "2", "--queries")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert re.search(rf"^{endpoint}: 5 requests, [0-9.]+ ms CPU", result.stderr, re.M), result.stderr[-3000:]
+        statements = set(re.findall(r"^\s+\d+ (SELECT|INSERT|UPDATE|DELETE)\b", result.stderr, re.M))
+        assert writes.get(endpoint, set()) <= statements, (endpoint, result.stderr[-3000:])
