@@ -61,6 +61,23 @@ _ORDER_BY_KEY = PreparedQuery(
 )
 
 
+# The order a service function is about to change, its row locked until the transaction ends: asked
+# once or more per placement, cancellation and settlement, so prepared too.
+_ORDER_LOCKED = PreparedQuery(
+    Order, lambda order_id: Order.objects.select_for_update().filter(pk=order_id).order_by(), order_id="id"
+)
+
+
+def order_locked(*, order_id: uuid.UUID) -> Order:
+    """The order, locked until the transaction ends (PostgreSQL: `FOR UPDATE`; SQLite locks the
+    whole database for a writing transaction anyway), as `select_for_update().get()` reads it; raises
+    Order.DoesNotExist when it is gone. Inside a transaction only."""
+    found = _ORDER_LOCKED.run(order_id=order_id)
+    if not found:
+        raise Order.DoesNotExist(f"No order {order_id}.")
+    return found[0]
+
+
 def order_by_idempotency_key(*, customer_id: str, idempotency_key: str) -> Order | None:
     """The customer's order placed with this Idempotency-Key (at most one: a unique constraint), or None."""
     found = _ORDER_BY_KEY.run(customer_id=customer_id, idempotency_key=idempotency_key)

@@ -242,7 +242,7 @@ def _event_add(order: Order, event_type: str, data: dict) -> None:
 
 def _payment_outcome_record(*, order: Order, payment: dict) -> Order:
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+        order = selectors.order_locked(order_id=order.pk)
         if order.status != Order.Status.PENDING:  # recorded by another request meanwhile
             return order
         order.payment_id = payment["id"]
@@ -267,7 +267,7 @@ def _payment_outcome_record(*, order: Order, payment: dict) -> Order:
 def _payment_refusal_record(*, order: Order, answer: PaymentsAnswer) -> Order:
     """Payments will never charge this order: a terminal state with its reason, nothing charged."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+        order = selectors.order_locked(order_id=order.pk)
         if order.status != Order.Status.PENDING:
             return order
         order.payment_error = answer.reason
@@ -308,7 +308,7 @@ def order_cancel(*, order: Order) -> Order:
 def _cancellation_request(*, order: Order) -> Order:
     """Record that the order is to be cancelled, before payments is asked for anything."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+        order = selectors.order_locked(order_id=order.pk)
         if order.status == Order.Status.PAID:
             order.updated_at = Now()
             _status_change(order, to_status=Order.Status.CANCELLING, reason="cancellation requested; refund next")
@@ -347,7 +347,7 @@ def _refund_settle(*, order: Order) -> tuple[Order, PaymentsAnswer | None]:
 
 def _cancellation_record(*, order: Order, refund: dict | None) -> Order:
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
+        order = selectors.order_locked(order_id=order.pk)
         if order.status == Order.Status.CANCELLED:
             return order
         order.payment_lease_until = None

@@ -4,7 +4,8 @@ import uuid
 
 from django.http import Http404
 
-from apps.payments.models import Payment
+from apps.core.prepared import PreparedQuery
+from apps.payments.models import IdempotencyRecord, Payment
 
 
 def payment_get(*, payment_id: uuid.UUID, user_id: str | None) -> Payment:
@@ -16,3 +17,32 @@ def payment_get(*, payment_id: uuid.UUID, user_id: str | None) -> Payment:
     if payment is None:
         raise Http404("No such payment.")
     return payment
+
+
+# Asked on every charge, before the processor is: prepared (apps.core.prepared), the SQL below
+# compiled once per thread and database instead of built, compiled and walked by the ORM each time.
+_CHARGES_OF_ORDER = PreparedQuery(
+    Payment, lambda order_id: Payment.objects.filter(order_id=order_id), order_id="order_id"
+)
+
+
+def order_charges(*, order_id: uuid.UUID) -> list[Payment]:
+    """Every charge of an order, newest first: a few at most, one per declined attempt and the capture."""
+    return _CHARGES_OF_ORDER.run(order_id=order_id)
+
+
+_RECORD_LOCKED = PreparedQuery(
+    IdempotencyRecord,
+    lambda record_id: IdempotencyRecord.objects.select_for_update().filter(pk=record_id).order_by(),
+    record_id="id",
+)
+
+
+def idempotency_record_locked(*, record_id: int) -> IdempotencyRecord:
+    """The record a request is completing, locked until the transaction ends, as
+    `select_for_update().get()` reads it (prepared: once per charge and refund); raises
+    IdempotencyRecord.DoesNotExist when it is gone. Inside a transaction only."""
+    found = _RECORD_LOCKED.run(record_id=record_id)
+    if not found:
+        raise IdempotencyRecord.DoesNotExist(f"No idempotency record {record_id}.")
+    return found[0]

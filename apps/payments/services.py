@@ -40,7 +40,7 @@ from apps.core import metrics
 from apps.core.errors import Conflict, ServiceUnavailable, UnprocessableEntity
 from apps.core.outbox import outbox_event_add
 from apps.core.serializers import output_of
-from apps.payments import provider
+from apps.payments import provider, selectors
 from apps.payments.models import IdempotencyRecord, Payment, PaymentEvent, Refund
 from apps.payments.serializers import PaymentOutputSerializer, RefundWithPaymentOutputSerializer
 
@@ -163,7 +163,7 @@ def _lease_end(record: IdempotencyRecord) -> None:
 def _complete(record: IdempotencyRecord, store: Callable[[], Answer]) -> Answer:
     """Run `store` (the outcome's writes) and store its answer, in one short transaction."""
     with transaction.atomic():
-        locked = IdempotencyRecord.objects.select_for_update().get(pk=record.pk)
+        locked = selectors.idempotency_record_locked(record_id=record.pk)
         if locked.state == IdempotencyRecord.State.COMPLETED:  # finished by a request that took over
             return Answer(status=locked.response_status, body=locked.response_body, replayed=True)
         if locked.locked_until != record.locked_until:  # our lease ran out and another request holds it
@@ -211,8 +211,7 @@ def payment_charge(
 
 
 def _charge_allowed(*, order_id, user_id: uuid.UUID, amount: int, currency: str) -> None:
-    # Every earlier charge of the order in one query (a few at most: one per declined attempt).
-    earlier = list(Payment.objects.filter(order_id=order_id))  # newest first
+    earlier = selectors.order_charges(order_id=order_id)  # newest first
     if earlier and (earlier[0].amount, earlier[0].currency, earlier[0].user_id) != (amount, currency, user_id):
         raise UnprocessableEntity(
             f"Order {order_id} was charged as {earlier[0].amount} {earlier[0].currency}; "
