@@ -139,6 +139,17 @@ class PreparedQuery:
             rows = cursor.fetchall()
         return self._instances(alias, compiled, rows)
 
+    def get(self, **values) -> models.Model:
+        """The one instance, as the queryset's `.get()` answers: the model's DoesNotExist when there
+        is none, MultipleObjectsReturned when there are more."""
+        found = self.run(**values)
+        if len(found) == 1:
+            return found[0]
+        name = self.model._meta.object_name
+        if not found:
+            raise self.model.DoesNotExist(f"{name} matching query does not exist.")
+        raise self.model.MultipleObjectsReturned(f"get() returned more than one {name} -- it returned {len(found)}!")
+
 
 def _sends_statements_together(cursor) -> bool:
     """Whether one execute() on this cursor may carry several statements and return each one's rows:

@@ -70,12 +70,9 @@ _ORDER_LOCKED = PreparedQuery(
 
 def order_locked(*, order_id: uuid.UUID) -> Order:
     """The order, locked until the transaction ends (PostgreSQL: `FOR UPDATE`; SQLite locks the
-    whole database for a writing transaction anyway), as `select_for_update().get()` reads it; raises
+    whole database for a writing transaction anyway), as `select_for_update().get()` reads it;
     Order.DoesNotExist when it is gone. Inside a transaction only."""
-    found = _ORDER_LOCKED.run(order_id=order_id)
-    if not found:
-        raise Order.DoesNotExist(f"No order {order_id}.")
-    return found[0]
+    return _ORDER_LOCKED.get(order_id=order_id)
 
 
 def order_by_idempotency_key(*, customer_id: str, idempotency_key: str) -> Order | None:

@@ -40,9 +40,6 @@ _RECORD_LOCKED = PreparedQuery(
 
 def idempotency_record_locked(*, record_id: int) -> IdempotencyRecord:
     """The record a request is completing, locked until the transaction ends, as
-    `select_for_update().get()` reads it (prepared: once per charge and refund); raises
+    `select_for_update().get()` reads it (prepared: once per charge and refund);
     IdempotencyRecord.DoesNotExist when it is gone. Inside a transaction only."""
-    found = _RECORD_LOCKED.run(record_id=record_id)
-    if not found:
-        raise IdempotencyRecord.DoesNotExist(f"No idempotency record {record_id}.")
-    return found[0]
+    return _RECORD_LOCKED.get(record_id=record_id)

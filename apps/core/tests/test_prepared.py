@@ -46,6 +46,16 @@ def test_the_rows_and_their_values_are_the_querysets_own():
 
 
 @pytest.mark.usefixtures("counters")
+def test_get_answers_as_the_querysets_get():
+    expected = RateLimitCounter.objects.filter(scope="register", attempts__gte=0).get()
+    assert field_values(COUNTERS.get(scope="register", attempts=0)) == field_values(expected)
+    with pytest.raises(RateLimitCounter.DoesNotExist, match="does not exist"):
+        COUNTERS.get(scope="nobody", attempts=0)
+    with pytest.raises(RateLimitCounter.MultipleObjectsReturned, match="it returned 3"):
+        COUNTERS.get(scope="login", attempts=0)
+
+
+@pytest.mark.usefixtures("counters")
 def test_the_instances_are_fetched_ones():
     counter = COUNTERS.run(scope="register", attempts=0)[0]
     assert counter._state.adding is False
