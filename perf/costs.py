@@ -188,7 +188,8 @@ class Endpoints:
         self.calls = 0
         self.token = self._login()
         self.order_id = self._post_order("profile-setup")["id"]
-        self.user_id = self._me()["id"]
+        bearer = {"Authorization": f"Bearer {self.token}"}
+        self.user_id = self._json("GET", "/api/auth/me/", None, headers=bearer, expect=200, port=8001)["id"]
 
     def _request(self, method: str, path: str, *, body: bytes = b"", headers: dict | None = None, port: int = 8002):
         status, _headers, content = wsgi_call(
@@ -196,28 +197,17 @@ class Endpoints:
         )
         return status, content
 
-    def _json(self, method: str, path: str, body: dict, *, headers: dict | None = None, expect: int, port: int):
+    def _json(self, method: str, path: str, body: dict | None, *, headers: dict | None = None, expect: int, port: int):
+        """The answer's JSON, sending `body` as JSON (None: no body)."""
         import json  # noqa: PLC0415
 
+        if body is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
         status, content = self._request(
-            method,
-            path,
-            body=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **(headers or {})},
-            port=port,
+            method, path, body=b"" if body is None else json.dumps(body).encode(), headers=headers, port=port
         )
         if status != expect:
             raise RuntimeError(f"{method} {path}: {status} {content[:500]!r}")
-        return json.loads(content)
-
-    def _me(self) -> dict:
-        import json  # noqa: PLC0415
-
-        status, content = self._request(
-            "GET", "/api/auth/me/", headers={"Authorization": f"Bearer {self.token}"}, port=8001
-        )
-        if status != 200:
-            raise RuntimeError(f"GET /api/auth/me/: {status} {content[:500]!r}")
         return json.loads(content)
 
     def _login(self) -> str:
