@@ -356,13 +356,9 @@ def median_rate(phases: dict[int, dict]) -> float:
     return statistics.median(phase["rate"] for phase in phases.values())
 
 
-def scaling_bound(one_worker: dict[int, dict], machine_cores: int | None) -> float | None:
-    """The most a second worker could add on this machine: its cores over those the 1-worker phase
-    already used (k6 and the database included), at the same CPU per request. Where the database and
-    the load generator share the machine, a more efficient service leaves them a larger share of it and
-    lowers this bound; None for a result that did not record the machine's cores."""
-    used = statistics.median(phase["cores"]["whole machine"] for phase in one_worker.values())
-    return machine_cores / used if machine_cores and used else None
+def cores_used(phases: dict[int, dict]) -> float:
+    """The median over the rounds of the cores the whole machine used during a phase."""
+    return statistics.median(phase["cores"]["whole machine"] for phase in phases.values())
 
 
 def verdicts(result: dict) -> list[Verdict]:
@@ -403,12 +399,16 @@ def verdicts(result: dict) -> list[Verdict]:
     if one:
         two_rate, one_rate = median_rate(read), median_rate(one)
         scaling = two_rate / one_rate if one_rate else 0.0
-        bound = scaling_bound(one, result.get("machine_cores"))
+        # What the machine left for a second worker: its cores over those the 1-worker read already
+        # used, k6 and the database included, at that phase's CPU per request. Where both share the
+        # machine, a cheaper service leaves them a larger share and lowers this bound. Results recorded
+        # before `machine_cores` existed say nothing of it.
+        cores, used = result.get("machine_cores"), cores_used(one)
         within = (
-            ""
-            if bound is None
-            else f"; the 1-worker read used {result['machine_cores'] / bound:.2f} of the machine's "
-            f"{result['machine_cores']} cores: at its CPU per request, 2 workers could serve at most {bound:.2f}x here"
+            f"; the 1-worker read used {used:.2f} of the machine's {cores} cores: at its CPU per request, "
+            f"2 workers could serve at most {cores / used:.2f}x here"
+            if cores and used
+            else ""
         )
         found.append(
             Verdict(
