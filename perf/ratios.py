@@ -17,10 +17,16 @@ gunicorn cost on this machine, and the goals are ratios to it:
 - P4: every service's worker under 120 MiB resident throughout, and orders with 2 workers serving the
   token-verified read at least 1.7 times what it serves with 1.
 
+P1 is taken apart by one more phase each round: `GET /floor/`, an empty token-verified read served
+with orders' own settings (perf/floor: the same middleware, URLconf and token check, nothing read).
+The floor over the bare view is what the platform's request handling leaves of Django's; the order
+read over the floor is what the order's own work (its database read and its body) leaves of that.
+P1 is their product.
+
 The ceiling moves: two quiet runs on the same kind of machine have measured the bare view at 1,729
 and 2,238 requests a second. So a run is ROUNDS rounds (default 3) of bare-read, order-read,
-bare-create, order-create: each ratio is taken within a round, from two phases measured back to back,
-and a goal is judged on the median of the rounds' ratios. Errors count in every round, and P2's p99
+floor-read, bare-create, order-create: each ratio is taken within a round, from two phases measured
+close together, and a goal is judged on the median of the rounds' ratios. Errors count in every round, and P2's p99
 is that of the worst round.
 
 The platform is started as perf/bench.py starts it (tests/live.py: gunicorn with the production
@@ -58,11 +64,12 @@ from bench import (
     machine_description,
 )
 
-from tests.live import BIN, GUNICORN_CONFIG, Databases, LoggedProcess, Stack, free_port, stack_start
+from tests.live import BIN, GUNICORN_CONFIG, Databases, LiveService, LoggedProcess, Stack, free_port, stack_start
 
 logger = logging.getLogger("bench.ratios")
 
 SCRIPT = PERF / "k6" / "ratios.js"
+FLOOR_SETTINGS = "perf.floor.settings"
 P1_RATIO = 0.50
 P2_RATIO = 0.10
 P2_P99_MS = 1000.0
@@ -123,6 +130,13 @@ class BareServer(LoggedProcess):
         raise TimeoutError(f"the bare view did not answer within {timeout}s:\n{self.log_text()}")
 
 
+def floor_server(stack: Stack, workdir: Path) -> LiveService:
+    """perf/floor served as orders is: orders' environment (its database, its keys, its workers and
+    threads), the platform's gunicorn configuration, the settings module perf/floor's."""
+    env = {**stack["orders"].env, "DJANGO_SETTINGS_MODULE": FLOOR_SETTINGS}
+    return LiveService(name="orders", env=env, workdir=workdir).start()
+
+
 # --- measuring the processes -----------------------------------------------------------------------
 
 
@@ -161,6 +175,7 @@ def phase_run(
     *,
     stack: Stack,
     bare: BareServer,
+    floor: LiveService,
     processes: list[ProcessGroup],
     marker: str | None,
     args,
@@ -174,6 +189,7 @@ def phase_run(
         "K6_NO_USAGE_REPORT": "true",  # the run talks to 127.0.0.1 and nothing else
         **{f"{name.upper()}_URL": stack[name].url for name in SERVICES},
         "BARE_URL": bare.url,
+        "FLOOR_URL": floor.url,
         "TARGET": phase.target,
         "VUS": str(phase.vus),
         "USERS": str(args.users),
@@ -224,15 +240,18 @@ def phase_run(
 
 def workers_replaced(seen: dict[str, set[int]], *, workers: int, orders_workers: int) -> dict[str, int]:
     """Per server, how many more worker pids were seen during a phase than it runs workers at once."""
-    running = {name: orders_workers if name == "orders" else workers for name in ("bare", *SERVICES)}
+    running = {name: orders_workers if name == "orders" else workers for name in ("bare", "floor", *SERVICES)}
     return {name: max(0, len(seen.get(name, ())) - count) for name, count in running.items()}
 
 
 # --- one database ----------------------------------------------------------------------------------
 
 
-def measured_processes(stack: Stack, bare: BareServer) -> list[ProcessGroup]:
-    processes = [ProcessGroup("bare", bare.process.pid, forks_workers=True)]
+def measured_processes(stack: Stack, bare: BareServer, floor: LiveService) -> list[ProcessGroup]:
+    processes = [
+        ProcessGroup("bare", bare.process.pid, forks_workers=True),
+        ProcessGroup("floor", floor.process.pid, forks_workers=True),
+    ]
     processes += [ProcessGroup(name, stack[name].process.pid, forks_workers=True) for name in SERVICES]
     processes += [
         ProcessGroup(
@@ -251,18 +270,26 @@ def database_run(database: str, args) -> dict:
         logger.info("starting the services (%s) and the bare view", database)
         sizing = {"WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
         stack_run = stack_start(workdir, databases, SERVICES, env={"all": sizing})
-        bare = None
+        bare = floor = None
         try:
             stack = next(stack_run)
             env = stack["orders"].env
             bare = BareServer(workdir=workdir, workers=env["WEB_CONCURRENCY"], threads=env["GUNICORN_THREADS"]).start()
+            floor = floor_server(stack, workdir)
             marker = databases.suffix if database_url else None
             workers = int(env["WEB_CONCURRENCY"])
 
             def measure(phase: Phase) -> Phase:
-                processes = measured_processes(stack, bare)
+                processes = measured_processes(stack, bare, floor)
                 return phase_run(
-                    phase, stack=stack, bare=bare, processes=processes, marker=marker, args=args, workdir=workdir
+                    phase,
+                    stack=stack,
+                    bare=bare,
+                    floor=floor,
+                    processes=processes,
+                    marker=marker,
+                    args=args,
+                    workdir=workdir,
                 )
 
             # Each round measures the ceiling right before the request it is the ceiling for, so a
@@ -272,6 +299,7 @@ def database_run(database: str, args) -> dict:
                 phases += [
                     measure(Phase("bare-read", "bare", args.read_vus, workers, number)),
                     measure(Phase("order-read", "order_read", args.read_vus, workers, number)),
+                    measure(Phase("floor-read", "floor", args.read_vus, workers, number)),
                     measure(Phase("bare-create", "bare", args.create_vus, workers, number)),
                     measure(Phase("order-create", "order_create", args.create_vus, workers, number)),
                 ]
@@ -287,8 +315,9 @@ def database_run(database: str, args) -> dict:
                 ]
             logs = {name: log_warnings(stack[name].log_text()) for name in SERVICES}
         finally:
-            if bare is not None:
-                bare.stop()
+            for server in (floor, bare):
+                if server is not None:
+                    server.stop()
             stack_run.close()
             databases.drop_all()
     return {
@@ -420,6 +449,14 @@ def verdicts(result: dict) -> list[Verdict]:
     return found
 
 
+def read_taken_apart(result: dict) -> tuple[list[float], list[float]] | None:
+    """Round by round, the floor over the bare view (the platform's request handling) and the order
+    read over the floor (the order's own work); None for a result recorded without the floor."""
+    if not rounds_of(result, "floor-read"):
+        return None
+    return round_ratios(result, "floor-read", "bare-read"), round_ratios(result, "order-read", "floor-read")
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 GOALS = {
@@ -432,6 +469,7 @@ NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 # Rows of the CPU table, in the order a request travels.
 CPU_ROWS = (
     "bare",
+    "floor",
     "orders",
     "payments",
     "auth",
@@ -474,11 +512,29 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
             verdict = found.get(goal)
             cells.append("—" if verdict is None else f"{verdict.value}: {'held' if verdict.held else '**missed**'}")
         lines.append(f"| {goal} | {target} | " + " | ".join(cells) + " |")
+    apart = [read_taken_apart(result) for result in results]
+    if any(ratios is not None for ratios in apart):
+        rows = (
+            "the platform's request handling: the floor (an empty token-verified read, perf/floor) over the bare view",
+            "the order's own work: the order read over the floor",
+        )
+        lines += [
+            "",
+            "## The read, taken apart",
+            "",
+            "P1 is the product of two ratios, each taken within a round like P1's own:",
+            "",
+            "| ratio | " + " | ".join(NAMES[result["database"]] for result in results) + " |",
+            "|---|" + "---|" * len(results),
+        ]
+        for index, row in enumerate(rows):
+            cells = ["—" if ratios is None else described(ratios[index]) for ratios in apart]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Configuration",
         "",
-        f"- {args.rounds} rounds of bare-read, order-read, bare-create, order-create"
+        f"- {args.rounds} rounds of bare-read, order-read, floor-read, bare-create, order-create"
         + ("" if args.no_scaling else f" (then {args.rounds} of the 1-worker read)")
         + ": each ratio is taken within a round, and the goals are judged on the median of the rounds.",
         f"- Each phase: k6 `perf/k6/ratios.js`, closed loop (`constant-vus`), {args.phase_seconds} s; reads at "
@@ -488,6 +544,8 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
         "logs to a file; outbox relays and the email worker running (poll interval 0.1 s).",
         '- The bare view: perf/bare, `GET /bare/` answering `{"status": "ok", "service": "bare"}`; '
         "no middleware, no database.",
+        "- The floor: perf/floor, `GET /floor/` with a valid access token, served with orders' environment and "
+        "settings (its middleware, URLconf and token check) but a view that reads nothing.",
         f"- P4 scaling: orders restarted with 1 worker ({args.threads} threads), the token-verified read again.",
         "",
     ]
@@ -566,7 +624,8 @@ def database_section(result: dict) -> list[str]:
         "Peak resident memory of one worker, MiB: "
         + ", ".join(
             f"{name} {max(phase['peak_worker_rss_mib'].get(name, 0.0) for phase in phases):.0f}"
-            for name in ("bare", *SERVICES)
+            for name in ("bare", "floor", *SERVICES)
+            if any(name in phase["peak_worker_rss_mib"] for phase in phases)
         )
         + ".",
         "",

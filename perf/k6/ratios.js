@@ -4,13 +4,16 @@
 //   TARGET=bare BARE_URL=http://127.0.0.1:8010 k6 run --no-usage-report perf/k6/ratios.js
 //   TARGET=order_read VUS=32 DURATION=20s k6 run --no-usage-report perf/k6/ratios.js     # against `make up`
 //   TARGET=order_create VUS=16 k6 run --no-usage-report perf/k6/ratios.js
+//   TARGET=floor FLOOR_URL=http://127.0.0.1:8011 k6 run --no-usage-report perf/k6/ratios.js
 //
 // TARGET:
 // - bare: GET /bare/ of the bare Django project (perf/bare), the ceiling the services are measured against;
+// - floor: GET /floor/ with a valid access token: an empty read served with a service's own settings
+//   (perf/floor), so the platform's request handling alone, without the order's own work;
 // - order_read: GET /api/orders/{id}/ with a valid access token, the caller's own order, placed in setup();
 // - order_create: POST /api/orders/ with a unique Idempotency-Key per request, charged through payments.
 //
-// Environment: AUTH_URL, ORDERS_URL (default: the `make up` ports), BARE_URL, VUS (default 32), DURATION
+// Environment: AUTH_URL, ORDERS_URL (default: the `make up` ports), BARE_URL, FLOOR_URL, VUS (default 32), DURATION
 // (default 20s), USERS (order_create: users logged in during setup, default 4; perf/ratios.py passes --users), SUMMARY_FILE.
 import http from 'k6/http';
 import { check, fail } from 'k6';
@@ -31,6 +34,7 @@ const VUS = envInt('VUS', 32);
 const USERS = envInt('USERS', 4);
 const DURATION = __ENV.DURATION || '20s';
 const BARE_URL = __ENV.BARE_URL || 'http://127.0.0.1:8010';
+const FLOOR_URL = __ENV.FLOOR_URL || 'http://127.0.0.1:8011';
 
 const LINES = [
   { sku: 'BOOK-42', quantity: 2, unit_price: 1250 },
@@ -39,8 +43,8 @@ const LINES = [
 const TOTAL = 2800;
 const FULL_CHECK_EVERY = 16;
 
-if (!['bare', 'order_read', 'order_create'].includes(TARGET)) {
-  fail(`TARGET must be bare, order_read or order_create, not ${TARGET}`);
+if (!['bare', 'floor', 'order_read', 'order_create'].includes(TARGET)) {
+  fail(`TARGET must be bare, floor, order_read or order_create, not ${TARGET}`);
 }
 
 export const options = {
@@ -82,9 +86,12 @@ export function setup() {
     return {};
   }
   const runId = runIdentifier();
-  const users = usersLogin(TARGET === 'order_read' ? 1 : USERS, runId);
+  const users = usersLogin(TARGET === 'order_create' ? USERS : 1, runId);
   if (TARGET === 'order_create') {
     return { runId, users };
+  }
+  if (TARGET === 'floor') {
+    return { token: users[0].token };
   }
   const placed = orderPlace(users[0].token, `ratios-${runId}-setup`, 'setup_order_create');
   if (!check(placed, { 'setup order: 201': (r) => r.status === 201 })) {
@@ -105,6 +112,15 @@ export default function phase(data) {
   if (TARGET === 'bare') {
     const response = http.get(`${BARE_URL}/bare/`, { tags: { name: 'bare' }, timeout: REQUEST_TIMEOUT });
     check(response, { 'bare: 200': (r) => r.status === 200 });
+    return;
+  }
+  if (TARGET === 'floor') {
+    const response = http.get(`${FLOOR_URL}/floor/`, {
+      headers: jsonHeaders(data.token),
+      tags: { name: 'floor' },
+      timeout: REQUEST_TIMEOUT,
+    });
+    check(response, { 'floor: 200': (r) => r.status === 200 });
     return;
   }
   if (TARGET === 'order_read') {

@@ -5,6 +5,7 @@ check passes, and k6's request counts match what the services themselves counted
 Speed is measured by perf/bench.py, whose recorded results live in perf/results.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -233,6 +234,44 @@ def test_the_bare_view_phase_runs_under_the_platforms_gunicorn_config(stack, tmp
     assert "Using worker: apps.core.gunicorn_worker.ThreadWorker" in bare.log_text()
 
 
+@pytest.fixture
+def floor(ratios, stack, tmp_path):
+    """perf/floor served as the benchmark serves it, with orders' environment; stopped after the test."""
+    server = ratios.floor_server(stack, tmp_path)
+    yield server
+    assert server.stop() == 0, server.log_text()
+
+
+def test_the_floor_phase_goes_through_the_services_own_handling_and_reads_nothing(stack, tmp_path, floor):
+    orders_read_before = counted(stack, "orders", "GET", "order-detail")
+
+    result, summary = k6_run(
+        stack, "ratios.js", tmp_path / "summary.json", TARGET="floor", VUS="2", DURATION="2s", FLOOR_URL=floor.url
+    )
+    anonymous = requests.get(f"{floor.url}/floor/", timeout=5)
+    assert floor.stop() == 0, floor.log_text()  # its log lines written out
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    reads = sent(summary, "floor")
+    assert reads > 0
+    assert checks(summary) == {
+        "register: 201": (1, 0),
+        "login: 200 with an access token": (1, 0),
+        "floor: 200": (reads, 0),
+    }
+    # Every read went through the service's middleware: one access log line each, with a request id.
+    entries = [json.loads(line) for line in floor.log_text().splitlines() if line.startswith("{")]
+    answered = [entry for entry in entries if entry.get("logger") == "apps.access" and entry.get("path") == "/floor/"]
+    assert [entry["status"] for entry in answered].count(200) == reads
+    assert all(entry["request_id"] for entry in answered)
+    # The token is checked as the order read's is: none, and the answer is the platform's 401.
+    assert anonymous.status_code == 401
+    assert anonymous.headers["Content-Type"] == "application/problem+json"
+    assert anonymous.json()["request_id"] == anonymous.headers["X-Request-ID"]
+    # Served with orders' settings, but not by orders, and reading no order.
+    assert counted(stack, "orders", "GET", "order-detail") == orders_read_before
+
+
 def test_the_sampler_reads_a_serving_gunicorns_cpu_and_each_workers_memory(ratios, bare):
     import bench  # beside ratios.py, on the path the fixture set
 
@@ -297,7 +336,7 @@ def test_the_placement_phase_places_paid_orders_with_unique_keys(stack, tmp_path
 def ratios_phase(name, rate, *, round=1, errors=0, p99=100.0, cores=1.0, rss=80.0):  # noqa: A002 (the phase's field)
     return {
         "name": name,
-        "target": "bare" if name.startswith("bare") else "order_read",
+        "target": {"bare": "bare", "floor": "floor"}.get(name.split("-")[0], "order_read"),
         "vus": 32,
         "orders_workers": 2,
         "round": round,
@@ -410,10 +449,48 @@ def test_the_report_shows_every_round_and_the_mean_cost_of_each_phase(ratios):
     assert "order-read 1.80 in all" in text
 
 
+def test_the_read_is_taken_apart_into_the_platforms_handling_and_the_orders_own_work(ratios):
+    phases = [
+        ratios_phase("bare-read", 2000.0, round=1),
+        ratios_phase("order-read", 600.0, round=1),
+        ratios_phase("floor-read", 1200.0, round=1),  # 0.60 of the bare view; the read 0.50 of it
+        ratios_phase("bare-read", 1000.0, round=2),
+        ratios_phase("order-read", 400.0, round=2),
+        ratios_phase("floor-read", 500.0, round=2),  # 0.50; the read 0.80 of it
+        *(ratios_phase("bare-create", 1000.0, round=number) for number in (1, 2)),
+        *(ratios_phase("order-create", 50.0, round=number) for number in (1, 2)),
+    ]
+    result = {"database": "sqlite", "phases": phases, "log_warnings": {}, "machine_cores": 2}
+    handling, own_work = ratios.read_taken_apart(result)
+    assert (handling, own_work) == ([0.6, 0.5], [0.5, 0.8])
+    # P1 is their product, round by round.
+    p1 = ratios.round_ratios(result, "order-read", "bare-read")
+    assert p1 == pytest.approx([h * o for h, o in zip(handling, own_work, strict=True)])
+
+    arguments = argparse.Namespace(
+        date="2026-12-07", rounds=2, no_scaling=True, phase_seconds=20, read_vus=32, create_vus=16, users=5,
+        workers=2, threads=4,
+    )  # fmt: skip
+    text = ratios.report([result], machine={"cores": "2"}, command="bench", load_before="0.1", args=arguments)
+    assert (
+        "| the platform's request handling: the floor (an empty token-verified read, perf/floor) over the bare view "
+        "| 0.550 (median of 2 rounds: 0.600, 0.500) |"
+    ) in text
+    assert "| the order's own work: the order read over the floor | 0.650 (median of 2 rounds: 0.500, 0.800) |" in text
+
+    # A result recorded before the floor existed has nothing to take apart, and says nothing of it.
+    before = {**result, "phases": [phase for phase in phases if phase["name"] != "floor-read"]}
+    assert ratios.read_taken_apart(before) is None
+    assert "taken apart" not in ratios.report(
+        [before], machine={"cores": "2"}, command="bench", load_before="0.1", args=arguments
+    )
+
+
 def test_workers_replaced_during_a_phase_are_counted_and_reported(ratios):
     seen = {"bare": {11, 12, 13, 14}, "orders": {21, 22}, "payments": {31, 32}}
     assert ratios.workers_replaced(seen, workers=2, orders_workers=2) == {
         "bare": 2,
+        "floor": 0,
         "auth": 0,
         "orders": 0,
         "payments": 0,
