@@ -76,6 +76,13 @@ P2_P99_MS = 1000.0
 P4_WORKER_RSS_MIB = 120
 P4_SCALING = 1.7
 MIB = 1024 * 1024
+# Every server of a run, the bare view's included, keeps its workers for the whole run (gunicorn's
+# `max_requests` off). Under the platform's 100,000 a bare view worker serving 2,000 and more
+# requests a second is replaced every minute or so, inside a phase of its own nearly every round, and
+# a phase in which one is replaced serves less while Django is imported again and its connections
+# move: the ceiling is held down, lumpily, where a service worker serving a tenth of that is not.
+# Off, the workers' memory is also measured over the whole run, not reset every 100,000 requests.
+WORKERS_KEPT = {"GUNICORN_MAX_REQUESTS": "0"}
 
 
 # --- the bare view ---------------------------------------------------------------------------------
@@ -104,6 +111,7 @@ class BareServer(LoggedProcess):
             "PORT": str(self.port),
             "WEB_CONCURRENCY": self.workers,
             "GUNICORN_THREADS": self.threads,
+            **WORKERS_KEPT,
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-bare-{self.port}"),
             "DRAIN_FILE": str(self.workdir / f"bare-{self.port}.draining"),
             "GUNICORN_WORKER_TMP_DIR": str(self.workdir),
@@ -133,7 +141,7 @@ class BareServer(LoggedProcess):
 def floor_server(stack: Stack, workdir: Path) -> LiveService:
     """perf/floor served as orders is: orders' environment (its database, its keys, its workers and
     threads), the platform's gunicorn configuration, the settings module perf/floor's."""
-    env = {**stack["orders"].env, "DJANGO_SETTINGS_MODULE": FLOOR_SETTINGS}
+    env = {**stack["orders"].env, "DJANGO_SETTINGS_MODULE": FLOOR_SETTINGS, **WORKERS_KEPT}
     return LiveService(name="orders", env=env, workdir=workdir).start()
 
 
@@ -165,8 +173,9 @@ class Phase:
     cores: dict[str, float] = field(default_factory=dict)
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     peak_worker_rss_mib: dict[str, float] = field(default_factory=dict)
-    # Workers gunicorn replaced during the phase (max_requests), by server: a replaced worker serves
-    # nothing while it starts, and the connections it held land on the others.
+    # Workers gunicorn replaced during the phase, by server (with `max_requests` off, WORKERS_KEPT, one
+    # that exited or missed its heartbeat): a replaced worker serves nothing while it starts, and the
+    # connections it held land on the others.
     workers_replaced: dict[str, int] = field(default_factory=dict)
 
 
@@ -268,7 +277,7 @@ def database_run(database: str, args) -> dict:
         workdir = Path(folder)
         databases = Databases(workdir, database_url)
         logger.info("starting the services (%s) and the bare view", database)
-        sizing = {"WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
+        sizing = {"WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads), **WORKERS_KEPT}
         stack_run = stack_start(workdir, databases, SERVICES, env={"all": sizing})
         bare = floor = None
         try:
@@ -542,7 +551,7 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
         f"- Each phase: k6 `perf/k6/ratios.js`, closed loop (`constant-vus`), {args.phase_seconds} s; reads at "
         f"{args.read_vus} virtual users, placements at {args.create_vus} ({args.users} users logged in during setup).",
         f"- Services and the bare view: `platform/gunicorn.conf.py`, {args.workers} workers x {args.threads} "
-        "threads each, DEBUG off, JSON "
+        "threads each, workers kept for the whole run (`GUNICORN_MAX_REQUESTS=0`), DEBUG off, JSON "
         "logs to a file; outbox relays and the email worker running (poll interval 0.1 s).",
         '- The bare view: perf/bare, `GET /bare/` answering `{"status": "ok", "service": "bare"}`; '
         "no middleware, no database.",
@@ -611,7 +620,7 @@ def database_section(result: dict) -> list[str]:
         )
         + ".",
         "",
-        "Workers replaced by gunicorn (`max_requests`) during a phase: "
+        "Workers replaced by gunicorn during a phase: "
         + (
             "; ".join(
                 f"round {phase.get('round', 1)} {phase['name']}: "

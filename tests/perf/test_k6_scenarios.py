@@ -8,6 +8,7 @@ Speed is measured by perf/bench.py, whose recorded results live in perf/results.
 import argparse
 import json
 import os
+import runpy
 import subprocess
 import sys
 import time
@@ -232,6 +233,16 @@ def test_the_bare_view_phase_runs_under_the_platforms_gunicorn_config(stack, tmp
     assert requests > 0
     assert checks(summary) == {"bare: 200": (requests, 0)}
     assert "Using worker: apps.core.gunicorn_worker.ThreadWorker" in bare.log_text()
+
+
+def test_the_benchmarks_servers_keep_their_workers_for_the_whole_run(bare, floor, monkeypatch):
+    """max_requests off in the bare view and the floor (the services get the same environment), as the
+    platform's gunicorn configuration reads it from the environment each server was given."""
+    for server in (bare, floor):
+        entries = Path(f"/proc/{server.process.pid}/environ").read_bytes().decode().split("\0")
+        given = dict(entry.split("=", 1) for entry in entries if "=" in entry)["GUNICORN_MAX_REQUESTS"]
+        monkeypatch.setenv("GUNICORN_MAX_REQUESTS", given)
+        assert runpy.run_path(str(REPO / "platform" / "gunicorn.conf.py"))["max_requests"] == 0
 
 
 @pytest.fixture
