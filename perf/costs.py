@@ -5,6 +5,7 @@
     .venv/bin/python perf/costs.py order_detail --instructions     # instructions per request (valgrind)
     .venv/bin/python perf/costs.py empty_drf                    # the floor: an empty token-verified DRF view
     .venv/bin/python perf/costs.py order_detail --database-url postgres://postgres@127.0.0.1:5432/perfwork
+    .venv/bin/python perf/costs.py empty_drf --middleware         # what each middleware adds to a request
 
 `empty_drf` and `empty_django` are the floor under every endpoint: a DRF view that verifies the
 caller's token and answers a small JSON body, and a plain Django view answering the same body, both
@@ -19,6 +20,14 @@ the service token from auth) go through the same WSGI application in this proces
 socket, so `order_create` counts orders' and payments' work together. Log lines are made as in
 production and written to /dev/null (a pod's stdout is a pipe, not a terminal); the result goes to
 stderr.
+
+`--middleware` measures the endpoint through the whole middleware chain, then with each middleware of
+settings.MIDDLEWARE left out in turn, then with none: what each one adds to a request where it runs,
+among everything else a request does (a middleware timed alone in a loop of its own costs about half
+as much: its code and data stay in the processor's caches there, and in a request they do not). The
+variants take turns, ROUNDS rounds of `--requests` each, and each one's best round is reported, so
+that a machine busy for a moment does not land on one variant alone. A variant the endpoint cannot
+be answered without (ProbeMiddleware, for a probe) is reported as such.
 
 `--instructions` runs this script twice under valgrind's callgrind, with two numbers of requests:
 the difference of their instruction counts, divided by the difference of requests, is what one
@@ -272,6 +281,60 @@ class Endpoints:
             raise RuntimeError(f"{endpoint}: {status}")
 
 
+MIDDLEWARE_ROUNDS = 5
+
+
+def middleware_costs(endpoints: Endpoints, endpoint: str, requests: int) -> None:
+    """The endpoint's CPU per request through the whole chain, without each middleware, and without any."""
+    from django.conf import settings  # noqa: PLC0415
+    from django.core.handlers.wsgi import WSGIHandler  # noqa: PLC0415
+    from django.test.utils import override_settings  # noqa: PLC0415
+
+    chain = list(settings.MIDDLEWARE)
+    variants = {"the whole chain": chain}
+    variants.update({f"without {path}": [kept for kept in chain if kept != path] for path in chain})
+    variants["without any middleware"] = []
+    handlers = {}
+    for name, middleware in variants.items():
+        with override_settings(MIDDLEWARE=middleware):
+            handlers[name] = WSGIHandler()  # loads the chain the settings name now
+    best: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    whole = endpoints.application
+    try:
+        for _ in range(MIDDLEWARE_ROUNDS):
+            for name, handler in handlers.items():
+                if name in failed:
+                    continue
+                endpoints.application = handler
+                try:
+                    endpoints.run(endpoint)  # one unmeasured request through this chain first
+                except RuntimeError as error:
+                    failed[name] = str(error)
+                    continue
+                cpu = time.process_time()
+                for _ in range(requests):
+                    endpoints.run(endpoint)
+                per_request = (time.process_time() - cpu) / requests * 1e6
+                best[name] = min(best.get(name, per_request), per_request)
+    finally:
+        endpoints.application = whole
+    full = best["the whole chain"]
+    width = max(map(len, handlers))
+    lines = [
+        f"{endpoint}: µs of CPU per request, best of {MIDDLEWARE_ROUNDS} rounds of {requests}, "
+        "the variants taking turns",
+        f"{'':{width}}  {'µs':>8}  {'adds':>8}",
+    ]
+    for name in handlers:
+        if name in failed:
+            lines.append(f"{name:{width}}  not answered without it: {failed[name]}")
+        else:
+            adds = "" if name == "the whole chain" else f"{full - best[name]:8.1f}"
+            lines.append(f"{name:{width}}  {best[name]:8.1f}  {adds}")
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
 def instructions(arguments: argparse.Namespace) -> int:
     """Instructions per request: two runs under callgrind that differ only in their number of requests."""
     import re  # noqa: PLC0415
@@ -314,6 +377,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--database-url", help="a PostgreSQL database (default: a SQLite file in a temporary folder)")
     parser.add_argument("--queries", action="store_true", help="print the SQL of one request (after the warm-up)")
     parser.add_argument("--sql-chars", type=int, default=300, help="--queries: characters of each statement shown")
+    parser.add_argument(
+        "--middleware",
+        action="store_true",
+        help="the request's cost without each middleware in turn (--requests per round)",
+    )
     parser.add_argument(
         "--instructions",
         action="store_true",
@@ -360,6 +428,9 @@ def main(argv: list[str]) -> int:
                 endpoints.run(arguments.endpoint)
             for number, query in enumerate(captured.captured_queries, 1):
                 sys.stderr.write(f"{number:3d} {query['sql'][: arguments.sql_chars]}\n")
+        if arguments.middleware:
+            middleware_costs(endpoints, arguments.endpoint, arguments.requests)
+            return 0
         profiler = cProfile.Profile() if arguments.cprofile else None
         cpu, wall = time.process_time(), time.perf_counter()
         with profiler or contextlib.nullcontext():

@@ -66,3 +66,40 @@ def test_every_endpoint_the_tool_offers_is_measured():
         assert re.search(rf"^{endpoint}: 5 requests, [0-9.]+ ms CPU", result.stderr, re.M), result.stderr[-3000:]
         statements = set(re.findall(r"^\s+\d+ (SELECT|INSERT|UPDATE|DELETE)\b", result.stderr, re.M))
         assert writes.get(endpoint, set()) <= statements, (endpoint, result.stderr[-3000:])
+
+
+def test_the_middleware_report_leaves_out_each_middleware_in_turn():
+    result = costs("healthz", "--middleware", "--requests", "20", "--warmup", "5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^healthz: µs of CPU per request, best of \d+ rounds of 20, ", result.stderr, re.M)
+    variant = r"the whole chain|without \S+(?: middleware)?"
+    measured = dict(re.findall(rf"^({variant})\s+([0-9.]+)\b", result.stderr, re.M))
+    refused = re.findall(rf"^({variant})\s+not answered without it: healthz: 404$", result.stderr, re.M)
+    # A probe is answered by ProbeMiddleware alone: without it (or any middleware) it is a 404.
+    assert refused == ["without apps.core.middleware.ProbeMiddleware", "without any middleware"], result.stderr[-3000:]
+    chain = [name for name in measured if name != "the whole chain"] + refused[:1]
+    assert "the whole chain" in measured and float(measured["the whole chain"]) > 0
+    # Every middleware of the chain is left out once, in the chain's order.
+    assert [name.removeprefix("without ") for name in sorted(chain, key=result.stderr.index)] == [
+        "apps.core.middleware.TraceMiddleware",
+        "apps.core.middleware.RequestIdMiddleware",
+        "apps.core.middleware.ProbeMiddleware",
+        "apps.core.middleware.ProblemResponseMiddleware",
+        "apps.core.middleware.BodySizeLimitMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "apps.core.middleware.AdminOnlyMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "apps.core.metrics.RequestMetrics",
+        "apps.core.middleware.DatabaseUnavailableMiddleware",
+    ], result.stderr[-3000:]
+
+
+def test_the_middleware_report_measures_an_api_request_without_any_middleware():
+    result = costs("empty_drf", "--middleware", "--requests", "20", "--warmup", "5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not answered" not in result.stderr, result.stderr[-3000:]
+    without_any = re.search(r"^without any middleware\s+([0-9.]+)\s+(-?[0-9.]+)$", result.stderr, re.M)
+    assert without_any is not None, result.stderr[-3000:]
+    assert float(without_any[1]) > 0
