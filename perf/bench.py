@@ -725,6 +725,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--create-vus", type=int, default=16, help="ratios: virtual users of the placement phases")
     parser.add_argument("--no-scaling", action="store_true", help="ratios: skip the 1-worker phase (P4 scaling)")
     parser.add_argument(
+        "--export-traces",
+        action="store_true",
+        help="ratios: every span exported over OTLP/HTTP, as in production, to an endpoint that discards them",
+    )
+    parser.add_argument(
         "--workers",
         type=positive,
         default=2,

@@ -48,8 +48,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench import (
@@ -136,6 +138,63 @@ class BareServer(LoggedProcess):
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"the bare view did not answer within {timeout}s:\n{self.log_text()}")
+
+
+class TraceSink:
+    """An OTLP/HTTP endpoint on 127.0.0.1 that answers every export 200 and keeps only a count of the
+    spans: where `--export-traces` sends the platform's spans, so that a run pays what a pod exporting
+    every span pays (each span encoded in its worker's export thread and sent) with no collector on the
+    machine. It runs in the benchmark's own process, so its CPU is in "rest of the machine"."""
+
+    def __init__(self):
+        from google.protobuf.message import DecodeError  # noqa: PLC0415 (only for --export-traces)
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: PLC0415
+            ExportTraceServiceRequest,
+        )
+
+        self.spans = 0
+        self.exports = 0
+        lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # the exporter's session keeps its connection
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    exported = ExportTraceServiceRequest.FromString(body)
+                except DecodeError:  # anything but a trace export is refused
+                    self.send_response(400)
+                else:
+                    received = sum(len(scope.spans) for spans in exported.resource_spans for scope in spans.scope_spans)
+                    with lock:
+                        sink.spans += received
+                        sink.exports += 1
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="trace-sink", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def environment(self) -> dict[str, str]:
+        """What makes the platform's processes export every span here (apps.core.tracing)."""
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": self.url}
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def floor_server(stack: Stack, workdir: Path) -> LiveService:
@@ -278,6 +337,9 @@ def database_run(database: str, args) -> dict:
         databases = Databases(workdir, database_url)
         logger.info("starting the services (%s) and the bare view", database)
         sizing = {"WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads), **WORKERS_KEPT}
+        sink = TraceSink() if args.export_traces else None
+        if sink is not None:
+            sizing |= sink.environment()
         stack_run = stack_start(workdir, databases, SERVICES, env={"all": sizing})
         bare = floor = None
         try:
@@ -331,11 +393,15 @@ def database_run(database: str, args) -> dict:
                     server.stop()
             stack_run.close()
             databases.drop_all()
+            if sink is not None:
+                sink.stop()  # after the services: each exports what it still holds as it stops
     return {
         "database": database,
         "phases": [asdict(phase) for phase in phases],
         "log_warnings": logs,
         "machine_cores": os.cpu_count(),
+        # None: no exporter, spans made and dropped; a count: every span exported to the TraceSink.
+        "spans_exported": None if sink is None else sink.spans,
     }
 
 
@@ -558,11 +624,26 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
         "- The floor: perf/floor, `GET /floor/` with a valid access token, served with orders' environment and "
         "settings (its middleware, URLconf and token check) but a view that reads nothing.",
         f"- P4 scaling: orders restarted with 1 worker ({args.threads} threads), the token-verified read again.",
+        "- Traces: " + traces_described(results),
         "",
     ]
     for result in results:
         lines += database_section(result)
     return "\n".join(lines)
+
+
+def traces_described(results: list[dict]) -> str:
+    exported = [result.get("spans_exported") for result in results]
+    if all(count is None for count in exported):
+        return (
+            "no exporter (`--export-traces` not given): every request's span is made and dropped; production's "
+            "pods export every span, and each one's encoding costs a worker more CPU."
+        )
+    counts = ", ".join(f"{NAMES[result['database']]} {result.get('spans_exported') or 0:,}" for result in results)
+    return (
+        "every span exported over OTLP/HTTP (`--export-traces`), as production's pods export them, to an "
+        f"endpoint in the benchmark's process that counts and discards them; spans received: {counts}."
+    )
 
 
 def merged_phases(phases: list[dict]) -> dict[str, tuple[dict[str, float], dict[str, float]]]:

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.client import requests_counted
-from tests.live import REPO, Stack
+from tests.live import REPO, LiveService, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -289,6 +289,43 @@ def test_the_floor_phase_goes_through_the_services_own_handling_and_reads_nothin
     assert anonymous.json()["request_id"] == anonymous.headers["X-Request-ID"]
     # Served with orders' settings, but not by orders, and reading no order.
     assert counted(stack, "orders", "GET", "order-detail") == orders_read_before
+
+
+def test_with_export_traces_each_request_of_the_floor_sends_its_span_to_the_trace_sink(ratios, stack, tmp_path):
+    sink = ratios.TraceSink()
+    env = {
+        **stack["orders"].env,
+        "DJANGO_SETTINGS_MODULE": ratios.FLOOR_SETTINGS,
+        **sink.environment(),
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # exported within a tenth of a second, not the SDK's five
+    }
+    server = LiveService(name="orders", env=env, workdir=tmp_path).start()
+    try:
+        # Without a token: the platform's 401, and a span all the same (every API request has one).
+        answers = [requests.get(f"{server.url}/floor/", timeout=5).status_code for _ in range(7)]
+        deadline = time.monotonic() + 20
+        while sink.spans < len(answers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answers == [401] * 7
+        assert sink.spans == len(answers) and sink.exports >= 1  # /readyz, a probe, has no span
+        # Anything but a trace export is refused, and counts nothing.
+        assert requests.post(f"{sink.url}/v1/traces", data=b"\xff\xff", timeout=5).status_code == 400
+        assert sink.spans == len(answers)
+    finally:
+        assert server.stop() == 0, server.log_text()
+        sink.stop()
+
+
+def test_the_report_says_whether_the_run_exported_its_spans(ratios):
+    def result(database, spans):
+        return {"database": database, "phases": [], "spans_exported": spans}
+
+    assert ratios.traces_described([result("sqlite", None), result("postgres", None)]).startswith("no exporter")
+    exported = ratios.traces_described([result("sqlite", 123456), result("postgres", 0)])
+    assert exported.startswith("every span exported over OTLP/HTTP")
+    assert exported.endswith("spans received: SQLite 123,456, PostgreSQL 0.")
+    # A result recorded before the option existed says nothing of spans: no exporter then.
+    assert ratios.traces_described([{"database": "sqlite", "phases": []}]).startswith("no exporter")
 
 
 def test_the_sampler_reads_a_serving_gunicorns_cpu_and_each_workers_memory(ratios, bare):
