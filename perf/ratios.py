@@ -623,7 +623,12 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
         "no middleware, no database.",
         "- The floor: perf/floor, `GET /floor/` with a valid access token, served with orders' environment and "
         "settings (its middleware, URLconf and token check) but a view that reads nothing.",
-        f"- P4 scaling: orders restarted with 1 worker ({args.threads} threads), the token-verified read again.",
+        (
+            "- P4 scaling: not measured (`--no-scaling`)."
+            if args.no_scaling
+            else f"- P4 scaling: orders restarted with 1 worker ({args.threads} threads), the token-verified read "
+            "again."
+        ),
         "- Traces: " + traces_described(results),
         "",
     ]

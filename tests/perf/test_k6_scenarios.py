@@ -533,6 +533,9 @@ def test_the_read_is_taken_apart_into_the_platforms_handling_and_the_orders_own_
         "| 0.550 (median of 2 rounds: 0.600, 0.500) |"
     ) in text
     assert "| the order's own work: the order read over the floor | 0.650 (median of 2 rounds: 0.500, 0.800) |" in text
+    # What the configuration says of the run: no 1-worker phase was run, no span exported.
+    assert "- P4 scaling: not measured (`--no-scaling`)." in text
+    assert "- Traces: no exporter (`--export-traces` not given)" in text
 
     # A result recorded before the floor existed has nothing to take apart, and says nothing of it.
     before = {**result, "phases": [phase for phase in phases if phase["name"] != "floor-read"]}
