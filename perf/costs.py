@@ -23,10 +23,11 @@ stderr.
 
 `--middleware` measures the endpoint through the whole middleware chain, then with each middleware of
 settings.MIDDLEWARE left out in turn, then with none: what each one adds to a request where it runs,
-among everything else a request does (a middleware timed alone in a loop of its own costs about half
-as much: its code and data stay in the processor's caches there, and in a request they do not). The
-variants take turns, ROUNDS rounds of `--requests` each, and each one's best round is reported, so
-that a machine busy for a moment does not land on one variant alone. A variant the endpoint cannot
+among everything else a request does. Timed alone, in a loop of its own, a part can cost half what it
+costs in a request: the access log line's call took 19 µs in a loop and 38.6 µs timed in place (most
+likely the processor's caches, which a loop keeps warm for it; this machine exposes no counters to
+tell). The variants take turns, MIDDLEWARE_ROUNDS rounds of `--requests` each, and each one's best
+round is reported, so that a machine busy for a moment does not land on one variant alone. A variant the endpoint cannot
 be answered without (ProbeMiddleware, for a probe) is reported as such.
 
 `--instructions` runs this script twice under valgrind's callgrind, with two numbers of requests:
