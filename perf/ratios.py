@@ -638,8 +638,7 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
 
 
 def traces_described(results: list[dict]) -> str:
-    exported = [result.get("spans_exported") for result in results]
-    if all(count is None for count in exported):
+    if all(result.get("spans_exported") is None for result in results):
         return (
             "no exporter (`--export-traces` not given): every request's span is made and dropped; production's "
             "pods export every span, and each one's encoding costs a worker more CPU."
