@@ -253,6 +253,30 @@ class Stack:
         for service in self.services.values():
             service.stop()
 
+    def diagnosis(self, *, log_lines: int = 40) -> str:
+        """What a failed test needs to see of the stack: each worker's state and the end of its log,
+        and every outbox event not delivered yet (with its attempts and the consumer's last answer)."""
+        parts = []
+        for name, relay in self.relays.items():
+            state = "not started" if relay.process is None else f"exit code {relay.process.poll()}"
+            tail = "\n".join(relay.log_text().splitlines()[-log_lines:])
+            parts.append(f"--- {name} {relay.command} ({state}), last {log_lines} lines:\n{tail}")
+        for name, table in OUTBOX_TABLES.items():
+            if name not in self.services:
+                continue
+            try:  # a diagnosis must not hide the failure it explains
+                now = self[name].sql("SELECT CURRENT_TIMESTAMP")[0][0]
+                rows = self[name].sql(
+                    f"SELECT id, type, attempts, last_status, claimed_by, available_at, created_at, "  # noqa: S608
+                    f"failed_at, substr(last_error, 1, 200) FROM {table} WHERE delivered_at IS NULL "
+                    "ORDER BY created_at DESC LIMIT 20"
+                )
+                listed = "\n".join(map(str, rows)) or "none"
+            except Exception as error:
+                now, listed = "?", f"not read: {error}"
+            parts.append(f"--- {table}: events not delivered (newest 20; the database's time {now}):\n{listed}")
+        return "\n".join(parts)
+
 
 def email_worker(notifications: LiveService, **extra_env: str) -> LiveRelay:
     """notifications' `manage.py email_deliver`, with fast retries (and other EMAIL_* settings)."""
