@@ -7,6 +7,7 @@ it starts (apps.wsgi): a worker that would fail its first request does not boot,
 stops. Neither runs for `migrate`, whose Job needs no secret but the database's.
 """
 
+import os
 from collections.abc import Callable
 
 from django.conf import settings
@@ -36,6 +37,53 @@ def service_client_check(app_configs=None, **kwargs) -> list[checks.CheckMessage
     if settings.DEBUG:
         return [checks.Warning(message, hint=hint, id="core.W001")]
     return [checks.Error(message, hint=hint, id="core.E001")]
+
+
+# The samplers OpenTelemetry's SDK takes from OTEL_TRACES_SAMPLER (opentelemetry.sdk.trace.sampling);
+# the ratio ones read the fraction of new traces to record from OTEL_TRACES_SAMPLER_ARG.
+TRACE_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+
+
+@checks.register(PLATFORM, deploy=True)
+def trace_sampler_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The SDK meets a sampler it does not know, or a ratio that is not one, with a warning and
+    every trace recorded: a typo in production's sampling would go on costing what sampling saves.
+    Here it stops the process instead (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG)."""
+    sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not sampler:
+        return []  # the SDK's default: parentbased_always_on
+    if sampler not in TRACE_SAMPLERS:
+        return [
+            checks.Error(
+                f"OTEL_TRACES_SAMPLER={sampler!r} is not a sampler the OpenTelemetry SDK knows",
+                hint=f"One of {', '.join(TRACE_SAMPLERS)}.",
+                id="core.E002",
+            )
+        ]
+    if sampler not in RATIO_SAMPLERS:
+        return []
+    argument = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "")
+    try:
+        ratio = float(argument)
+    except ValueError:
+        ratio = None
+    if ratio is None or not 0.0 <= ratio <= 1.0:
+        return [
+            checks.Error(
+                f"OTEL_TRACES_SAMPLER_ARG={argument!r} is not a fraction from 0 to 1 for sampler {sampler}",
+                hint="The fraction of new traces to record, 0.1 for one in ten.",
+                id="core.E003",
+            )
+        ]
+    return []
 
 
 @checks.register(checks.Tags.security, deploy=True)

@@ -209,3 +209,42 @@ def test_the_migration_job_needs_no_signing_key():
     """`migrate` runs the checks without --deploy: its Job is given the database, not the key."""
     result = run_check({**PRODUCTION, "SERVICE": "auth", "AUTH_SIGNING_KEY_FILE": ""})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument", "reason"),
+    [
+        ("parentbased_traceidratio_", "0.1", "(core.E002) OTEL_TRACES_SAMPLER='parentbased_traceidratio_' is not a"),
+        ("parentbased_traceidratio", "", "(core.E003) OTEL_TRACES_SAMPLER_ARG='' is not a fraction from 0 to 1"),
+        ("traceidratio", "10%", "(core.E003) OTEL_TRACES_SAMPLER_ARG='10%' is not a fraction from 0 to 1"),
+        ("parentbased_traceidratio", "1.5", "(core.E003) OTEL_TRACES_SAMPLER_ARG='1.5' is not a fraction"),
+        ("parentbased_traceidratio", "nan", "(core.E003) OTEL_TRACES_SAMPLER_ARG='nan' is not a fraction"),
+    ],
+)
+def test_a_sampler_the_sdk_would_replace_with_tracing_everything_fails_the_deploy_check(sampler, argument, reason):
+    """OpenTelemetry's SDK logs a warning and records every trace for these: the check stops them."""
+    result = deploy_check(
+        {**PRODUCTION, "SERVICE": "orders", "OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": argument}
+    )
+    assert result.returncode != 0
+    assert reason in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument"),
+    [("", ""), ("parentbased_traceidratio", "0.1"), ("TraceIdRatio", "0"), ("always_off", ""), ("always_on", "x")],
+)
+def test_a_sampler_the_sdk_takes_passes_the_deploy_check(sampler, argument):
+    result = deploy_check(
+        {**PRODUCTION, "SERVICE": "orders", "OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": argument}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_samplers_checked_are_those_the_sdk_knows():
+    from opentelemetry.sdk.trace import sampling
+
+    from apps.core.checks import RATIO_SAMPLERS, TRACE_SAMPLERS
+
+    assert set(TRACE_SAMPLERS) == set(sampling._KNOWN_SAMPLERS)
+    assert {name for name in TRACE_SAMPLERS if isinstance(sampling._KNOWN_SAMPLERS[name], type)} == set(RATIO_SAMPLERS)

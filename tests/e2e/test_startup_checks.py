@@ -28,8 +28,13 @@ def production_env(workdir, **overrides) -> dict[str, str]:
         ("auth", {"AUTH_SIGNING_KEY_FILE": "/nonexistent/key.pem"}, "the auth signing key cannot be loaded"),
         ("auth", {}, "auth.E001: the auth service has no signing key"),
         ("orders", {"SERVICE_CLIENT_ID": "orders"}, "core.E001: SERVICE_CLIENT_SECRET not set"),
+        (
+            "notifications",
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10"},
+            "core.E003: OTEL_TRACES_SAMPLER_ARG='10' is not a fraction from 0 to 1",
+        ),
     ],
-    ids=["auth-key-unreadable", "auth-no-key", "orders-no-client-secret"],
+    ids=["auth-key-unreadable", "auth-no-key", "orders-no-client-secret", "notifications-sampling-ratio"],
 )
 def test_gunicorn_stops_when_the_service_lacks_what_it_needs(tmp_path, service, overrides, reason):
     process = LiveService(name=service, env=production_env(tmp_path, **overrides), workdir=tmp_path)
