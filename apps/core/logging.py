@@ -1,5 +1,5 @@
 """JSON log lines: one object per line with service, color, version, the request id and, inside a
-span, the trace and span ids (apps.core.tracing)."""
+span, the trace and span ids and whether the trace is sampled (apps.core.tracing)."""
 
 import json
 import logging
@@ -25,7 +25,7 @@ class ContextFilter(logging.Filter):
         record.color = getattr(settings, "DEPLOY_COLOR", "")
         record.version = getattr(settings, "APP_VERSION", "")
         record.request_id = context.request_id.get()
-        record.trace_id, record.span_id = tracing.ids()
+        record.trace_id, record.span_id, record.trace_sampled = tracing.ids()
         return True
 
 

@@ -9,7 +9,8 @@ and notifications.
   relay's delivery span (a PRODUCER span, as OpenTelemetry's messaging conventions have it)
   continues it, however much later the delivery happens; the consumer's request joins the same trace.
 - Every log line written inside a span carries its `trace_id` and `span_id` (apps.core.logging):
-  from a trace, the logs of every process it crossed are one search away, and back.
+  from a trace, the logs of every process it crossed are one search away, and back. With head
+  sampling (OTEL_TRACES_SAMPLER) a line's `trace_sampled` says whether that trace was recorded.
 
 Each process calls `configure()` once as it starts: the WSGI application, the relays, the workers.
 Spans leave over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
@@ -76,12 +77,17 @@ def configure(component: str, *, exporter: SpanExporter | None = None) -> bool:
     return True
 
 
-def ids() -> tuple[str, str]:
-    """The current trace id and span id in their W3C (hex) form, or two empty strings outside a span."""
+def ids() -> tuple[str, str, bool]:
+    """The current trace id and span id in their W3C (hex) form, and whether the trace is sampled
+    (recorded and exported: there is a trace to find); two empty strings and False outside a span."""
     span_context = trace.get_current_span().get_span_context()
     if not span_context.is_valid:
-        return "", ""
-    return trace.format_trace_id(span_context.trace_id), trace.format_span_id(span_context.span_id)
+        return "", "", False
+    return (
+        trace.format_trace_id(span_context.trace_id),
+        trace.format_span_id(span_context.span_id),
+        span_context.trace_flags.sampled,
+    )
 
 
 def headers_inject(headers: dict[str, str]) -> None:

@@ -160,9 +160,24 @@ def log_line(message: str) -> dict:
 
 
 def test_a_log_line_carries_the_ids_of_the_span_it_was_written_in(span_recorder):
-    assert (log_line("outside")["trace_id"], log_line("outside")["span_id"]) == ("", "")
+    outside = log_line("outside")
+    assert (outside["trace_id"], outside["span_id"], outside["trace_sampled"]) == ("", "", False)
     with tracing.tracer.start_as_current_span("work") as span:
         line = log_line("inside")
     context = span.get_span_context()
     assert line["trace_id"] == trace.format_trace_id(context.trace_id)
     assert line["span_id"] == trace.format_span_id(context.span_id)
+    assert line["trace_sampled"] is True
+
+
+def test_a_log_line_says_when_its_trace_is_not_recorded(span_recorder):
+    """A caller that decided not to sample (flags 00): the request's span follows it, records
+    nothing, and its log lines keep the trace id with `trace_sampled` false."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with tracing.server_span("GET", {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"}, {}) as span:
+        line = log_line("inside")
+    assert not span.is_recording()
+    assert (line["trace_id"], line["trace_sampled"]) == (trace_id, False)
+    assert [
+        s for s in span_recorder.get_finished_spans() if trace.format_trace_id(s.context.trace_id) == trace_id
+    ] == []
