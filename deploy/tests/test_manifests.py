@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.core import probes
+from apps.core import checks, probes
 from deploy.bluegreen.decisions import FOLLOWERS
 from deploy.tests.objects import (
     COLORS,
@@ -915,6 +915,7 @@ def test_every_setting_in_the_config_map_is_read_by_the_code(rendered, overlay):
             "platform/gunicorn.conf.py",
             "apps/core/gunicorn_worker.py",
             "apps/core/tracing.py",
+            "apps/core/checks.py",  # OTEL_TRACES_SAMPLER(_ARG): checked there, read by OpenTelemetry's SDK
         )
     )
 
@@ -928,6 +929,20 @@ def test_production_settings_are_safe(rendered, overlay):
     config = _config(rendered[overlay])
 
     assert (config["DEBUG"], config["SECURE_SSL_REDIRECT"]) == ("false", "false")
+
+
+@overlays
+def test_production_records_a_tenth_of_new_traces_and_the_local_clusters_every_one(rendered, overlay, monkeypatch):
+    config = _config(rendered[overlay])
+    sampling = {key: value for key, value in config.items() if key.startswith("OTEL_TRACES_SAMPLER")}
+    for key, value in sampling.items():
+        monkeypatch.setenv(key, value)
+
+    if overlay == "production":
+        assert sampling == {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    else:
+        assert sampling == {}  # the SDK's default: parentbased_always_on
+    assert checks.trace_sampler_check() == []  # what a web pod checks as it starts
 
 
 @overlays

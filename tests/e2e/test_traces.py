@@ -5,7 +5,9 @@ What it shows: an order placed with a client's `traceparent` is one trace across
 payments and, through orders' outbox and its relay, notifications, and through notifications' email
 queue its email worker; a cancellation's refund reaches
 notifications through payments' outbox in its own trace; every span's parent is in the trace; every
-request's log line carries its trace id; and a trace backend that is down costs no request.
+request's log line carries its trace id; with head sampling as production has it, an order is one
+whole trace or none at all, the decision going with it through the outbox; and a trace backend that
+is down costs no request.
 """
 
 from __future__ import annotations
@@ -187,6 +189,74 @@ def test_every_request_log_line_carries_its_trace_id(order_traces, traced):
         return any(line["message"] == "outbox event delivered" and line.get("trace_id") == trace_id for line in relay)
 
     wait_for(delivered_line, timeout=10, message="the relay's line for the order's event")
+    # Every trace here is recorded (the SDK's default sampler), and every line says so.
+    unsampled = [
+        (name, line["message"]) for name, found in access.items() for line in found if not line["trace_sampled"]
+    ]
+    assert unsampled == []
+
+
+@pytest.fixture(scope="module")
+def head_sampled(jaeger, tmp_path_factory) -> Iterator[Stack]:
+    """The services, relays and email worker sampling at the head as production does
+    (deploy/overlays/production), at a ratio of 0 so that the outcome is certain: no trace that
+    starts here is recorded, and a caller's sampled `traceparent` is followed."""
+    workdir = tmp_path_factory.mktemp("head-sampled")
+    databases = Databases(workdir, os.environ.get("DATABASE_URL"))
+    sampling = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+    env = {"all": {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100", **sampling}}
+    starting = stack_start(workdir, databases, ("auth", "orders", "payments", "notifications"), env)
+    try:
+        yield next(starting)
+    finally:
+        starting.close()
+        databases.drop_all()
+
+
+def test_with_head_sampling_an_order_is_one_whole_trace_or_none(head_sampled, jaeger):
+    stack = head_sampled
+    urls = {name: service.url for name, service in stack.services.items()}
+    _, tokens = register_and_login(urls["auth"])
+    placed = requests.post(
+        f"{urls['orders']}/api/orders/",
+        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
+        headers={"Authorization": f"Bearer {tokens['access_token']}", "Idempotency-Key": str(uuid.uuid4())},
+        timeout=30,
+    )
+    assert placed.status_code == 201, placed.text
+    delivered_wait(stack)
+
+    def lines_of(trace_id: str) -> dict[str, list[dict]]:
+        processes = {**stack.services, "orders relay": stack.relays["orders"]}
+        return {
+            name: [line for line in log_lines(process.log_text()) if line.get("trace_id") == trace_id]
+            for name, process in processes.items()
+        }
+
+    # The placement started a trace that was not sampled: its lines name it, and say so.
+    (placement,) = [
+        line
+        for line in log_lines(stack["orders"].log_text())
+        if line["logger"] == "apps.access" and line["request_id"] == placed.headers["X-Request-ID"]
+    ]
+    unsampled = placement["trace_id"]
+    assert HEX_TRACE_ID.fullmatch(unsampled) and placement["trace_sampled"] is False
+    # The decision went with the trace: the charge in payments (and auth's token, when orders
+    # fetched one), the relay's delivery of the event and notifications' filing of it carry the
+    # same trace id, none of them sampled.
+    wait_for(lambda: lines_of(unsampled)["notifications"], timeout=10, message="notifications' line for the event")
+    lines = lines_of(unsampled)
+    assert {name for name, found in lines.items() if found} >= {"orders", "payments", "orders relay", "notifications"}
+    assert [(name, line["message"]) for name, found in lines.items() for line in found if line["trace_sampled"]] == []
+
+    # A caller's sampled traceparent is followed: that order is one whole trace in Jaeger.
+    sampled, _, traced = order_place_traced(urls["orders"], tokens["access_token"])
+    assert traced.status_code == 201, traced.text
+    delivered_wait(stack)
+    trace_wait(jaeger, sampled, lambda trace: trace.services() >= {"orders", "payments", "notifications"})
+    assert all(line["trace_sampled"] for found in lines_of(sampled).values() for line in found)
+    # The spans of the unsampled trace, had any been exported, would have arrived with these.
+    assert jaeger.trace(unsampled) is None
 
 
 def test_a_trace_backend_that_is_down_costs_no_request(order_traces, traced, jaeger):
