@@ -110,6 +110,17 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def fraction(text: str) -> float:
+    """A share of traces to record: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a number from 0 to 1, not {text!r}")
+    return value
+
+
 # --- processes, from /proc ------------------------------------------------------------------------
 
 
@@ -727,7 +738,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--export-traces",
         action="store_true",
-        help="ratios: every span exported over OTLP/HTTP, as in production, to an endpoint that discards them",
+        help="ratios: spans exported over OTLP/HTTP, sampled as production samples them (its overlay's "
+        "OTEL_TRACES_SAMPLER), to an endpoint that discards them",
+    )
+    parser.add_argument(
+        "--trace-ratio",
+        type=fraction,
+        help="ratios, with --export-traces: record this fraction of new traces instead of production's (1: all)",
     )
     parser.add_argument(
         "--workers",
@@ -762,6 +779,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
             duration_seconds(arguments.duration)
         except argparse.ArgumentTypeError as error:
             parser.error(f"--duration: {error}")
+    if arguments.trace_ratio is not None and not arguments.export_traces:
+        parser.error("--trace-ratio samples the spans --export-traces exports: give both")
     arguments.argv = argv
     return arguments
 

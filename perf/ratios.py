@@ -85,6 +85,33 @@ MIB = 1024 * 1024
 # move: the ceiling is held down, lumpily, where a service worker serving a tenth of that is not.
 # Off, the workers' memory is also measured over the whole run, not reset every 100,000 requests.
 WORKERS_KEPT = {"GUNICORN_MAX_REQUESTS": "0"}
+# Where production's trace sampling is set: `--export-traces` samples as its pods do.
+PRODUCTION_OVERLAY = REPO / "deploy" / "overlays" / "production" / "kustomization.yaml"
+SAMPLING_SETTINGS = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
+
+
+def production_sampling() -> dict[str, str]:
+    """The OTEL_TRACES_SAMPLER(_ARG) settings the production overlay patches into platform-config
+    (none: OpenTelemetry's default, every trace recorded)."""
+    import yaml  # noqa: PLC0415 (only for --export-traces)
+
+    overlay = yaml.safe_load(PRODUCTION_OVERLAY.read_text())
+    found = {}
+    for patch in overlay.get("patches", []):
+        if patch.get("target", {}).get("kind") != "ConfigMap":
+            continue
+        for operation in yaml.safe_load(patch["patch"]) or []:
+            key = operation.get("path", "").removeprefix("/data/")
+            if operation.get("op") in ("add", "replace") and key in SAMPLING_SETTINGS:
+                found[key] = str(operation["value"])
+    return found
+
+
+def trace_sampling(ratio: float | None) -> dict[str, str]:
+    """The sampling of an `--export-traces` run: production's, or a ratio of new traces (1: all)."""
+    if ratio is None:
+        return production_sampling()
+    return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": f"{ratio:g}"}
 
 
 # --- the bare view ---------------------------------------------------------------------------------
@@ -142,9 +169,10 @@ class BareServer(LoggedProcess):
 
 class TraceSink:
     """An OTLP/HTTP endpoint on 127.0.0.1 that answers every export 200 and keeps only a count of the
-    spans: where `--export-traces` sends the platform's spans, so that a run pays what a pod exporting
-    every span pays (each span encoded in its worker's export thread and sent) with no collector on the
-    machine. It runs in the benchmark's own process, so its CPU is in "rest of the machine"."""
+    spans: where `--export-traces` sends the platform's spans, so that a run pays what a production
+    pod pays for its traces (each sampled span encoded in its worker's export thread and sent) with no
+    collector on the machine. It runs in the benchmark's own process, so its CPU is in "rest of the
+    machine"."""
 
     def __init__(self):
         from google.protobuf.message import DecodeError  # noqa: PLC0415 (only for --export-traces)
@@ -188,9 +216,10 @@ class TraceSink:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}"
 
-    def environment(self) -> dict[str, str]:
-        """What makes the platform's processes export every span here (apps.core.tracing)."""
-        return {"OTEL_EXPORTER_OTLP_ENDPOINT": self.url}
+    def environment(self, sampling: dict[str, str] | None = None) -> dict[str, str]:
+        """What makes the platform's processes export their spans here (apps.core.tracing), sampled
+        as `sampling` says (OTEL_TRACES_SAMPLER and _ARG; none: every trace)."""
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": self.url, **(sampling or {})}
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -338,8 +367,9 @@ def database_run(database: str, args) -> dict:
         logger.info("starting the services (%s) and the bare view", database)
         sizing = {"WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads), **WORKERS_KEPT}
         sink = TraceSink() if args.export_traces else None
+        sampling = trace_sampling(args.trace_ratio) if sink is not None else None
         if sink is not None:
-            sizing |= sink.environment()
+            sizing |= sink.environment(sampling)
         stack_run = stack_start(workdir, databases, SERVICES, env={"all": sizing})
         bare = floor = None
         try:
@@ -400,8 +430,10 @@ def database_run(database: str, args) -> dict:
         "phases": [asdict(phase) for phase in phases],
         "log_warnings": logs,
         "machine_cores": os.cpu_count(),
-        # None: no exporter, spans made and dropped; a count: every span exported to the TraceSink.
+        # None: no exporter, spans made and dropped; a count: the spans exported to the TraceSink,
+        # sampled as `trace_sampling` says ({}: every trace).
         "spans_exported": None if sink is None else sink.spans,
+        "trace_sampling": sampling,
     }
 
 
@@ -641,13 +673,19 @@ def traces_described(results: list[dict]) -> str:
     if all(result.get("spans_exported") is None for result in results):
         return (
             "no exporter (`--export-traces` not given): every request's span is made and dropped; production's "
-            "pods export every span, and each one's encoding costs a worker more CPU."
+            "pods export the traces they sample, and each span's encoding costs a worker more CPU."
         )
     counts = ", ".join(f"{NAMES[result['database']]} {result.get('spans_exported') or 0:,}" for result in results)
-    return (
-        "every span exported over OTLP/HTTP (`--export-traces`), as production's pods export them, to an "
-        f"endpoint in the benchmark's process that counts and discards them; spans received: {counts}."
-    )
+    received = f"to an endpoint in the benchmark's process that counts and discards them; spans received: {counts}."
+    sampling = next((result["trace_sampling"] for result in results if result.get("trace_sampling") is not None), None)
+    if sampling is None:  # recorded before runs sampled as production does: every span
+        return f"every span exported over OTLP/HTTP (`--export-traces`), {received}"
+    if sampling:
+        settings = ", ".join(f"`{key}={value}`" for key, value in sampling.items())
+    else:
+        settings = "every trace recorded (OpenTelemetry's default sampler)"
+    whose = "production's sampling" if sampling == production_sampling() else "not production's (`--trace-ratio`)"
+    return f"spans exported over OTLP/HTTP (`--export-traces`), sampled with {settings}: {whose}; {received}"
 
 
 def merged_phases(phases: list[dict]) -> dict[str, tuple[dict[str, float], dict[str, float]]]:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -316,15 +317,74 @@ def test_with_export_traces_each_request_of_the_floor_sends_its_span_to_the_trac
         sink.stop()
 
 
-def test_the_report_says_whether_the_run_exported_its_spans(ratios):
-    def result(database, spans):
-        return {"database": database, "phases": [], "spans_exported": spans}
+def test_with_production_sampling_only_the_traces_a_caller_sampled_reach_the_trace_sink(ratios, stack, tmp_path):
+    """At a ratio of 0 (production's sampler, its outcome certain) the floor exports nothing for
+    requests that come without a trace, and every span of the requests whose `traceparent` is sampled."""
+    sink = ratios.TraceSink()
+    env = {
+        **stack["orders"].env,
+        "DJANGO_SETTINGS_MODULE": ratios.FLOOR_SETTINGS,
+        **sink.environment(ratios.trace_sampling(0.0)),
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    server = LiveService(name="orders", env=env, workdir=tmp_path).start()
+    try:
+        unsampled = [requests.get(f"{server.url}/floor/", timeout=5).status_code for _ in range(5)]
+        traced = [
+            requests.get(
+                f"{server.url}/floor/", headers={"traceparent": f"00-{uuid.uuid4().hex}-00f067aa0ba902b7-01"}, timeout=5
+            ).status_code
+            for _ in range(3)
+        ]
+        deadline = time.monotonic() + 20
+        while sink.spans < len(traced) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # five batch intervals: a span of the unsampled requests would be in by now
+        assert unsampled + traced == [401] * 8
+        assert sink.spans == len(traced)
+    finally:
+        assert server.stop() == 0, server.log_text()
+        sink.stop()
+
+
+def test_export_traces_samples_as_the_production_overlay_says(ratios):
+    import yaml
+
+    overlay = yaml.safe_load(ratios.PRODUCTION_OVERLAY.read_text())
+    operations = [
+        operation
+        for patch in overlay["patches"]
+        if patch["target"].get("kind") == "ConfigMap"
+        for operation in yaml.safe_load(patch["patch"])
+    ]
+    sampling = {op["path"].removeprefix("/data/"): op["value"] for op in operations if "OTEL_TRACES" in op["path"]}
+
+    assert ratios.production_sampling() == sampling
+    assert ratios.trace_sampling(None) == sampling
+    assert ratios.trace_sampling(1.0) == {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "1",
+    }
+
+
+def test_the_report_says_whether_the_run_exported_its_spans_and_how_they_were_sampled(ratios):
+    def result(database, spans, **recorded):
+        return {"database": database, "phases": [], "spans_exported": spans, **recorded}
 
     assert ratios.traces_described([result("sqlite", None), result("postgres", None)]).startswith("no exporter")
-    exported = ratios.traces_described([result("sqlite", 123456), result("postgres", 0)])
-    assert exported.startswith("every span exported over OTLP/HTTP")
+    production = ratios.production_sampling()
+    exported = ratios.traces_described(
+        [result("sqlite", 123456, trace_sampling=production), result("postgres", 0, trace_sampling=production)]
+    )
+    settings = ", ".join(f"`{key}={value}`" for key, value in production.items())
+    assert exported.startswith(f"spans exported over OTLP/HTTP (`--export-traces`), sampled with {settings}: ")
+    assert "production's sampling;" in exported
     assert exported.endswith("spans received: SQLite 123,456, PostgreSQL 0.")
-    # A result recorded before the option existed says nothing of spans: no exporter then.
+    every = ratios.traces_described([result("sqlite", 9, trace_sampling=ratios.trace_sampling(1.0))])
+    assert "`OTEL_TRACES_SAMPLER_ARG=1`: not production's (`--trace-ratio`)" in every
+    # Recorded before runs sampled as production does: every span was exported.
+    assert ratios.traces_described([result("sqlite", 5)]).startswith("every span exported over OTLP/HTTP")
+    # Recorded before the option existed: no exporter then.
     assert ratios.traces_described([{"database": "sqlite", "phases": []}]).startswith("no exporter")
 
 
@@ -579,6 +639,8 @@ def test_workers_replaced_during_a_phase_are_counted_and_reported(ratios):
         ("--threads", "two", True),
         ("--rounds", "0", True),
         ("--rounds", "10", True),
+        ("--trace-ratio", "1.5", True),
+        ("--trace-ratio", "a tenth", True),
         ("--workers", "3", False),
     ],
 )
@@ -592,3 +654,13 @@ def test_the_benchmarks_sizing_and_rounds_are_checked_before_anything_starts(rat
         assert f"argument {option}" in capsys.readouterr().err
     else:
         assert bench.parse(["--scenario", "ratios", option, value]).workers == 3
+
+
+def test_a_trace_ratio_without_export_traces_is_refused(ratios, capsys):
+    import bench
+
+    with pytest.raises(SystemExit) as exited:
+        bench.parse(["--scenario", "ratios", "--trace-ratio", "0.5"])
+    assert exited.value.code == 2
+    assert "--trace-ratio samples the spans --export-traces exports" in capsys.readouterr().err
+    assert bench.parse(["--scenario", "ratios", "--export-traces", "--trace-ratio", "0.5"]).trace_ratio == 0.5
