@@ -10,10 +10,12 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,10 +31,53 @@ GUNICORN_CONFIG = REPO / "platform" / "gunicorn.conf.py"
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
+# Ports for the servers tests start: chosen here, bound by the server a few seconds later. The kernel
+# hands out ports of its ephemeral range (ip_local_port_range) to every outgoing connection and to
+# every bind to port 0, so a port chosen there can be taken in between, by a connection's local end
+# or by another process choosing the same way: the server then cannot bind it, or, worse, whoever
+# holds it answers in its place. So ports come from below that range, each pytest-xdist worker (gwN)
+# taking block N + 1 of PORT_BLOCK ports from PORT_BASE and other processes block 0, in turn from a
+# random start, each checked free by binding it; Kubernetes' NodePort range (from 30000) is not used.
+PORT_BASE, PORT_BLOCK, PORT_BLOCKS = 20000, 1000, 10
+_ports_lock = threading.Lock()
+_ports_taken = 0
+_ports_start: int | None = None
+
+
+def _ephemeral_ports_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _port_free(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 no server holds and no other test process of the run is given."""
+    global _ports_taken, _ports_start
+    if _ephemeral_ports_low() < PORT_BASE + PORT_BLOCK * PORT_BLOCKS:  # no room below the range here
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    block = int(worker[2:]) % (PORT_BLOCKS - 1) + 1 if worker[2:].isdigit() else 0
+    with _ports_lock:
+        if _ports_start is None:
+            _ports_start = random.randrange(PORT_BLOCK)  # noqa: S311 (spreading, not security)
+        for _ in range(PORT_BLOCK):
+            port = PORT_BASE + block * PORT_BLOCK + (_ports_start + _ports_taken) % PORT_BLOCK
+            _ports_taken += 1
+            if _port_free(port):
+                return port
+    raise RuntimeError(f"no free port left in {PORT_BASE + block * PORT_BLOCK}-{PORT_BASE + (block + 1) * PORT_BLOCK}")
 
 
 def write_signing_key(path: Path) -> Path:
@@ -217,9 +262,11 @@ class LiveRelay(LoggedProcess):
 
     def wait_started(self, *, timeout: float = 30.0) -> None:
         """Until the worker has printed its first line (Django loaded, its SIGTERM handler installed,
-        about to claim)."""
+        about to claim) and its /metrics server is listening; a worker that exits first (its metrics
+        port taken, say) raises with its log."""
         deadline = time.monotonic() + timeout
-        while BANNERS[self.command] not in self.log_text():
+        serving = f"metrics on 127.0.0.1:{self.metrics_port}/metrics"
+        while BANNERS[self.command] not in (log := self.log_text()) or serving not in log:
             if self.process.poll() is not None:
                 raise RuntimeError(f"relay exited with {self.process.returncode}:\n{self.log_text()}")
             if time.monotonic() > deadline:
