@@ -184,7 +184,11 @@ class Load:
             self.kill()
             raise
         summary = json.loads(self.summary_file.read_text()) if self.summary_file.exists() else {}
-        judged = [request for request in self.requests() if request.at < stopped_at]
+        # A request is judged when its answer was in before the stop; those in flight are cut by k6
+        # (status 0, error 1000) and logged after it. k6 stamps whole milliseconds, so a request cut
+        # within the millisecond of the stop is stamped before it: the stop is taken to its millisecond.
+        cutoff = math.floor(stopped_at * 1000) / 1000
+        judged = [request for request in self.requests() if request.at < cutoff]
         self.result = LoadResult(requests=judged, summary=summary, exit_code=exit_code, stopped_at=stopped_at)
         return self.result
 
