@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import random
 import signal
@@ -44,6 +45,7 @@ _ports_taken = 0
 _ports_start: int | None = None
 
 
+@functools.cache
 def _ephemeral_ports_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

@@ -42,19 +42,37 @@ def jaeger(tmp_path_factory) -> Iterator[Jaeger]:
         backend.stop()
 
 
-@pytest.fixture(scope="module")
-def traced(jaeger, tmp_path_factory) -> Iterator[Stack]:
-    """The services, relays and email worker exporting their spans to Jaeger, each batch within
-    0.1 s (the SDK's default is 5 s)."""
-    workdir = tmp_path_factory.mktemp("traced")
+def exporting_stack(jaeger: Jaeger, workdir, **sampling: str) -> Iterator[Stack]:
+    """The services, relays and email worker on databases of their own, exporting their spans to
+    Jaeger, each batch within 0.1 s (the SDK's default is 5 s), sampled as `sampling` says."""
     databases = Databases(workdir, os.environ.get("DATABASE_URL"))
-    env = {"all": {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}}
-    starting = stack_start(workdir, databases, ("auth", "orders", "payments", "notifications"), env)
+    exporting = {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    starting = stack_start(
+        workdir, databases, ("auth", "orders", "payments", "notifications"), {"all": exporting | sampling}
+    )
     try:
         yield next(starting)
     finally:
         starting.close()
         databases.drop_all()
+
+
+def order_post(orders_url: str, access_token: str) -> requests.Response:
+    """An order placed with no trace context of the client's: the platform starts its trace."""
+    placed = requests.post(
+        f"{orders_url}/api/orders/",
+        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
+        headers={"Authorization": f"Bearer {access_token}", "Idempotency-Key": str(uuid.uuid4())},
+        timeout=30,
+    )
+    assert placed.status_code == 201, placed.text
+    return placed
+
+
+@pytest.fixture(scope="module")
+def traced(jaeger, tmp_path_factory) -> Iterator[Stack]:
+    """The platform exporting to Jaeger with the SDK's default sampler: every trace recorded."""
+    yield from exporting_stack(jaeger, tmp_path_factory.mktemp("traced"))
 
 
 def trace_wait(jaeger: Jaeger, trace_id: str, complete, *, timeout: float = 30.0) -> Trace:
@@ -201,29 +219,19 @@ def head_sampled(jaeger, tmp_path_factory) -> Iterator[Stack]:
     """The services, relays and email worker sampling at the head as production does
     (deploy/overlays/production), at a ratio of 0 so that the outcome is certain: no trace that
     starts here is recorded, and a caller's sampled `traceparent` is followed."""
-    workdir = tmp_path_factory.mktemp("head-sampled")
-    databases = Databases(workdir, os.environ.get("DATABASE_URL"))
-    sampling = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
-    env = {"all": {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100", **sampling}}
-    starting = stack_start(workdir, databases, ("auth", "orders", "payments", "notifications"), env)
-    try:
-        yield next(starting)
-    finally:
-        starting.close()
-        databases.drop_all()
+    yield from exporting_stack(
+        jaeger,
+        tmp_path_factory.mktemp("head-sampled"),
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0",
+    )
 
 
 def test_with_head_sampling_an_order_is_one_whole_trace_or_none(head_sampled, jaeger):
     stack = head_sampled
     urls = {name: service.url for name, service in stack.services.items()}
     _, tokens = register_and_login(urls["auth"])
-    placed = requests.post(
-        f"{urls['orders']}/api/orders/",
-        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
-        headers={"Authorization": f"Bearer {tokens['access_token']}", "Idempotency-Key": str(uuid.uuid4())},
-        timeout=30,
-    )
-    assert placed.status_code == 201, placed.text
+    placed = order_post(urls["orders"], tokens["access_token"])
     delivered_wait(stack)
 
     def lines_of(trace_id: str) -> dict[str, list[dict]]:
@@ -263,12 +271,6 @@ def test_a_trace_backend_that_is_down_costs_no_request(order_traces, traced, jae
     jaeger.stop()
     urls = {name: service.url for name, service in traced.services.items()}
     _, tokens = register_and_login(urls["auth"])
-    placed = requests.post(
-        f"{urls['orders']}/api/orders/",
-        json={"currency": "EUR", "lines": LINES, "payment_method": "pm_card_visa"},
-        headers={"Authorization": f"Bearer {tokens['access_token']}", "Idempotency-Key": str(uuid.uuid4())},
-        timeout=30,
-    )
-    assert placed.status_code == 201, placed.text
+    order_post(urls["orders"], tokens["access_token"])
     delivered_wait(traced)
     assert all(service.process.poll() is None for service in traced.services.values())
