@@ -17,7 +17,8 @@ Spans leave over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OT
 is set, in batches, off the request thread; the OpenTelemetry SDK's own variables apply
 (OTEL_TRACES_SAMPLER, OTEL_BSP_SCHEDULE_DELAY, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, ...).
 Without an endpoint spans are still made, so trace ids still reach the logs and the next service,
-and are exported nowhere. A collector that is down costs dropped spans, never a failed request.
+and are exported nowhere. A collector that is down costs dropped spans, never a failed request, and
+never more than EXIT_EXPORT_SECONDS of a stopping process's exit.
 """
 
 from __future__ import annotations
@@ -40,6 +41,23 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 _propagator = TraceContextTextMapPropagator()
 tracer = trace.get_tracer("apps.core")  # follows the provider `configure()` installs
 _configured = False
+
+
+# At exit a process gives the spans still queued this long to leave, then drops them. The exporter
+# retries a collector that does not answer for OTEL_EXPORTER_OTLP_TIMEOUT (10 s by default), and
+# the collector is often stopping too (`make up`'s Ctrl-C stops Jaeger with everything else; a node
+# being drained): waiting that out held every process's exit past its supervisor's patience
+# (honcho's 5 s, then SIGKILL) for spans that had nowhere to go.
+EXIT_EXPORT_SECONDS = 2.0
+
+
+class _SpanBatches(BatchSpanProcessor):
+    """OpenTelemetry's batch processor, whose shutdown (the tracer provider's, at exit) waits at most
+    EXIT_EXPORT_SECONDS for the queued spans, then stops the exporter's retries."""
+
+    def shutdown(self) -> None:
+        # The SDK's own shutdown waits 30 s; its batch processor takes the bound as an argument.
+        self._batch_processor.shutdown(timeout_millis=EXIT_EXPORT_SECONDS * 1000)
 
 
 def _exporter_from_environment() -> SpanExporter | None:
@@ -71,7 +89,7 @@ def configure(component: str, *, exporter: SpanExporter | None = None) -> bool:
     provider = TracerProvider(resource=resource)
     exporter = exporter or _exporter_from_environment()
     if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(_SpanBatches(exporter))
     trace.set_tracer_provider(provider)
     _configured = True
     return True

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.db import transaction
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
 from apps.core import outbox, service_calls, tracing
@@ -181,3 +185,18 @@ def test_a_log_line_says_when_its_trace_is_not_recorded(span_recorder):
     assert [
         s for s in span_recorder.get_finished_spans() if trace.format_trace_id(s.context.trace_id) == trace_id
     ] == []
+
+
+def test_at_exit_spans_a_stopped_collector_cannot_take_hold_the_process_for_seconds_not_the_exporters_timeout():
+    """`make up`'s Ctrl-C stops Jaeger with the services: a process's last spans then have nowhere to
+    go, and the exporter's retries would hold its exit for OTEL_EXPORTER_OTLP_TIMEOUT (10 s here)."""
+    with socket.socket() as stopped:  # bound and never listening: every connection to it is refused
+        stopped.bind(("127.0.0.1", 0))
+        exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{stopped.getsockname()[1]}/v1/traces", timeout=10)
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(tracing._SpanBatches(exporter))
+        provider.get_tracer("test").start_span("the last request").end()
+        started = time.monotonic()
+        provider.shutdown()  # what the SDK's exit handler calls
+        took = time.monotonic() - started
+    assert tracing.EXIT_EXPORT_SECONDS <= took < tracing.EXIT_EXPORT_SECONDS + 3, took
