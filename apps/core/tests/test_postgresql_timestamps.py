@@ -32,8 +32,7 @@ def rows(*, djangos_loader: bool) -> list[tuple]:
             register_tzloader(connection.timezone, cursor.cursor)  # what Django would have registered
         loader = cursor.cursor.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
         assert issubclass(loader, _TimestamptzLoader) is not djangos_loader
-        cursor.execute("SELECT pg_sleep(0)")  # `now()` below is the transaction's: one for both reads
-        cursor.execute(VALUES)
+        cursor.execute(VALUES)  # `now()` is the test's transaction's start: the same in both reads
         return cursor.fetchall()
 
 
