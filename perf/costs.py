@@ -347,24 +347,14 @@ def instructions(arguments: argparse.Namespace) -> int:
     few, many = arguments.warmup, arguments.warmup + arguments.requests
     # One signing key and one string hash seed for both runs, so that they differ only in requests.
     child_environment = {**os.environ, _SIGNING_KEY_VARIABLE: signing_key_pem(), "PYTHONHASHSEED": "0"}
+
+    def script(requests: int, warmup: int) -> list[str]:
+        command = [sys.executable, __file__, arguments.endpoint, "--requests", str(requests), "--warmup", str(warmup)]
+        return command + (["--database-url", arguments.database_url] if arguments.database_url else [])
+
     if arguments.database_url:
         # Both runs share this database: the first to find it empty would count its migrations too.
-        subprocess.run(  # noqa: S603
-            [
-                sys.executable,
-                __file__,
-                arguments.endpoint,
-                "--requests",
-                "1",
-                "--warmup",
-                "0",
-                "--database-url",
-                arguments.database_url,
-            ],
-            check=True,
-            capture_output=True,
-            env=child_environment,
-        )
+        subprocess.run(script(1, 0), check=True, capture_output=True, env=child_environment)  # noqa: S603
     with tempfile.TemporaryDirectory(prefix="callgrind-") as folder:
         for requests in (few, many):
             out = Path(folder) / f"callgrind-{requests}.out"
@@ -372,16 +362,8 @@ def instructions(arguments: argparse.Namespace) -> int:
                 "valgrind",
                 "--tool=callgrind",
                 f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                arguments.endpoint,
-                "--requests",
-                str(requests),
-                "--warmup",
-                str(arguments.warmup),
+                *script(requests, arguments.warmup),
             ]
-            if arguments.database_url:
-                command += ["--database-url", arguments.database_url]
             subprocess.run(command, check=True, capture_output=True, env=child_environment)  # noqa: S603
             counts[requests] = int(re.search(r"^summary: (\d+)$", out.read_text(), re.MULTILINE)[1])
     per_request = (counts[many] - counts[few]) / (many - few)
