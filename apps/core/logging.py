@@ -15,6 +15,8 @@ from apps.core import context, tracing
 
 # Attributes every LogRecord has; anything else on a record was passed as `extra=` and is logged.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# What `json.dumps(entry, default=str)` would build afresh for every line.
+_ENCODER = json.JSONEncoder(default=str)
 
 
 class ContextFilter(logging.Filter):
@@ -45,7 +47,7 @@ class JsonFormatter(logging.Formatter):
             entry[f"extra_{key}" if key in entry else key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 _UNWRITTEN = logging.makeLogRecord({"msg": "queued log lines could not be written", "levelno": logging.ERROR})

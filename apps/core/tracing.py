@@ -23,12 +23,13 @@ never more than EXIT_EXPORT_SECONDS of a stopping process's exit.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from types import TracebackType
 
 from django.conf import settings
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -131,13 +132,38 @@ def _context_stored(traceparent: str) -> Context:
     return _context_from({"traceparent": traceparent} if traceparent else {})
 
 
-@contextlib.contextmanager
-def server_span(method: str, headers: Mapping[str, str], attributes: dict) -> Iterator[Span]:
+class _Current:
+    """A started span, current inside the `with` block and ended as the block leaves: what the SDK's
+    `start_as_current_span` does, without its three generator-based context managers (its own, its
+    proxy tracer's and `use_span`'s): in a loop of request spans they took a fifth of a recorded
+    one's time and a third of an unsampled one's. As there, an exception (an `Exception`, not a
+    `GeneratorExit`) leaving the block is recorded on the span and makes it an error."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span):
+        self._span = span
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self, _kind: type[BaseException] | None, error: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        otel_context.detach(self._token)
+        if isinstance(error, Exception) and self._span.is_recording():
+            self._span.record_exception(error)
+            self._span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        self._span.end()
+
+
+def server_span(method: str, headers: Mapping[str, str], attributes: dict) -> _Current:
     """The span of one incoming request, continuing the trace the caller's headers carry."""
-    with tracer.start_as_current_span(
-        method, context=_context_from(headers), kind=SpanKind.SERVER, attributes=attributes
-    ) as span:
-        yield span
+    return _Current(
+        tracer.start_span(method, context=_context_from(headers), kind=SpanKind.SERVER, attributes=attributes)
+    )
 
 
 def server_span_finish(span: Span, *, method: str, route: str | None, status: int, request_id: str) -> None:
@@ -152,14 +178,12 @@ def server_span_finish(span: Span, *, method: str, route: str | None, status: in
         span.set_status(Status(StatusCode.ERROR))
 
 
-@contextlib.contextmanager
-def client_span(method: str, url: str, *, server_address: str, server_port: int | None) -> Iterator[Span]:
+def client_span(method: str, url: str, *, server_address: str, server_port: int | None) -> _Current:
     """The span of one call to another service (all its retries: they are the client's business)."""
     attributes = {"http.request.method": method, "url.full": url, "server.address": server_address}
     if server_port is not None:
         attributes["server.port"] = server_port
-    with tracer.start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as span:
-        yield span
+    return _Current(tracer.start_span(method, kind=SpanKind.CLIENT, attributes=attributes))
 
 
 def client_span_finish(span: Span, *, status: int | None, error: str = "") -> None:
@@ -171,10 +195,9 @@ def client_span_finish(span: Span, *, status: int | None, error: str = "") -> No
         span.set_status(Status(StatusCode.ERROR, error or None))
 
 
-@contextlib.contextmanager
-def delivery_span(*, parent_traceparent: str, event_type: str, event_id: str, attempt: int) -> Iterator[Span]:
+def delivery_span(*, parent_traceparent: str, event_type: str, event_id: str, attempt: int) -> _Current:
     """The span of one outbox delivery, a child of the span that wrote the event."""
-    with tracer.start_as_current_span(
+    span = tracer.start_span(
         f"send {event_type}",
         context=_context_stored(parent_traceparent),
         kind=SpanKind.PRODUCER,
@@ -185,8 +208,8 @@ def delivery_span(*, parent_traceparent: str, event_type: str, event_id: str, at
             "messaging.message.id": event_id,
             "platform.outbox.attempt": attempt,
         },
-    ) as span:
-        yield span
+    )
+    return _Current(span)
 
 
 def delivery_span_finish(span: Span, *, outcome: str) -> None:
@@ -196,16 +219,15 @@ def delivery_span_finish(span: Span, *, outcome: str) -> None:
         span.set_status(Status(StatusCode.ERROR, outcome))
 
 
-@contextlib.contextmanager
-def email_span(*, parent_traceparent: str, delivery_id: int, attempt: int) -> Iterator[Span]:
+def email_span(*, parent_traceparent: str, delivery_id: int, attempt: int) -> _Current:
     """The span of one attempt to send a queued email, a child of the request that queued it."""
-    with tracer.start_as_current_span(
+    span = tracer.start_span(
         "send email",
         context=_context_stored(parent_traceparent),
         kind=SpanKind.CLIENT,
         attributes={"platform.email.delivery_id": delivery_id, "platform.email.attempt": attempt},
-    ) as span:
-        yield span
+    )
+    return _Current(span)
 
 
 def email_span_finish(span: Span, *, outcome: str) -> None:
@@ -215,8 +237,6 @@ def email_span_finish(span: Span, *, outcome: str) -> None:
         span.set_status(Status(StatusCode.ERROR, outcome))
 
 
-@contextlib.contextmanager
-def job_span(name: str, attributes: dict | None = None) -> Iterator[Span]:
+def job_span(name: str, attributes: dict | None = None) -> _Current:
     """A span for work no request started (a scheduled job's pass): the root of its own trace."""
-    with tracer.start_as_current_span(name, context=Context(), kind=SpanKind.INTERNAL, attributes=attributes) as span:
-        yield span
+    return _Current(tracer.start_span(name, context=Context(), kind=SpanKind.INTERNAL, attributes=attributes))

@@ -187,6 +187,39 @@ def test_a_log_line_says_when_its_trace_is_not_recorded(span_recorder):
     ] == []
 
 
+def test_an_exception_leaving_a_span_is_recorded_on_it_and_the_span_is_ended_and_no_longer_current(spans):
+    with (
+        pytest.raises(ValueError, match="no such order"),
+        tracing.job_span("settle"),
+        tracing.client_span("POST", "http://payments/", server_address="payments", server_port=None),
+    ):
+        raise ValueError("no such order")
+    client, job = spans.get_finished_spans()
+    for span in (client, job):  # the error crosses both blocks, and each records it
+        assert span.status.status_code == StatusCode.ERROR
+        assert span.status.description == "ValueError: no such order"
+        (event,) = span.events
+        assert (event.name, event.attributes["exception.type"]) == ("exception", "ValueError")
+    assert client.parent.span_id == job.context.span_id
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_a_generator_closed_inside_a_span_does_not_make_it_an_error(spans):
+    """GeneratorExit is how Python closes a generator, not a failure (as OpenTelemetry's own
+    `use_span` has it): a span around a `yield` ends without an error when its consumer stops early."""
+
+    def pages():
+        with tracing.job_span("pages"):
+            yield 1
+            yield 2
+
+    iterator = pages()
+    next(iterator)
+    iterator.close()
+    (span,) = spans.get_finished_spans()
+    assert (span.status.status_code, span.events) == (StatusCode.UNSET, ())
+
+
 def test_at_exit_spans_a_stopped_collector_cannot_take_hold_the_process_for_seconds_not_the_exporters_timeout():
     """`make up`'s Ctrl-C stops Jaeger with the services: a process's last spans then have nowhere to
     go, and the exporter's retries would hold its exit for OTEL_EXPORTER_OTLP_TIMEOUT (10 s here)."""
