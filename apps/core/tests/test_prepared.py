@@ -4,10 +4,14 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, connections
+from django.db import connection, connections, models
 from django.db.models import F
+from django.db.models.signals import post_init
+from django.test.utils import isolate_apps
 
+from apps.core import prepared
 from apps.core.models import KeySetSnapshot, RateLimitCounter
 from apps.core.prepared import PreparedQuery, run_together
 
@@ -148,3 +152,72 @@ def test_reads_run_together_give_what_each_gives_alone_in_one_trip_on_postgresql
 def test_a_missing_value_among_reads_run_together_sends_none_of_them(django_assert_num_queries):
     with django_assert_num_queries(0), pytest.raises(ValueError, match="scope"):
         run_together((SNAPSHOT, {"source": "http://auth/jwks"}), (COUNTERS, {"scope": None, "attempts": 0}))
+
+
+@pytest.mark.usefixtures("counters")
+def test_instances_made_without_the_constructor_are_what_from_db_makes():
+    names = [field.attname for field in RateLimitCounter._meta.concrete_fields]
+    rows = RateLimitCounter.objects.order_by("key_digest").values_list(*names)  # the rows the ORM's iterator reads
+    found = COUNTERS.run(scope="login", attempts=0) + COUNTERS.run(scope="register", attempts=0)
+    expected = [RateLimitCounter.from_db("default", names, row) for row in rows]
+    assert [type(counter) for counter in found] == [RateLimitCounter] * 4
+    fields = [{k: v for k, v in vars(counter).items() if k != "_state"} for counter in found]
+    assert sorted(fields, key=lambda values: values["key_digest"]) == [
+        {k: v for k, v in vars(counter).items() if k != "_state"} for counter in expected
+    ]
+    assert all(vars(counter._state) == vars(expected[0]._state) for counter in found)
+
+
+def test_every_model_the_services_read_prepared_is_made_without_its_constructor():
+    """Else their reads would quietly take the slower path: what `_plain` refuses is what a model
+    of the services adds to its construction (an overridden __init__ or from_db, a custom descriptor)."""
+    for model in apps.get_models():
+        if model._meta.app_label in {"orders", "payments", "identity", "notifications", "core"}:
+            assert prepared._plain(model), model
+
+
+@pytest.mark.usefixtures("counters")
+def test_a_receiver_of_post_init_is_called_for_each_prepared_instance():
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append((sender, instance.key_digest))
+
+    post_init.connect(receiver, sender=RateLimitCounter, weak=False)
+    try:
+        found = COUNTERS.run(scope="login", attempts=0)
+    finally:
+        post_init.disconnect(receiver, sender=RateLimitCounter)
+    assert seen == [(RateLimitCounter, counter.key_digest) for counter in found]
+    assert len(seen) == 3
+
+
+@isolate_apps("apps.core")
+def test_a_model_that_adds_to_its_construction_is_made_by_from_db():
+    class Counted(models.Model):  # noqa: DJ008 (never shown)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.counted = True
+
+    class Loaded(models.Model):  # noqa: DJ008 (never shown)
+        @classmethod
+        def from_db(cls, db, field_names, values):
+            return super().from_db(db, field_names, values)
+
+    class Described(models.Model):  # noqa: DJ008 (never shown)
+        name = models.CharField(max_length=10)
+
+    class Upper:  # a descriptor of the kind a custom field installs
+        def __get__(self, instance, owner):
+            return self if instance is None else instance.__dict__["name"]
+
+        def __set__(self, instance, value):
+            instance.__dict__["name"] = value.upper()
+
+    Described.name = Upper()
+
+    class Plain(models.Model):  # noqa: DJ008 (never shown)
+        name = models.CharField(max_length=10)
+        parent = models.ForeignKey("self", null=True, on_delete=models.CASCADE)
+
+    assert [prepared._plain(model) for model in (Counted, Loaded, Described, Plain)] == [False, False, False, True]
