@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,6 +66,7 @@ from bench import (
     git_commit,
     machine_description,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live import BIN, GUNICORN_CONFIG, Databases, LiveService, LoggedProcess, Stack, free_port, stack_start
 
@@ -85,6 +87,13 @@ MIB = 1024 * 1024
 # move: the ceiling is held down, lumpily, where a service worker serving a tenth of that is not.
 # Off, the workers' memory is also measured over the whole run, not reset every 100,000 requests.
 WORKERS_KEPT = {"GUNICORN_MAX_REQUESTS": "0"}
+# What a phase of placements leaves behind, as each web process's /metrics reports it: outbox events
+# not yet delivered (orders', payments') and emails not yet sent (notifications'). The relays,
+# notifications and the email worker work it off after the phase, for tens of seconds after a
+# round's placements; a phase started meanwhile shares the machine with them (the bare view lost a
+# third of its rate to them in the rounds after the first), so each phase waits until it is gone.
+BACKLOG_GAUGES = ("outbox_pending_events", "notifications_pending_emails")
+SETTLE_SECONDS = 300.0
 # Where production's trace sampling is set: `--export-traces` samples as its pods do.
 PRODUCTION_OVERLAY = REPO / "deploy" / "overlays" / "production" / "kustomization.yaml"
 SAMPLING_SETTINGS = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
@@ -265,6 +274,36 @@ class Phase:
     # that exited or missed its heartbeat): a replaced worker serves nothing while it starts, and the
     # connections it held land on the others.
     workers_replaced: dict[str, int] = field(default_factory=dict)
+    # How long the phase waited for the platform's backlog (BACKLOG_GAUGES) before it started, and
+    # what was still pending when SETTLE_SECONDS ran out (empty: it started with none).
+    settle_seconds: float = 0.0
+    unsettled: dict[str, float] = field(default_factory=dict)
+
+
+def backlog(stack: Stack) -> dict[str, float]:
+    """What the platform still has to deliver, by series (`orders orders.outboxevent`, `notifications
+    emails`), read from every service's /metrics as Prometheus reads it."""
+    pending = {}
+    for name in SERVICES:
+        with urllib.request.urlopen(f"{stack[name].url}/metrics", timeout=10) as response:  # noqa: S310 (127.0.0.1)
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name in BACKLOG_GAUGES:
+                for sample in family.samples:
+                    pending[f"{name} {sample.labels.get('outbox', 'emails')}"] = sample.value
+    return pending
+
+
+def settle(stack: Stack, *, timeout: float = SETTLE_SECONDS, interval: float = 0.5) -> tuple[float, dict[str, float]]:
+    """Wait until nothing is pending in `backlog()`, at most `timeout` seconds: the seconds waited,
+    and what was still pending (empty when it settled)."""
+    started = time.monotonic()
+    while True:
+        pending = {series: value for series, value in backlog(stack).items() if value}
+        waited = time.monotonic() - started
+        if not pending or waited >= timeout:
+            return waited, pending
+        time.sleep(interval)
 
 
 def phase_run(
@@ -381,6 +420,11 @@ def database_run(database: str, args) -> dict:
             workers = int(env["WEB_CONCURRENCY"])
 
             def measure(phase: Phase) -> Phase:
+                phase.settle_seconds, phase.unsettled = settle(stack)
+                if phase.unsettled:
+                    logger.warning(
+                        "round %d, phase %s starts with %s still pending", phase.round, phase.name, phase.unsettled
+                    )
                 processes = measured_processes(stack, bare, floor)
                 return phase_run(
                     phase,
@@ -702,6 +746,30 @@ def merged_phases(phases: list[dict]) -> dict[str, tuple[dict[str, float], dict[
     return {name: (mean(rounds, "cpu_ms_per_request"), mean(rounds, "cores")) for name, rounds in named.items()}
 
 
+def settled_described(phases: list[dict]) -> str:
+    """How long the phases waited for the backlog earlier placements left, and any that started with some."""
+    if not any("settle_seconds" in phase for phase in phases):
+        return "Backlog before each phase: not recorded."
+    longest = max(phases, key=lambda phase: phase.get("settle_seconds", 0.0))
+    unsettled = [
+        f"round {phase.get('round', 1)} {phase['name']} with "
+        + ", ".join(f"{value:.0f} {series}" for series, value in phase["unsettled"].items())
+        for phase in phases
+        if phase.get("unsettled")
+    ]
+    return (
+        "Backlog before each phase (outbox events and emails still to deliver, from each service's /metrics): "
+        f"waited for at most {longest.get('settle_seconds', 0.0):.1f} s (before round {longest.get('round', 1)} "
+        f"{longest['name']}); "
+        + (
+            "phases started with some left after " + f"{SETTLE_SECONDS:.0f} s: " + "; ".join(unsettled)
+            if unsettled
+            else "every phase started with none"
+        )
+        + "."
+    )
+
+
 def database_section(result: dict) -> list[str]:
     phases = result["phases"]
     lines = [
@@ -742,6 +810,8 @@ def database_section(result: dict) -> list[str]:
             for name, (_, cores) in merged.items()
         )
         + ".",
+        "",
+        settled_described(phases),
         "",
         "Workers replaced by gunicorn during a phase: "
         + (

@@ -441,6 +441,49 @@ def test_the_placement_phase_places_paid_orders_with_unique_keys(stack, tmp_path
     assert stack["orders"].sql(query, ("ratios-%",))[0][0] - orders_before == placed
 
 
+def test_each_phase_of_the_benchmark_waits_until_earlier_placements_are_delivered(ratios, stack, tmp_path):
+    """A round's placements leave the relays, notifications and the email worker tens of seconds of
+    work: the next phase starts once each service's /metrics says nothing is left to deliver."""
+    result, summary = k6_run(
+        stack, "ratios.js", tmp_path / "summary.json", TARGET="order_create", VUS="2", DURATION="2s", USERS="2"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sent(summary, "order_create") > 0
+
+    waited, pending = ratios.settle(stack, timeout=60)
+
+    assert pending == {}, f"still pending after {waited:.1f} s"
+    # The gauges it waited on are the services' own, all of them present (a series that went missing
+    # would read as nothing pending), and what they say is what the databases hold.
+    assert ratios.backlog(stack) == {
+        "orders orders.orderevent": 0.0,
+        "payments payments.paymentevent": 0.0,
+        "notifications emails": 0.0,
+    }
+    assert stack.events_undelivered() == 0
+    query = "SELECT count(*) FROM notifications_emaildelivery WHERE status = 'pending'"
+    assert stack["notifications"].sql(query)[0][0] == 0
+
+
+def test_the_report_says_how_long_phases_waited_for_the_backlog_and_which_started_with_some(ratios):
+    settled = [
+        ratios_phase("floor-read", 900.0) | {"settle_seconds": 0.1, "unsettled": {}},
+        ratios_phase("bare-read", 1000.0, round=2) | {"settle_seconds": 41.5, "unsettled": {}},
+    ]
+    assert ratios.settled_described(settled) == (
+        "Backlog before each phase (outbox events and emails still to deliver, from each service's /metrics): "
+        "waited for at most 41.5 s (before round 2 bare-read); every phase started with none."
+    )
+    late = [
+        *settled,
+        ratios_phase("order-read", 500.0) | {"settle_seconds": 300.2, "unsettled": {"notifications emails": 7.0}},
+    ]
+    assert ratios.settled_described(late).endswith(
+        "waited for at most 300.2 s (before round 1 order-read); phases started with some left after 300 s: "
+        "round 1 order-read with 7 notifications emails."
+    )
+
+
 def ratios_phase(name, rate, *, round=1, errors=0, p99=100.0, cores=1.0, rss=80.0):  # noqa: A002 (the phase's field)
     return {
         "name": name,
