@@ -27,7 +27,9 @@ The ceiling moves: two quiet runs on the same kind of machine have measured the 
 and 2,238 requests a second. So a run is ROUNDS rounds (default 3) of floor-read, bare-read,
 order-read, bare-create, order-create: each ratio is taken within a round, from two phases measured
 close together, and a goal is judged on the median of the rounds' ratios. Errors count in every round, and P2's p99
-is that of the worst round.
+is that of the worst round. Before each phase the run waits until the platform has delivered what
+the phases before it left (outbox events and emails, BACKLOG_GAUGES), so that no phase shares the
+machine with the deliveries of the previous round's placements.
 
 The platform is started as perf/bench.py starts it (tests/live.py: gunicorn with the production
 config, DEBUG off, own database per service, relays and the email worker running). Each phase is one
