@@ -274,3 +274,25 @@ def test_a_trace_backend_that_is_down_costs_no_request(order_traces, traced, jae
     order_post(urls["orders"], tokens["access_token"])
     delivered_wait(traced)
     assert all(service.process.poll() is None for service in traced.services.values())
+
+
+def test_jaeger_as_make_up_runs_it_stops_within_honchos_five_seconds_after_its_ui_was_used(tmp_path):
+    """`make up` sets OTEL_EXPORTER_OTLP_ENDPOINT for every process it starts, Jaeger's included, and
+    Ctrl-C gives each 5 s before SIGKILL. Jaeger traced its own query API to that endpoint by default
+    (OTLP/gRPC, to the OTLP/HTTP port: refused), and retried those spans through its exit for 10 s."""
+    backend = Jaeger(tmp_path)
+    backend.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = backend.otlp_endpoint  # as `make up` points it
+    backend.start()
+    try:
+        for _ in range(5):  # what a look at the UI asks its API
+            assert requests.get(f"{backend.url}/api/services", timeout=5).status_code == 200
+            assert requests.get(f"{backend.url}/api/traces", params={"service": "orders"}, timeout=5).status_code == 200
+        time.sleep(1)  # the spans of those requests, if any were made, are queued for export by now
+        started = time.monotonic()
+        returncode = backend.stop(timeout=15)
+        stopped_in = time.monotonic() - started
+    finally:
+        backend.stop()
+    assert (returncode, stopped_in < 5) == (0, True), (
+        f"exit {returncode} after {stopped_in:.1f} s:\n{backend.log_text()}"
+    )
