@@ -52,7 +52,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -68,8 +67,8 @@ from bench import (
     git_commit,
     machine_description,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.client import scrape
 from tests.live import BIN, GUNICORN_CONFIG, Databases, LiveService, LoggedProcess, Stack, free_port, stack_start
 
 logger = logging.getLogger("bench.ratios")
@@ -283,17 +282,14 @@ class Phase:
 
 
 def backlog(stack: Stack) -> dict[str, float]:
-    """What the platform still has to deliver, by series (`orders orders.outboxevent`, `notifications
+    """What the platform still has to deliver, by series (`orders orders.orderevent`, `notifications
     emails`), read from every service's /metrics as Prometheus reads it."""
-    pending = {}
-    for name in SERVICES:
-        with urllib.request.urlopen(f"{stack[name].url}/metrics", timeout=10) as response:  # noqa: S310 (127.0.0.1)
-            text = response.read().decode()
-        for family in text_string_to_metric_families(text):
-            if family.name in BACKLOG_GAUGES:
-                for sample in family.samples:
-                    pending[f"{name} {sample.labels.get('outbox', 'emails')}"] = sample.value
-    return pending
+    return {
+        f"{name} {dict(labels).get('outbox', 'emails')}": value
+        for name in SERVICES
+        for (sample, labels), value in scrape(f"{stack[name].url}/metrics").items()
+        if sample in BACKLOG_GAUGES
+    }
 
 
 def settle(stack: Stack, *, timeout: float = SETTLE_SECONDS, interval: float = 0.5) -> tuple[float, dict[str, float]]:
@@ -764,7 +760,7 @@ def settled_described(phases: list[dict]) -> str:
         f"waited for at most {longest.get('settle_seconds', 0.0):.1f} s (before round {longest.get('round', 1)} "
         f"{longest['name']}); "
         + (
-            "phases started with some left after " + f"{SETTLE_SECONDS:.0f} s: " + "; ".join(unsettled)
+            f"phases started with some left after {SETTLE_SECONDS:.0f} s: " + "; ".join(unsettled)
             if unsettled
             else "every phase started with none"
         )

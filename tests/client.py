@@ -4,6 +4,7 @@ import re
 import uuid
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 PASSWORD = "correct horse battery staple"
 
@@ -36,6 +37,16 @@ def assert_problem(response: requests.Response, status: int, code: str | None = 
         assert body["code"] == code
     assert body["request_id"] == response.headers["X-Request-ID"]
     return body
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a /metrics page, by name and sorted labels, as Prometheus parses it."""
+    text = requests.get(url, timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def requests_counted(service_url: str, view: str, method: str | None = None) -> int:

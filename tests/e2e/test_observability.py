@@ -19,9 +19,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.client import assert_problem, register_and_login
+from tests.client import assert_problem, register_and_login, scrape
 from tests.journey import LINES, TOTAL, journey_run
 from tests.live import REPO, Databases, Stack, stack_start
 from tests.platform import observability
@@ -32,15 +31,6 @@ pytestmark = pytest.mark.e2e
 # What Grafana puts in for $__rate_interval at this scrape interval is seconds; a minute has data
 # from the first scrapes on and stays well inside the test's run.
 RATE_INTERVAL = "1m"
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    text = requests.get(url, timeout=10).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def counted(samples: dict, name: str, **labels: str) -> float:
