@@ -3,8 +3,6 @@ as an operator runs it, and the stable Services over HTTP by ClusterIP with thei
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import os
 import re
@@ -12,7 +10,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +17,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-import urllib3
 from kubernetes import client
 from kubernetes.stream import stream
 
@@ -187,12 +183,11 @@ class Cluster:
                 tty=False,
             )
 
-    def diagnosis(self, request_ids: list[str], *, tail: int = 40, kept: KeptLogs | None = None) -> str:
+    def diagnosis(self, request_ids: list[str], *, tail: int = 40) -> str:
         """What the cluster knows about failed requests: every log line of every pod in the namespace
         (previous containers included) that names one of `request_ids`, the last `tail` lines of the
-        database's log, pods that restarted, and the namespace's Warning events. With `kept`, first
-        the lines it kept that name them, the pods gone since included."""
-        lines = kept.naming(request_ids) if kept is not None else []
+        database's log, pods that restarted, and the namespace's Warning events."""
+        lines = []
         for pod in self.core.list_namespaced_pod(NAMESPACE).items:
             name = pod.metadata.name
             for status in pod.status.container_statuses or []:
@@ -210,8 +205,7 @@ class Cluster:
                     own = log.splitlines()
                     if name.startswith("postgresql-"):
                         lines += [f"{label}: {line}" for line in own[-tail:]]
-                    if kept is None:  # else the kept lines above have these, and those of pods gone since
-                        lines += [f"{label}: {line}" for line in own if any(rid and rid in line for rid in request_ids)]
+                    lines += [f"{label}: {line}" for line in own if any(rid and rid in line for rid in request_ids)]
         for event in self.core.list_namespaced_event(NAMESPACE).items:
             if event.type == "Warning":
                 when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
@@ -224,81 +218,6 @@ class Cluster:
     def pods(self, service: str, color: str) -> list[client.V1Pod]:
         selector = f"app.kubernetes.io/name={service},app.kubernetes.io/component=api,color={color}"
         return self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
-
-
-class KeptLogs:
-    """Every line the namespace's containers log, kept after their pods are gone.
-
-    The API serves a container's log only while its pod exists, and the pods a drill evicts or a
-    release scales down are the ones that served the requests it disturbed: by the time failures
-    are judged, their logs would be gone. One thread follows each container from its start; another
-    looks for new containers every `interval` seconds. A context manager: the streams end on exit.
-    """
-
-    def __init__(self, cluster: Cluster, *, interval: float = 1.0):
-        configuration = copy.copy(cluster.api.configuration)
-        configuration.connection_pool_maxsize = 64  # one kept connection per followed container
-        self._core = client.CoreV1Api(client.ApiClient(configuration))
-        self._interval = interval
-        self._lines: list[str] = []  # "pod/container: line"
-        self._followed: set[tuple[str, str, int]] = set()
-        self._responses: list[urllib3.BaseHTTPResponse] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name="kept-logs", daemon=True)
-
-    def __enter__(self) -> KeptLogs:
-        self._watcher.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._watcher.join(timeout=30)
-        with self._lock:
-            responses = list(self._responses)
-        for response in responses:
-            with contextlib.suppress(RuntimeError):  # its stream ended meanwhile
-                response.shutdown()  # unblocks a follower waiting on a quiet container
-
-    def naming(self, needles: list[str]) -> list[str]:
-        """The kept lines that contain one of `needles` (request ids), in the order they arrived."""
-        with self._lock:
-            return [line for line in self._lines if any(needle and needle in line for needle in needles)]
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pods = self._core.list_namespaced_pod(NAMESPACE, _request_timeout=10).items
-            except (client.ApiException, urllib3.exceptions.HTTPError):
-                pods = []  # an API server too busy to answer in a drill: the next round
-            for pod in pods:
-                for status in pod.status.container_statuses or []:
-                    key = (pod.metadata.uid, status.name, status.restart_count)
-                    if status.state.running is not None and key not in self._followed:
-                        self._followed.add(key)
-                        threading.Thread(
-                            target=self._follow, args=(pod.metadata.name, status.name), name="kept-log", daemon=True
-                        ).start()
-            self._stop.wait(self._interval)
-
-    def _follow(self, pod: str, container: str) -> None:
-        try:
-            response = self._core.read_namespaced_pod_log(
-                pod, NAMESPACE, container=container, follow=True, _preload_content=False
-            )
-        except (client.ApiException, urllib3.exceptions.HTTPError):
-            return  # gone before its log could be asked for
-        with self._lock:
-            self._responses.append(response)
-        try:
-            for raw in response:
-                line = f"{pod}/{container}: {raw.decode(errors='replace').rstrip()}"
-                with self._lock:
-                    self._lines.append(line)
-        except (urllib3.exceptions.HTTPError, OSError, ValueError):
-            pass  # the stream was shut on exit
-        with self._lock:  # ended with the container, or shut
-            self._responses.remove(response)
 
 
 def wait_until(condition, *, timeout: float, interval: float = 1.0, message: str):

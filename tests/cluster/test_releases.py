@@ -33,7 +33,6 @@ from tests.cluster.kube import (
     OVERLAY,
     REPO,
     SERVICES,
-    KeptLogs,
     kubectl,
     other_color,
     switch_seconds,
@@ -52,15 +51,7 @@ EVICTION_RETRY_SECONDS = 2.0
 
 
 @pytest.fixture(scope="module")
-def kept_logs(cluster):
-    """The namespace's logs from the start of the load on, those of the pods the releases and drills
-    remove included: what the cluster logged about a failed request is read at the end."""
-    with KeptLogs(cluster) as kept:
-        yield kept
-
-
-@pytest.fixture(scope="module")
-def load(cluster, next_image, kept_logs, tmp_path_factory):
+def load(cluster, next_image, tmp_path_factory):
     load = Load(cluster=cluster, workdir=tmp_path_factory.mktemp("k6"))
     load.start()
     yield load
@@ -513,12 +504,12 @@ def test_a_nodes_worth_of_pods_evicted_as_a_drain_does_with_the_pdbs_in_force(cl
     assert refused >= len(SERVICES)
 
 
-def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, load, kept_logs):
+def test_no_request_failed_through_the_releases_and_the_pod_deletion(cluster, load):
     result = load.stop()
     path = record_results(cluster, result)
     failed = [(r.name, r.status, r.error_code, r.problem_code, r.request_id) for r in result.failed]
     if failed:
-        diagnosis = cluster.diagnosis([r.request_id for r in result.failed], kept=kept_logs)
+        diagnosis = cluster.diagnosis([r.request_id for r in result.failed])
         (load.workdir / "diagnosis.txt").write_text(diagnosis + "\n")
         pytest.fail(
             f"{len(failed)} requests failed (k6 counts {result.k6_failed_count()}), see {path}: {failed[:20]}\n"
