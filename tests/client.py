@@ -1,6 +1,5 @@
 """Speaking HTTP to the running services in tests: a fresh user, the problem+json shape, /metrics counts."""
 
-import re
 import uuid
 
 import requests
@@ -9,11 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 PASSWORD = "correct horse battery staple"
 
 # django-prometheus' per-view counter, as scraped: the name carries an extra `_total`.
-_REQUESTS_BY_VIEW = re.compile(
-    r'^django_http_requests_total_by_view_transport_method_total\{method="([A-Z]+)",transport="http",view="([^"]*)"\} '
-    r"([0-9.e+]+)$",
-    re.MULTILINE,
-)
+REQUESTS_BY_VIEW = "django_http_requests_total_by_view_transport_method_total"
 
 
 def register_and_login(auth_url: str, *, http=requests) -> tuple[str, dict]:
@@ -51,9 +46,11 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 
 def requests_counted(service_url: str, view: str, method: str | None = None) -> int:
     """Requests a service counted for a view (and method), summed over all its gunicorn workers."""
-    text = requests.get(f"{service_url}/metrics", timeout=5).text
     return sum(
-        int(float(value))
-        for counted_method, counted_view, value in _REQUESTS_BY_VIEW.findall(text)
-        if counted_view == view and method in (None, counted_method)
+        int(value)
+        for (name, labels), value in scrape(f"{service_url}/metrics").items()
+        if name == REQUESTS_BY_VIEW
+        and (found := dict(labels))["transport"] == "http"
+        and found["view"] == view
+        and method in (None, found["method"])
     )
