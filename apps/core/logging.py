@@ -72,9 +72,15 @@ class StdoutHandler(logging.StreamHandler):
         self.interval = settings.LOG_WRITE_INTERVAL_SECONDS if interval is None else interval
         self._queue_reset()
         # A forked child (a gunicorn worker) starts with no writer thread, and the lines its parent
-        # had queued are the parent's to write, not a second time there.
+        # had queued are the parent's to write, not a second time there. No write is under way as the
+        # process forks (the handler's lock is held across the fork): a child inheriting the stream
+        # locked by a writer thread that does not exist there would block at its first line.
         handler = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (forked := handler()) is not None and forked._queue_reset())
+        os.register_at_fork(
+            before=lambda: (held := handler()) is not None and held.acquire(),
+            after_in_parent=lambda: (held := handler()) is not None and held.release(),
+            after_in_child=lambda: (forked := handler()) is not None and forked._queue_reset(),
+        )
 
     def _queue_reset(self) -> None:
         self._queued: list[str] = []

@@ -111,6 +111,51 @@ def test_a_forked_child_writes_its_own_lines_and_not_its_parents_queue_again(log
         assert reader.read().splitlines() == ["INFO child", "INFO parent, before the fork"]
 
 
+class StreamThatBlocks:
+    """A stream whose write holds a lock of its own until released, as a buffered file holds its
+    buffer's lock while the pipe behind it is full. A lock like that is not reset in a forked child."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self.writing.set()
+            self.release.wait(10)
+            self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_fork_waits_for_a_write_under_way_so_the_child_does_not_inherit_the_stream_locked(logged):
+    """gunicorn forks its workers from an arbiter that has loaded the application and logged, and
+    whose writer thread may be writing at that moment: forked then, a worker would find the stream
+    locked by a thread it does not have and block at its first line, for ever."""
+    logger, handler, _stream = logged
+    stream = StreamThatBlocks()
+    handler.setStream(stream)
+    handler.interval = 0.01
+    logger.info("the parent's line, being written as it forks")
+    assert stream.writing.wait(5)  # the writer thread is in write(), holding the stream's lock
+    threading.Timer(0.3, stream.release.set).start()
+    pid = os.fork()
+    if pid == 0:
+        logger.warning("the child's line")  # written at once, through the stream's lock
+        os._exit(0)
+    deadline = time.monotonic() + 10
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child blocked on the stream's lock")
+        time.sleep(0.01)
+    assert stream.text == "INFO the parent's line, being written as it forks\n"
+
+
 def test_a_process_that_exits_writes_every_queued_line_on_its_way_out():
     # The platform's own logging configuration, a writer that would not write for a minute, and a
     # normal exit: logging.shutdown flushes the handler.
