@@ -4,12 +4,14 @@ Every number here is overridable from the environment, so Kubernetes sizes a pod
 the reason for each default sits next to it.
 """
 
+import gc
 import os
 import shutil
+import sys
 from pathlib import Path
 
-# prometheus_client reads this when first imported (in the workers, after the fork), so it must be
-# set here. One directory per server: two services on one machine must never share one.
+# prometheus_client reads this when first imported (in the arbiter, which loads the application before
+# forking), so it must be set here. One directory per server: two services on one machine must never share one.
 _port = os.environ.get("PORT", "8000")
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
@@ -72,15 +74,32 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 # spreads the restarts, so that workers started together do not all restart at the same moment.
 # Measured (perf/README.md, "What each change bought"): with recycling off, orders' two workers served
 # 163,577 token-verified reads in 160 s and held 85 MiB each from the first 25 s to the end, so there
-# is no growth for a faster turnover to bound. A replaced worker costs its restart: it re-imports
-# Django and refetches the JWKS, and a process with one worker serves nothing meanwhile (the
-# third 1-worker round of three `make bench` runs held a request 2.7-3.2 s). At 20,000 that comes round every
+# is no growth for a faster turnover to bound. A replaced worker costs its restart: loading in each
+# worker, it re-imported Django and refetched the JWKS, and a process with one worker served nothing
+# meanwhile (the third 1-worker round of three `make bench` runs held a request 2.7-3.2 s); forked
+# from the preloaded arbiter (below), it refetches the keys and reconnects. At 20,000 that comes round every
 # 35-45 s at the 450-600 requests/s a worker serves under load; at 100,000, every 3 minutes or more.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "100000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "10000"))
-# The application is imported in each worker, not in the arbiter before the fork: a restarted worker
-# loads code and settings afresh, and no database connection or metrics file is ever inherited.
-preload_app = False
+
+# --- loading: once, in the arbiter, before the fork ----------------------------------------------------
+# The arbiter imports Django and the service, checks its configuration and does the work every
+# worker's first requests would repeat (apps/wsgi.py, apps/core/warmup.py), then forks the workers.
+# A starting pod pays for one import instead of one per worker (perf/README.md, "Starting a pod":
+# what matters when a node starts many pods at once, as in a drain or a release), a worker recycled
+# after max_requests or killed starts in milliseconds, and the workers share the pages the import
+# wrote. What a process must not share is made after the fork, in each worker: no database
+# connection is open when the arbiter forks (`pre_fork`), each worker installs its own tracer provider
+# (`post_worker_init`), prometheus_client moves a forked worker to metrics files of its own pid at
+# its first write, and the log writer thread is the forked process's own (apps/core/logging.py). A
+# new image is a new pod: nothing is reloaded in place. GUNICORN_PRELOAD=false imports in each worker
+# instead, as a check that a change works both ways, and for the benchmark's comparison.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "true").strip().lower() != "false"
+if preload_app:
+    # The preloaded application creates its metrics files as it is imported, before `on_starting`
+    # runs, so the directory must exist by then (`on_starting` still empties it: files of a previous
+    # run, and the arbiter's own, which hold no counts).
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # --- the filesystem: read-only root, writable /tmp ---------------------------------------------------
 # Each worker's heartbeat file; unset means the system temporary directory, /tmp in the image.
@@ -117,6 +136,30 @@ logconfig_dict = {
 # X-Forwarded-* headers are trusted only from these addresses (the local proxy by default).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = f"{os.environ.get('SERVICE', 'all')}-service"
+
+
+def pre_fork(server, worker):
+    """Nothing the arbiter holds that two processes must not share crosses the fork: its database
+    connections closed (none is opened while loading; this keeps it so), and the objects the
+    preloaded import made moved out of the garbage collector's reach, so that a worker's collections
+    do not write to, and so copy, the pages it shares with the arbiter and the other workers."""
+    if "django.db" in sys.modules:
+        from django.db import connections  # noqa: PLC0415 (loaded only when the application is)
+
+        connections.close_all()
+    gc.freeze()
+
+
+def post_worker_init(worker):
+    """Each worker its own tracer provider (apps.core.tracing): its spans name its process, and the
+    span processor's thread is its own. Not in perf/bare, the benchmark's ceiling, which shares this
+    file and has no tracing."""
+    from django.apps import apps  # noqa: PLC0415 (in the worker, once the application is loaded)
+
+    if apps.is_installed("apps.core"):
+        from apps.core import tracing  # noqa: PLC0415
+
+        tracing.configure("web")
 
 
 def on_starting(server):

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -171,6 +173,21 @@ def test_a_refund_reaches_notifications_through_payments_outbox_in_the_cancellat
     send = trace.find(name="send payment.refunded")
     assert (send["service"], send["platform.component"]) == ("payments", "outbox-relay")
     assert refund in trace.ancestors(send)
+
+
+def test_each_worker_traces_as_a_process_of_its_own(order_traces, jaeger, traced):
+    """gunicorn loads the application in its arbiter and forks the workers (platform/gunicorn.conf.py):
+    each worker installs its own tracer provider, so a web span names the worker that served it,
+    never the arbiter, which serves nothing."""
+    trace_id, _, _ = order_traces["place"]
+    trace = trace_wait(jaeger, trace_id, order_traced)
+    web = [span for span in trace.spans if span["platform.component"] == "web"]
+    assert {span["service"] for span in web} >= {"orders", "payments", "notifications"}
+    for span in web:
+        service = traced[span["service"]]
+        workers = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children").read_text().split()
+        host, _, pid = span["service.instance.id"].rpartition("-")
+        assert (host, pid in workers) == (socket.gethostname(), True), (span["name"], pid, service.process.pid, workers)
 
 
 def log_lines(text: str) -> list[dict]:

@@ -80,8 +80,9 @@ def test_workers_are_recycled_with_jitter(defaults):
     assert (defaults["max_requests"], defaults["max_requests_jitter"]) == ("100000", "10000")
 
 
-def test_app_is_loaded_in_each_worker(defaults):
-    assert defaults["preload_app"] == "False"
+def test_the_app_is_loaded_once_before_the_fork_unless_turned_off(defaults):
+    assert defaults["preload_app"] == "True"
+    assert print_config({"GUNICORN_PRELOAD": "false"})["preload_app"] == "False"
 
 
 def test_gunicorn_writes_no_access_log_of_its_own(defaults):
