@@ -83,19 +83,36 @@ def database_handles(pid: int, service: LiveService) -> list[str]:
     return connected
 
 
+def booted(service: LiveService) -> list[int]:
+    """Its workers, once both have booted and the arbiter's line about preparing is written (lines
+    below WARNING are written a moment after they are logged, apps.core.logging.StdoutHandler)."""
+    wait_for(lambda: len(workers_of(service)) == 2 and service.log_text().count("Booting worker") >= 2, timeout=30)
+    wait_for(lambda: prepared_by(service), timeout=10)
+    return workers_of(service)
+
+
 def test_the_application_is_prepared_once_and_a_killed_worker_is_forked_without_loading_it(auth):
+    before = booted(auth)
     assert prepared_by(auth) == [auth.process.pid], auth.log_text()
-    before = workers_of(auth)
-    assert len(before) == 2
     os.kill(before[0], signal.SIGKILL)
-    wait_for(lambda: len(set(workers_of(auth)) - set(before)) == 1, timeout=30)
-    register_and_login(auth.url)  # served, by the workers that are there
+    [replacement] = wait_for(lambda: list(set(workers_of(auth)) - set(before)), timeout=30)
+
+    def served_by_the_replacement() -> bool:
+        """A request served by the new worker, its access line written: any line it logged before,
+        as it started, is written by then (a process writes its lines in order)."""
+        register_and_login(auth.url)  # a new connection, to either worker
+        return any(
+            entry.get("logger") == "apps.access" and entry.get("pid") == replacement
+            for entry in (json.loads(line) for line in auth.log_text().splitlines() if line.startswith("{"))
+        )
+
+    wait_for(served_by_the_replacement, timeout=30, interval=0.2)
     assert prepared_by(auth) == [auth.process.pid], auth.log_text()
 
 
 def test_the_arbiter_forks_holding_no_database_connection_and_each_worker_opens_its_own(auth):
     register_and_login(auth.url)
-    for worker in workers_of(auth):  # both workers serve and keep their connections (CONN_MAX_AGE)
+    for worker in booted(auth):  # both workers serve and keep their connections (CONN_MAX_AGE)
         deadline = time.monotonic() + 30
         while not database_handles(worker, auth):
             assert time.monotonic() < deadline, f"worker {worker} never opened its database"
@@ -107,8 +124,9 @@ def test_turned_off_every_worker_loads_the_application_itself(tmp_path_factory):
     starting, databases = started(tmp_path_factory, "in-each-worker", "false")
     try:
         service = next(starting)["auth"]
+        workers = booted(service)
         wait_for(lambda: len(prepared_by(service)) == 2, timeout=30)
-        assert sorted(prepared_by(service)) == sorted(workers_of(service))
+        assert sorted(prepared_by(service)) == sorted(workers)
         register_and_login(service.url)
     finally:
         starting.close()
