@@ -34,8 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import requests  # noqa: E402
-
+from tests.client import REQUESTS_BY_VIEW, scrape  # noqa: E402
 from tests.live import GUNICORN_CONFIG, Databases, Stack, stack_start  # noqa: E402
 
 
@@ -299,14 +298,8 @@ class Sampler:
 
 # --- what the services counted --------------------------------------------------------------------
 
-REQUESTS_BY_VIEW = re.compile(
-    r'^django_http_requests_total_by_view_transport_method_total\{method="([A-Z]+)",transport="[^"]*",view="([^"]*)"\} '
-    r"([0-9.e+]+)$",
-    re.MULTILINE,
-)
-RESPONSES_BY_STATUS = re.compile(
-    r'^django_http_responses_total_by_status_total\{status="(\d+)"\} ([0-9.e+]+)$', re.MULTILINE
-)
+# django-prometheus' responses by status, as scraped (the per-view counter is tests.client's).
+RESPONSES_BY_STATUS = "django_http_responses_total_by_status_total"
 
 
 @dataclass
@@ -316,11 +309,16 @@ class Counts:
 
     @classmethod
     def scrape(cls, url: str) -> Counts:
-        text = requests.get(f"{url}/metrics", timeout=10).text
-        return cls(
-            by_view={f"{method} {view}": float(value) for method, view, value in REQUESTS_BY_VIEW.findall(text)},
-            by_status={status: float(value) for status, value in RESPONSES_BY_STATUS.findall(text)},
-        )
+        samples = [(name, dict(labels), value) for (name, labels), value in scrape(f"{url}/metrics").items()]
+        by_view: dict[str, float] = {}
+        by_status: dict[str, float] = {}
+        for name, labels, value in samples:
+            if name == REQUESTS_BY_VIEW:
+                key = f"{labels['method']} {labels['view']}"
+                by_view[key] = by_view.get(key, 0.0) + value  # summed over transports, as k6 sees them
+            elif name == RESPONSES_BY_STATUS:
+                by_status[labels["status"]] = by_status.get(labels["status"], 0.0) + value
+        return cls(by_view=by_view, by_status=by_status)
 
     def minus(self, before: Counts) -> Counts:
         def delta(now: dict[str, float], then: dict[str, float]) -> dict[str, float]:
