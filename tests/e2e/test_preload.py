@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -71,7 +72,7 @@ def database_handles(pid: int, service: LiveService) -> list[str]:
             continue  # closed while listed
     if url.startswith("sqlite"):
         return [target for target in descriptors if target.startswith(url.removeprefix("sqlite:///"))]
-    port = int(url.rsplit(":", 1)[1].split("/")[0]) if url.count(":") > 2 else 5432
+    port = urlsplit(url).port or 5432
     sockets = {target[8:-1] for target in descriptors if target.startswith("socket:[")}
     connected = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
