@@ -13,8 +13,8 @@
 //
 // Environment: HOSTS (JSON: service host name -> ClusterIP, k6 resolves names with it), AUTH_URL,
 // ORDERS_URL, PAYMENTS_URL, NOTIFICATIONS_URL, MODE (mixed, logins or orders; default mixed), RATE
-// (iterations started per second, default 6), ORDER_EVERY (default 6), USERS (default 4), DURATION
-// (an upper bound, default 30m),
+// (iterations started per TIME_UNIT_SECONDS, default 6), TIME_UNIT_SECONDS (default 1: RATE=5 with 2
+// is 2.5 a second), ORDER_EVERY (default 6), USERS (default 4), DURATION (an upper bound, default 30m),
 // TOKEN_RENEW_AFTER_SECONDS (default 200) and TOKEN_RENEW_SPREAD_SECONDS (default 60: each virtual
 // user renews up to this much later), SUMMARY_FILE.
 // One JSON line per response goes to the console: {t: end time in ms, n: request name, s: status,
@@ -40,6 +40,8 @@ if (!['mixed', 'logins', 'orders'].includes(MODE)) {
   throw new Error(`MODE must be mixed, logins or orders, not ${MODE}`);
 }
 const RATE = envInt('RATE', 6);
+const TIME_UNIT_SECONDS = Math.max(1, envInt('TIME_UNIT_SECONDS', 1));
+const PER_SECOND = Math.max(1, Math.ceil(RATE / TIME_UNIT_SECONDS));
 const ORDER_EVERY = envInt('ORDER_EVERY', 6);
 const USERS = envInt('USERS', 4);
 const LINES = [{ sku: 'BOOK-42', quantity: 1, unit_price: 1250 }];
@@ -61,10 +63,10 @@ export const options = {
     through_releases: {
       executor: 'constant-arrival-rate',
       rate: RATE,
-      timeUnit: '1s',
+      timeUnit: `${TIME_UNIT_SECONDS}s`,
       duration: __ENV.DURATION || '30m',
-      preAllocatedVUs: RATE * 4,
-      maxVUs: RATE * 10,
+      preAllocatedVUs: PER_SECOND * 4,
+      maxVUs: PER_SECOND * 10,
       gracefulStop: '20s',
     },
   },

@@ -95,7 +95,8 @@ class LoadResult:
 class Load:
     cluster: Cluster
     workdir: Path
-    rate: int = 6
+    rate: int = 6  # iterations per `time_unit_seconds`
+    time_unit_seconds: int = 1
     mode: str = "mixed"  # perf/k6/cluster.js's MODE: mixed, logins or orders
     users: int = 4
     process: subprocess.Popen | None = None
@@ -118,6 +119,7 @@ class Load:
             **{f"{service.upper()}_URL": f"http://{host_name(service)}" for service in SERVICES},
             "MODE": self.mode,
             "RATE": str(self.rate),
+            "TIME_UNIT_SECONDS": str(self.time_unit_seconds),
             "USERS": str(self.users),
             "SUMMARY_FILE": str(self.summary_file),
         }

@@ -207,6 +207,24 @@ def test_the_cluster_scenarios_autoscaling_modes_send_only_their_request(stack, 
     assert counted(stack, *counted_view) - before == passes + setup_logins
 
 
+def test_the_cluster_scenarios_rate_can_be_a_fraction_of_a_second(stack, tmp_path):
+    """RATE per TIME_UNIT_SECONDS: the autoscaling drill asks for a login rate worked out from what a
+    login costs on the machine (tests/cluster/test_scaling.py), such as 2.2 a second."""
+    result, summary = k6_run(
+        stack,
+        "cluster.js",
+        tmp_path / "summary.json",
+        MODE="logins",
+        RATE="5",
+        TIME_UNIT_SECONDS="2",
+        DURATION="4s",
+        USERS="3",
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary["metrics"]["iterations"]["values"]["count"] in (10, 11)  # 2.5 a second for 4 s
+
+
 @pytest.fixture(scope="module")
 def ratios():
     """perf/ratios.py, the side-by-side benchmark (it imports bench.py beside it, as when run as a script)."""
