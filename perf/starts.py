@@ -128,12 +128,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="starts-") as folder:
         workdir = Path(folder)
         databases = Databases(workdir, arguments.database_url)
-        stacks = stack_start(workdir, databases, ("auth", "orders", "payments"), env={"all": {"WEB_CONCURRENCY": "2"}})
+        stacks = stack_start(workdir, databases, ("auth", "orders", "payments"))  # 2 workers x 4 threads each
         stack = next(stacks)
         try:
             auth, orders = stack["auth"], stack["orders"]
             email, password = f"starts-{uuid.uuid4().hex[:8]}@example.com", uuid.uuid4().hex
-            requests.post(f"{auth.url}/api/auth/register/", json={"email": email, "password": password}, timeout=30)
+            registered = requests.post(
+                f"{auth.url}/api/auth/register/", json={"email": email, "password": password}, timeout=30
+            )
+            registered.raise_for_status()
             token = requests.post(
                 f"{auth.url}/api/auth/token/",
                 json={"grant_type": "password", "email": email, "password": password},

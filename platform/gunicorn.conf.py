@@ -10,8 +10,9 @@ import shutil
 import sys
 from pathlib import Path
 
-# prometheus_client reads this when first imported (in the arbiter, which loads the application before
-# forking), so it must be set here. One directory per server: two services on one machine must never share one.
+# prometheus_client reads this when first imported (in the arbiter, which loads the application
+# before forking), so it must be set here. One directory per server: two services on one machine
+# must never share one.
 _port = os.environ.get("PORT", "8000")
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
@@ -87,8 +88,8 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "10000"
 # worker's first requests would repeat (apps/wsgi.py, apps/core/warmup.py), then forks the workers.
 # A starting pod pays for one import instead of one per worker (perf/README.md, "Starting a pod":
 # what matters when a node starts many pods at once, as in a drain or a release), a worker recycled
-# after max_requests or killed starts in milliseconds, and the workers share the pages the import
-# wrote. What a process must not share is made after the fork, in each worker: no database
+# after max_requests or killed is a fork of the loaded arbiter, not a new import, and the workers
+# share the pages the import wrote. What a process must not share is made after the fork, in each worker: no database
 # connection is open when the arbiter forks (`pre_fork`), each worker installs its own tracer provider
 # (`post_worker_init`), prometheus_client moves a forked worker to metrics files of its own pid at
 # its first write, and the log writer thread is the forked process's own (apps/core/logging.py). A
