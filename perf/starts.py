@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
+from bench import children  # noqa: E402 (beside this script, as drills.py imports it)
 
 from tests.live import Databases, LiveService, stack_start  # noqa: E402
 
@@ -45,10 +46,6 @@ def cpu_seconds(pid: int) -> float:
     """User and system CPU time a process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def memory_kib(pid: int) -> dict[str, int]:

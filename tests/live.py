@@ -209,6 +209,11 @@ class LiveService(LoggedProcess):
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_text()}")
 
+    def workers(self) -> list[int]:
+        """The pids of gunicorn's workers: its arbiter's child processes."""
+        master = self.process.pid
+        return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         """Rows of a read-only query on this service's own database (`%s` placeholders), for assertions."""
         url = self.env["DATABASE_URL"]

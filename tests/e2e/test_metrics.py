@@ -58,8 +58,7 @@ def test_metrics_survive_a_worker_restart_without_losing_counts(stack):
 
 
 def worker_pids(service) -> set[int]:
-    children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children").read_text().split()
-    return set(map(int, children))
+    return set(service.workers())
 
 
 def test_exited_workers_leave_no_files_behind_and_their_counts_stay(stack):

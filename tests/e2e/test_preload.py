@@ -46,11 +46,6 @@ def auth(tmp_path_factory):
         databases.drop_all()
 
 
-def workers_of(service: LiveService) -> list[int]:
-    master = service.process.pid
-    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-
-
 def prepared_by(service: LiveService) -> list[int]:
     """The pid of each process that logged it prepared the application."""
     return [
@@ -87,16 +82,16 @@ def database_handles(pid: int, service: LiveService) -> list[str]:
 def booted(service: LiveService) -> list[int]:
     """Its workers, once both have booted and the arbiter's line about preparing is written (lines
     below WARNING are written a moment after they are logged, apps.core.logging.StdoutHandler)."""
-    wait_for(lambda: len(workers_of(service)) == 2 and service.log_text().count("Booting worker") >= 2, timeout=30)
+    wait_for(lambda: len(service.workers()) == 2 and service.log_text().count("Booting worker") >= 2, timeout=30)
     wait_for(lambda: prepared_by(service), timeout=10)
-    return workers_of(service)
+    return service.workers()
 
 
 def test_the_application_is_prepared_once_and_a_killed_worker_is_forked_without_loading_it(auth):
     before = booted(auth)
     assert prepared_by(auth) == [auth.process.pid], auth.log_text()
     os.kill(before[0], signal.SIGKILL)
-    [replacement] = wait_for(lambda: list(set(workers_of(auth)) - set(before)), timeout=30)
+    [replacement] = wait_for(lambda: list(set(auth.workers()) - set(before)), timeout=30)
 
     def served_by_the_replacement() -> bool:
         """A request served by the new worker, its access line written: any line it logged before,
