@@ -47,6 +47,8 @@ NEXT_VERSION = "next"
 # The next version with a performance regression (tests/cluster/slow-release): what the release
 # gate must refuse and the watch after a switch must roll back.
 SLOW_IMAGE = "platform-app:slow"
+# How long one request of the load may take (perf/k6/lib.js's REQUEST_TIMEOUT).
+LOAD_REQUEST_TIMEOUT_SECONDS = 30
 
 
 def kubectl() -> Path:
@@ -115,9 +117,13 @@ class Cluster:
         return ServiceSession({self.cluster_ip(service): host_name(service) for service in SERVICES})
 
     def version(self, service: str) -> dict:
-        """/version through the stable Service, on a new connection (kube-proxy picks a pod per connection)."""
+        """/version through the stable Service, on a new connection (kube-proxy picks a pod per connection).
+
+        Given as long as a request of the load (perf/k6/lib.js's REQUEST_TIMEOUT): on a slow node, at a
+        moment when several pods start at once, a read that waits is the same slow answer k6 counts as
+        served, not a failed release."""
         with self.session() as session:
-            return session.get(f"{self.urls[service]}/version", timeout=5).json()
+            return session.get(f"{self.urls[service]}/version", timeout=LOAD_REQUEST_TIMEOUT_SECONDS).json()
 
     def bluegreen(self, *arguments: str, timeout: float = 900) -> str:
         """Runs the blue/green tool as an operator would; its output, or a failure with it."""
