@@ -279,6 +279,13 @@ class Phase:
     # what was still pending when SETTLE_SECONDS ran out (empty: it started with none).
     settle_seconds: float = 0.0
     unsettled: dict[str, float] = field(default_factory=dict)
+    # A placement phase only (`delivery_run`): what its placements had left to deliver when k6 stopped,
+    # the seconds until the platform had delivered all of it (None: not within SETTLE_SECONDS, and
+    # `undelivered` says what was left), and the CPU seconds each process used meanwhile.
+    pending_at_end: dict[str, float] = field(default_factory=dict)
+    delivered_seconds: float | None = None
+    undelivered: dict[str, float] = field(default_factory=dict)
+    delivery_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def backlog(stack: Stack) -> dict[str, float]:
@@ -372,6 +379,25 @@ def phase_run(
     return phase
 
 
+def delivery_run(phase: Phase, *, stack: Stack, processes: list[ProcessGroup], marker: str | None) -> Phase:
+    """After a placement phase: what its placements left to deliver (outbox events, emails), how long
+    the relays, notifications and the email worker took to deliver it, and the CPU that cost.
+
+    A placement is answered once its order is paid and its events are in the outbox; delivering them
+    is work the platform does after. At the rate a placement phase reaches, that work need not keep
+    up, and what it leaves behind is neither in the phase's CPU per request nor in its rate."""
+    phase.pending_at_end = {series: value for series, value in backlog(stack).items() if value}
+    postgres = PostgresBackends(marker) if marker is not None else None
+    with Sampler(processes, postgres=postgres) as sampler:
+        waited, phase.undelivered = settle(stack, interval=0.1)
+    phase.delivered_seconds = None if phase.undelivered else waited
+    seconds, cores = sampler.cores(sampler.samples[0][0], sampler.samples[-1][0])
+    phase.delivery_cpu_seconds = {
+        name: value * seconds for name, value in cores.items() if name != "stolen by the hypervisor"
+    }
+    return phase
+
+
 def workers_replaced(seen: dict[str, set[int]], *, workers: int, orders_workers: int) -> dict[str, int]:
     """Per server, how many more worker pids were seen during a phase than it runs workers at once."""
     running = {name: orders_workers if name == "orders" else workers for name in ("bare", "floor", *SERVICES)}
@@ -424,7 +450,7 @@ def database_run(database: str, args) -> dict:
                         "round %d, phase %s starts with %s still pending", phase.round, phase.name, phase.unsettled
                     )
                 processes = measured_processes(stack, bare, floor)
-                return phase_run(
+                phase_run(
                     phase,
                     stack=stack,
                     bare=bare,
@@ -434,6 +460,9 @@ def database_run(database: str, args) -> dict:
                     args=args,
                     workdir=workdir,
                 )
+                if phase.target == "order_create":
+                    delivery_run(phase, stack=stack, processes=processes, marker=marker)
+                return phase
 
             # Each round measures the ceiling right before the request it is the ceiling for, so a
             # machine that gets busier or quieter during the run moves both sides of a ratio.
@@ -608,6 +637,69 @@ def read_taken_apart(result: dict) -> tuple[list[float], list[float]] | None:
     return round_ratios(result, "floor-read", "bare-read"), round_ratios(result, "order-read", "floor-read")
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """One placement phase with the delivery after it counted (`delivery_run`)."""
+
+    left: float  # outbox events and emails still to deliver when the phase ended
+    seconds: float | None  # after the phase, until all of it was delivered; None: not within SETTLE_SECONDS
+    rate: float  # placements a second over the phase and those seconds (0 when never delivered)
+    ratio: float  # `rate` over the bare view's, measured just before the phase (P2's ceiling)
+    cpu_ms_during: float  # the whole machine's CPU per placement during the phase's steady load
+    cpu_ms_with_delivery: float  # the same, plus what the delivery after the phase used per placement
+
+
+def placements_delivered(result: dict) -> list[Delivered] | None:
+    """Round by round, each placement phase with the delivery after it counted; None for a result
+    recorded before `delivery_run` existed."""
+    placed, bare = rounds_of(result, "order-create"), rounds_of(result, "bare-create")
+    if not placed or any("delivered_seconds" not in phase for phase in placed.values()):
+        return None
+    found = []
+    for number in sorted(placed):
+        phase = placed[number]
+        seconds = phase["delivered_seconds"]
+        rate = phase["count"] / (phase["seconds"] + seconds) if seconds is not None else 0.0
+        ceiling = bare[number]["rate"] if number in bare else 0.0
+        during = phase["cpu_ms_per_request"].get("whole machine", 0.0)
+        delivering = phase["delivery_cpu_seconds"].get("whole machine", 0.0)
+        after = delivering * 1000 / phase["count"] if phase["count"] else 0.0
+        found.append(
+            Delivered(
+                left=sum(phase["pending_at_end"].values()),
+                seconds=seconds,
+                rate=rate,
+                ratio=rate / ceiling if ceiling else 0.0,
+                cpu_ms_during=during,
+                cpu_ms_with_delivery=during + after,
+            )
+        )
+    return found
+
+
+def delivered_cells(found: list[Delivered] | None) -> list[str]:
+    """The cells of "The placement, delivered" for one database, each the median of the rounds."""
+    if found is None:
+        return ["—"] * 5
+
+    def median_of(values: list[float], digits: int) -> str:
+        text = f"{statistics.median(values):.{digits}f}"
+        return text if len(values) == 1 else f"{text} (rounds: {', '.join(f'{value:.{digits}f}' for value in values)})"
+
+    never = [index + 1 for index, delivered in enumerate(found) if delivered.seconds is None]
+    if never:
+        late = f"not all delivered within {SETTLE_SECONDS:.0f} s in round " + ", ".join(map(str, never))
+        return [median_of([delivered.left for delivered in found], 0), late, late, late, late]
+    return [
+        median_of([delivered.left for delivered in found], 0),
+        median_of([delivered.seconds for delivered in found], 1),
+        median_of([delivered.rate for delivered in found], 1),
+        median_of([delivered.ratio for delivered in found], 3),
+        f"{statistics.median(delivered.cpu_ms_during for delivered in found):.2f} during the phase, "
+        f"{statistics.median(delivered.cpu_ms_with_delivery for delivered in found):.2f} with the delivery after it",
+    ]
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 GOALS = {
@@ -681,6 +773,33 @@ def report(results: list[dict], *, machine: dict[str, str], command: str, load_b
         for index, row in enumerate(rows):
             cells = ["—" if ratios is None else described(ratios[index]) for ratios in apart]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    delivered = [placements_delivered(result) for result in results]
+    if any(found is not None for found in delivered):
+        rows = (
+            "left to deliver when the phase ended (outbox events and emails)",
+            "seconds after the phase until all of it was delivered",
+            "placements a second, the delivery included: those placed over the phase's seconds plus those after it",
+            "that over the bare view (P2's ratio, the delivery counted)",
+            "the whole machine's CPU per placement, ms",
+        )
+        cells = [delivered_cells(found) for found in delivered]
+        lines += [
+            "",
+            "## The placement, delivered",
+            "",
+            "P2 counts a placement when it is answered: the order paid, its events in the outbox. The relays, "
+            "notifications and the email worker deliver those events and send the emails after it, and at the "
+            "rate of a placement phase they need not keep up. After each placement phase the run waits until "
+            "they have delivered everything, and measures how long that took and what CPU it used "
+            "(medians of the rounds):",
+            "",
+            "| | " + " | ".join(NAMES[result["database"]] for result in results) + " |",
+            "|---|" + "---|" * len(results),
+            *(
+                f"| {row} | " + " | ".join(database[index] for database in cells) + " |"
+                for index, row in enumerate(rows)
+            ),
+        ]
     lines += [
         "",
         "## Configuration",

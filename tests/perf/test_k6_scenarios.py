@@ -483,6 +483,91 @@ def test_each_phase_of_the_benchmark_waits_until_earlier_placements_are_delivere
     assert stack["notifications"].sql(query)[0][0] == 0
 
 
+def test_after_a_placement_phase_the_run_measures_delivering_what_it_left(ratios, stack, tmp_path, bare, floor):
+    """With orders' relay stopped, the placements leave their events in orders' outbox; once it runs
+    again, `delivery_run` records what was left, how long delivering it took, and the CPU it used."""
+    relay = stack.relays["orders"]
+    relay.stop()
+    try:
+        result, summary = k6_run(
+            stack, "ratios.js", tmp_path / "summary.json", TARGET="order_create", VUS="2", DURATION="2s", USERS="2"
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert sent(summary, "order_create") > 0
+        left = stack["orders"].sql("SELECT count(*) FROM orders_orderevent WHERE delivered_at IS NULL")[0][0]
+        assert left > 0
+    finally:
+        relay.start()
+    phase = ratios.Phase("order-create", "order_create", vus=2, orders_workers=1)
+
+    ratios.delivery_run(phase, stack=stack, processes=ratios.measured_processes(stack, bare, floor), marker=None)
+
+    # What was left is what orders' outbox held, less what the relay, running again, may have delivered
+    # in the moment before it was read.
+    assert 0 < phase.pending_at_end["orders orders.orderevent"] <= left
+    assert phase.undelivered == {}
+    assert phase.delivered_seconds is not None and phase.delivered_seconds > 0
+    assert set(ratios.backlog(stack).values()) == {0.0}
+    assert stack.events_undelivered() == 0
+    # CPU of every measured process over the delivery, and of the whole machine.
+    assert {"orders relay", "notifications", "notifications email worker", "whole machine"} <= set(
+        phase.delivery_cpu_seconds
+    )
+    assert phase.delivery_cpu_seconds["whole machine"] > 0
+
+
+def test_the_report_gives_the_placement_with_its_delivery_counted(ratios):
+    def placed(round, seconds_after, *, left=400.0):  # noqa: A002 (the phase's field)
+        return ratios_phase("order-create", 50.0, round=round) | {
+            "count": 1000,
+            "seconds": 20,
+            "cpu_ms_per_request": {"whole machine": 20.0},
+            "pending_at_end": {"orders orders.orderevent": left, "notifications emails": 100.0},
+            "delivered_seconds": seconds_after,
+            "undelivered": {} if seconds_after is not None else {"notifications emails": 3.0},
+            "delivery_cpu_seconds": {"whole machine": 10.0},
+        }
+
+    phases = [
+        ratios_phase("bare-create", 1000.0, round=1),
+        placed(1, 5.0),  # 1000 placements in 25 s: 40 a second, 0.040 of the bare view
+        ratios_phase("bare-create", 1000.0, round=2),
+        placed(2, 20.0, left=900.0),  # 25 a second, 0.025
+    ]
+    result = {"database": "sqlite", "phases": phases, "log_warnings": {}, "machine_cores": 2}
+
+    found = ratios.placements_delivered(result)
+
+    assert [(delivered.rate, delivered.ratio) for delivered in found] == [(40.0, 0.04), (25.0, 0.025)]
+    # 10 CPU seconds after the phase over 1000 placements: 10 ms more each.
+    assert [(delivered.cpu_ms_during, delivered.cpu_ms_with_delivery) for delivered in found] == [(20.0, 30.0)] * 2
+    assert ratios.delivered_cells(found) == [
+        "750 (rounds: 500, 1000)",
+        "12.5 (rounds: 5.0, 20.0)",
+        "32.5 (rounds: 40.0, 25.0)",
+        "0.033 (rounds: 0.040, 0.025)",
+        "20.00 during the phase, 30.00 with the delivery after it",
+    ]
+    # A round whose placements were not all delivered in time gives no rate, and says so.
+    late = {**result, "phases": [*phases[:3], placed(2, None)]}
+    assert (
+        ratios.delivered_cells(ratios.placements_delivered(late))[1:]
+        == ["not all delivered within 300 s in round 2"] * 4
+    )
+    # A result recorded before the delivery was measured has no such section.
+    before = {**result, "phases": [ratios_phase(phase["name"], phase["rate"]) for phase in phases]}
+    assert ratios.placements_delivered(before) is None
+    arguments = argparse.Namespace(
+        date="2026-12-08", rounds=2, no_scaling=True, phase_seconds=20, read_vus=32, create_vus=16, users=5,
+        workers=2, threads=4,
+    )  # fmt: skip
+    reads = [ratios_phase(name, 500.0, round=number) for number in (1, 2) for name in ("bare-read", "order-read")]
+    whole = {**result, "phases": [*reads, *phases]}
+    text = ratios.report([whole], machine={"cores": "2"}, command="bench", load_before="0.1", args=arguments)
+    assert "## The placement, delivered" in text
+    assert "| that over the bare view (P2's ratio, the delivery counted) | 0.033 (rounds: 0.040, 0.025) |" in text
+
+
 def test_the_report_says_how_long_phases_waited_for_the_backlog_and_which_started_with_some(ratios):
     settled = [
         ratios_phase("floor-read", 900.0) | {"settle_seconds": 0.1, "unsettled": {}},
