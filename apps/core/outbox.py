@@ -7,12 +7,14 @@ the consumer's URL): the kernel knows no consumer. `outbox_event_add()` writes a
 caller's transaction, with the trace it was written in (its delivery continues that trace), and
 `manage.py outbox_relay` runs `relay_batch()` in a loop for every concrete outbox model installed.
 
-The relay is a worker of `apps.core.work_queue`: it claims a batch under a lease, renews each
-event's lease just before delivering it (so the lease covers one delivery, whatever the batch
-size: `delivery_lease_seconds()`), delivers outside any transaction and records the attempt only
-while it still holds the event. It looks at its stop signal before each event, and stops the batch
-at the first delivery that got no answer at all (the consumer is down or hanging: the rest of the
-batch would only wait out the same timeouts); unreached events are released. A relay that dies
+The relay is a worker of `apps.core.work_queue`: it claims a batch under a lease, renews an
+event's lease just before delivering it once what is left of the claim's lease could run out during
+the delivery (so the lease covers one delivery, whatever the batch size: `delivery_lease_seconds()`;
+the events of a batch worked within its first seconds need no renewal), delivers outside any
+transaction and records the attempt only while it still holds the event. It looks at its stop
+signal before each event, and stops the batch at the first delivery that got no answer at all (the
+consumer is down or hanging: the rest of the batch would only wait out the same timeouts);
+unreached events are released. A relay that dies
 mid-batch delays its rows only until their lease ends. Should a delivery outlive its lease anyway,
 the event can be delivered twice: consumers deduplicate by `event_id`, as at-least-once requires.
 """
@@ -230,9 +232,10 @@ def relay_batch(
     backoff_max: float = 300.0,
 ) -> BatchReport:
     """Claim one batch and deliver it event by event (see the module docstring)."""
-    lease = lease_seconds if lease_seconds is not None else delivery_lease_seconds()
+    lease = work_queue.BatchLease(lease_seconds if lease_seconds is not None else delivery_lease_seconds())
+    budget = service_calls.service_call_budget_seconds()  # the slowest delivery
     report = BatchReport()
-    ids = work_queue.claim(_due(model), worker=relay, batch_size=batch_size, lease_seconds=lease)
+    ids = work_queue.claim(_due(model), worker=relay, batch_size=batch_size, lease_seconds=lease.seconds)
     report.claimed = len(ids)
     events = {event.pk: event for event in model.objects.filter(pk__in=ids)}
     for position, pk in enumerate(ids):
@@ -240,7 +243,7 @@ def relay_batch(
             report.interrupted = True
             report.released += work_queue.release(model, ids[position:], worker=relay)
             break
-        if not work_queue.lease_renew(model, pk, worker=relay, lease_seconds=lease):
+        if not work_queue.lease_hold(model, pk, worker=relay, lease=lease, work_seconds=budget):
             report.lost += 1
             continue
         event = events[pk]

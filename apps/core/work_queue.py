@@ -9,11 +9,14 @@ Claiming takes a batch of due rows in one short transaction: `SELECT ... FOR UPD
 PostgreSQL, so two workers never take the same row and neither waits; SQLite has no row locks
 (Django ignores select_for_update there), but the settings open every transaction with BEGIN
 IMMEDIATE, which takes the database's write lock before the SELECT, so the select-and-lease is
-serialized across processes instead. Before working a row the worker renews that row's lease; a
-renewal that matches nothing means the lease ran out and another worker took the row, which is then
-skipped. Recording the outcome matches `claimed_by` too, so a worker whose lease ran out can never
-overwrite the holder's work. Rows of a batch the worker does not reach (it was told to stop, or the
-target stopped answering) are released at once for the next pass or the next worker.
+serialized across processes instead. Before working a row whose lease could run out during the
+work, the worker renews that row's lease; a renewal that matches nothing means the lease ran out and
+another worker took the row, which is then skipped. A row whose lease from the claim still covers
+its work is worked without that statement (`BatchLease`): under a live lease no other worker can
+claim it, and neither `release` nor an operator's retry touches it. Recording the outcome matches
+`claimed_by` too, so a worker whose lease ran out can never overwrite the holder's work. Rows of a
+batch the worker does not reach (it was told to stop, or the target stopped answering) are released
+at once for the next pass or the next worker.
 """
 
 from __future__ import annotations
@@ -66,6 +69,34 @@ def claim(due: models.QuerySet, *, worker: str, batch_size: int, lease_seconds: 
 def lease_renew(model: type[models.Model], pk, *, worker: str, lease_seconds: float) -> bool:
     """Extend `worker`'s lease on one row; False if the worker no longer holds it."""
     return bool(model.objects.filter(pk=pk, claimed_by=worker).update(available_at=in_seconds(lease_seconds)))
+
+
+# What a row's lease must still hold beyond its work's own budget for the row to be worked without
+# renewing it: the outcome's record, and this process waiting to be scheduled.
+RENEWAL_MARGIN_SECONDS = 5.0
+
+
+class BatchLease:
+    """The lease one claim gives every row of its batch, timed on this process's monotonic clock from
+    just before the claim. The claim sets each row's lease to the database's `Now()` plus `seconds`,
+    and that `Now()` is no earlier than this start, so every row of the batch is leased until at
+    least `started + seconds`. Make it before calling `claim`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.started = time.monotonic()
+
+    def covers(self, work_seconds: float) -> bool:
+        """Whether a row of the batch, started now, stays leased through `work_seconds` of work and
+        RENEWAL_MARGIN_SECONDS more."""
+        return time.monotonic() + work_seconds + RENEWAL_MARGIN_SECONDS <= self.started + self.seconds
+
+
+def lease_hold(model: type[models.Model], pk, *, worker: str, lease: BatchLease, work_seconds: float) -> bool:
+    """Whether `worker` still holds row `pk` of a batch it claimed under `lease`, for `work_seconds` of
+    work: without a statement while the claim's lease covers that work; otherwise by renewing the
+    row's lease (`lease_renew`), False when it no longer holds the row."""
+    return lease.covers(work_seconds) or lease_renew(model, pk, worker=worker, lease_seconds=lease.seconds)
 
 
 def release(model: type[models.Model], pks: Iterable, *, worker: str) -> int:

@@ -128,8 +128,13 @@ SMTP_EXCHANGES = 10
 LEASE_MARGIN_SECONDS = 10.0
 
 
+def email_send_budget_seconds() -> float:
+    """The slowest send: every exchange taking its whole timeout."""
+    return settings.EMAIL_TIMEOUT * SMTP_EXCHANGES
+
+
 def email_lease_seconds() -> float:
-    return settings.EMAIL_TIMEOUT * SMTP_EXCHANGES + LEASE_MARGIN_SECONDS
+    return email_send_budget_seconds() + LEASE_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -224,10 +229,11 @@ def email_deliveries_send(
     backoff_max: float = 600.0,
 ) -> EmailBatchReport:
     """Claim a batch of due emails and send them one by one (see the module docstring)."""
-    lease = email_lease_seconds()
+    lease = work_queue.BatchLease(email_lease_seconds())
+    budget = email_send_budget_seconds()
     report = EmailBatchReport()
     due = EmailDelivery.objects.filter(_due())
-    ids = work_queue.claim(due, worker=worker, batch_size=batch_size, lease_seconds=lease)
+    ids = work_queue.claim(due, worker=worker, batch_size=batch_size, lease_seconds=lease.seconds)
     report.claimed = len(ids)
     deliveries = EmailDelivery.objects.select_related("notification").in_bulk(ids)
     for position, pk in enumerate(ids):
@@ -235,7 +241,7 @@ def email_deliveries_send(
             report.interrupted = True
             report.released += work_queue.release(EmailDelivery, ids[position:], worker=worker)
             break
-        if not work_queue.lease_renew(EmailDelivery, pk, worker=worker, lease_seconds=lease):
+        if not work_queue.lease_hold(EmailDelivery, pk, worker=worker, lease=lease, work_seconds=budget):
             report.lost += 1
             continue
         delivery = deliveries[pk]

@@ -4,7 +4,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.core import outbox, work_queue
@@ -139,18 +140,34 @@ def test_the_stop_signal_is_looked_at_before_each_event():
     assert OrderEvent.objects.filter(delivered_at__isnull=True, claimed_by="").count() == 2
 
 
-def test_an_event_whose_lease_another_relay_took_mid_batch_is_skipped():
+def test_an_event_whose_lease_another_relay_took_mid_batch_is_skipped(monkeypatch):
     add(2)
     delivered = []
+    clock = [1000.0]
+    monkeypatch.setattr(work_queue.time, "monotonic", lambda: clock[0])
 
     def deliver(event):
-        OrderEvent.objects.exclude(pk=event.pk).update(claimed_by="r2")  # r2 took the other one meanwhile
+        # A delivery that took most of the lease: what is left of the claim's could not cover another,
+        # and r2 took the other event meanwhile.
+        clock[0] += outbox.delivery_lease_seconds() - 1
+        OrderEvent.objects.exclude(pk=event.pk).update(claimed_by="r2")
         delivered.append(event.pk)
         return DeliveryResult(delivered=True, status=202)
 
     report = outbox.relay_batch(OrderEvent, relay="r1", deliver=deliver, batch_size=2)
     assert (report.delivered, report.lost, len(delivered)) == (1, 1, 1)
     assert OrderEvent.objects.exclude(pk=delivered[0]).get().claimed_by == "r2"
+
+
+def test_a_batch_delivered_while_the_claims_lease_covers_a_delivery_renews_no_event():
+    add(3)
+    with CaptureQueriesContext(connection) as captured:
+        report = outbox.relay_batch(OrderEvent, relay="r1", deliver=Recorder())
+    assert report.delivered == 3
+    updates = [query["sql"] for query in captured.captured_queries if query["sql"].startswith("UPDATE")]
+    # The claim's lease of the three, then each one's record: no lease renewed one by one.
+    assert len(updates) == 4, updates
+    assert OrderEvent.objects.filter(delivered_at__isnull=False, claimed_by="").count() == 3
 
 
 def test_the_lease_on_one_event_covers_its_slowest_delivery(settings):

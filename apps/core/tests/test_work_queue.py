@@ -66,6 +66,52 @@ def test_only_the_holder_renews_and_records():
     assert work_queue.record(OrderEvent, event.pk, worker="w1", last_error="twice") is False
 
 
+class Clock:
+    """time.monotonic as work_queue reads it, moved by hand."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_batch_lease_covers_work_only_while_enough_of_it_is_left(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(work_queue.time, "monotonic", clock)
+    lease = work_queue.BatchLease(37)
+    # 27 s of work and the 5 s margin fit in the 37 s lease for the first 5 s after the claim.
+    assert lease.covers(27)
+    clock.now += 5.0
+    assert lease.covers(27)
+    clock.now += 0.01
+    assert not lease.covers(27)
+    assert lease.covers(20)
+
+
+def test_a_row_is_held_without_a_statement_while_the_claim_covers_its_work_then_renewed(
+    monkeypatch, django_assert_num_queries
+):
+    (event,) = add()
+    clock = Clock()
+    monkeypatch.setattr(work_queue.time, "monotonic", clock)
+    lease = work_queue.BatchLease(60)
+    work_queue.claim(due(), worker="w1", batch_size=1, lease_seconds=lease.seconds)
+    event.refresh_from_db()
+    claimed_until = event.available_at
+    with django_assert_num_queries(0):
+        assert work_queue.lease_hold(OrderEvent, event.pk, worker="w1", lease=lease, work_seconds=30)
+
+    clock.now += 30  # 30 s of work no longer fits in what is left of the claim's 60 s
+    with django_assert_num_queries(1):
+        assert work_queue.lease_hold(OrderEvent, event.pk, worker="w1", lease=lease, work_seconds=30)
+    event.refresh_from_db()
+    assert event.available_at >= claimed_until  # renewed from the database's now
+
+    OrderEvent.objects.filter(pk=event.pk).update(claimed_by="w2")  # the lease ran out and w2 took it
+    assert not work_queue.lease_hold(OrderEvent, event.pk, worker="w1", lease=lease, work_seconds=30)
+
+
 def test_released_rows_are_due_again_at_once():
     events = add(2)
     ids = work_queue.claim(due(), worker="w1", batch_size=2, lease_seconds=600)

@@ -4,8 +4,10 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.db.models.functions import Now
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.notifications import services
@@ -143,6 +145,16 @@ def test_the_stop_signal_is_looked_at_before_each_email():
     report = send_due(should_stop=lambda: len(mail.outbox) >= 1)
     assert (report.sent, report.released, report.interrupted) == (1, 2, True)
     assert EmailDelivery.objects.filter(status="pending", claimed_by="").count() == 2
+
+
+def test_emails_sent_while_the_claims_lease_covers_a_send_renew_no_lease():
+    _events(3)
+    with CaptureQueriesContext(connection) as captured:
+        report = send_due()
+    assert report.sent == 3
+    updates = [query["sql"] for query in captured.captured_queries if query["sql"].startswith("UPDATE")]
+    # The claim's lease of the three, then each one's record: no lease renewed one by one.
+    assert len(updates) == 4, updates
 
 
 def test_a_worker_whose_lease_passed_to_another_does_not_record():
