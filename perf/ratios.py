@@ -548,12 +548,14 @@ def round_ratios(result: dict, name: str, ceiling: str) -> list[float]:
     ]
 
 
-def described(ratios: list[float]) -> str:
-    """The median of the rounds' ratios, with each round's beside it when there is more than one."""
-    median = statistics.median(ratios)
-    if len(ratios) == 1:
-        return f"{median:.3f}"
-    return f"{median:.3f} (median of {len(ratios)} rounds: {', '.join(f'{ratio:.3f}' for ratio in ratios)})"
+def described(values: list[float], digits: int = 3) -> str:
+    """The median of the rounds' values (ratios unless told), with each round's beside it when there
+    is more than one."""
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f"{median:.{digits}f}"
+    each = ", ".join(f"{value:.{digits}f}" for value in values)
+    return f"{median:.{digits}f} (median of {len(values)} rounds: {each})"
 
 
 def failures(phases: dict[int, dict]) -> tuple[int, int]:
@@ -681,20 +683,15 @@ def delivered_cells(found: list[Delivered] | None) -> list[str]:
     """The cells of "The placement, delivered" for one database, each the median of the rounds."""
     if found is None:
         return ["—"] * 5
-
-    def median_of(values: list[float], digits: int) -> str:
-        text = f"{statistics.median(values):.{digits}f}"
-        return text if len(values) == 1 else f"{text} (rounds: {', '.join(f'{value:.{digits}f}' for value in values)})"
-
     never = [index + 1 for index, delivered in enumerate(found) if delivered.seconds is None]
     if never:
         late = f"not all delivered within {SETTLE_SECONDS:.0f} s in round " + ", ".join(map(str, never))
-        return [median_of([delivered.left for delivered in found], 0), late, late, late, late]
+        return [described([delivered.left for delivered in found], 0), late, late, late, late]
     return [
-        median_of([delivered.left for delivered in found], 0),
-        median_of([delivered.seconds for delivered in found], 1),
-        median_of([delivered.rate for delivered in found], 1),
-        median_of([delivered.ratio for delivered in found], 3),
+        described([delivered.left for delivered in found], 0),
+        described([delivered.seconds for delivered in found], 1),
+        described([delivered.rate for delivered in found], 1),
+        described([delivered.ratio for delivered in found]),
         f"{statistics.median(delivered.cpu_ms_during for delivered in found):.2f} during the phase, "
         f"{statistics.median(delivered.cpu_ms_with_delivery for delivered in found):.2f} with the delivery after it",
     ]

@@ -14,9 +14,9 @@ the events of a batch worked within its first seconds need no renewal), delivers
 transaction and records the attempt only while it still holds the event. It looks at its stop
 signal before each event, and stops the batch at the first delivery that got no answer at all (the
 consumer is down or hanging: the rest of the batch would only wait out the same timeouts);
-unreached events are released. A relay that dies
-mid-batch delays its rows only until their lease ends. Should a delivery outlive its lease anyway,
-the event can be delivered twice: consumers deduplicate by `event_id`, as at-least-once requires.
+unreached events are released. A relay that dies mid-batch delays its rows only until their lease
+ends. Should a delivery outlive its lease anyway, the event can be delivered twice: consumers
+deduplicate by `event_id`, as at-least-once requires.
 """
 
 from __future__ import annotations
